@@ -1,0 +1,3 @@
+from backupd.daemon import main
+
+main()

@@ -1,0 +1,70 @@
+"""Who is on the other end of a connection, and what they may call."""
+
+from __future__ import annotations
+
+import grp
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+
+from backupd.settings import Access
+
+_UCRED = struct.Struct("3i")
+
+
+class Level(StrEnum):
+    READ = "read"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Peer:
+    pid: int
+    uid: int
+    gid: int
+    groups: frozenset[int]
+    command: str
+
+
+def peer_of(sock: socket.socket) -> Peer:
+    """The peer's credentials as the kernel recorded them at connect (SO_PEERCRED)."""
+    pid, uid, gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    groups, command = _process_details(pid)
+    return Peer(pid=pid, uid=uid, gid=gid, groups=frozenset(groups | {gid}), command=command)
+
+
+def _process_details(pid: int) -> tuple[set[int], str]:
+    groups: set[int] = set()
+    command = ""
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as status:
+            for line in status:
+                if line.startswith("Name:"):
+                    command = line.split(":", 1)[1].strip()
+                elif line.startswith("Groups:"):
+                    groups = {int(group) for group in line.split(":", 1)[1].split()}
+    except OSError:
+        pass
+    return groups, command
+
+
+def allowed_levels(peer: Peer, access: Access) -> frozenset[Level]:
+    if peer.uid in (0, os.getuid()) or peer.uid in access.admin_uids or _in_groups(peer, access.admin_groups):
+        return frozenset({Level.READ, Level.ADMIN})
+    if access.read_uids is None and access.read_groups is None:
+        return frozenset({Level.READ})
+    if peer.uid in (access.read_uids or ()) or _in_groups(peer, access.read_groups or ()):
+        return frozenset({Level.READ})
+    return frozenset()
+
+
+def _in_groups(peer: Peer, names: tuple[str, ...]) -> bool:
+    for name in names:
+        try:
+            if grp.getgrnam(name).gr_gid in peer.groups:
+                return True
+        except KeyError:
+            continue
+    return False

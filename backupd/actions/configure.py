@@ -1,0 +1,40 @@
+"""Configure: connect to an existing repository, or create a new one, and adopt it."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from backupctl.protocol import ErrorCode, RpcError
+from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
+from backupd.borg import commands
+from backupd.config import BackupConfig, config_from_params
+from backupd.jobs import Job, ReportProgress
+from backupd.service import Service
+
+
+async def configure(service: Service, params: dict[str, Any]) -> dict[str, Any]:
+    config = config_from_params(params, service.settings.defaults)
+    job = service.jobs.start("configure", "manual", partial(_connect, service, config))
+    await service.jobs.wait(job)
+    if job.error is not None:
+        raise RpcError.from_wire(job.error)
+    return job.result
+
+
+async def _connect(service: Service, config: BackupConfig, job: Job, report: ReportProgress) -> dict[str, Any]:
+    report({"step": "connecting", "repository": config.repository})
+    async with service.repository_lock:
+        created = False
+        try:
+            facts = await read_repository(service, config)
+        except RpcError as error:
+            if error.code != ErrorCode.REPOSITORY_NOT_FOUND:
+                raise
+            report({"step": "creating", "repository": config.repository})
+            await service.borg(commands.init(config.repository, config.encryption), config=config)
+            created = True
+            facts = EMPTY_REPOSITORY
+    await service.save_config(config)
+    await service.update_repository(**facts, problem=None)
+    return {"created": created, "snapshot_count": service.repository.snapshot_count}

@@ -1,0 +1,121 @@
+"""Snapshot: one `borg create` of the configured sources, with progress and an updated overview."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any
+
+import trio
+
+from backupctl.protocol import RpcError
+from backupd.actions.repository import archive_entry, stored_size, summary_from_archive
+from backupd.borg import commands
+from backupd.borg.runner import ArchiveProgress, BorgEvent, LogMessage
+from backupd.jobs import Job, ReportProgress
+from backupd.service import Service
+
+HEARTBEAT_INTERVAL = 1.0
+MAX_WARNINGS = 20
+
+
+def archive_prefix(hostname: str | None) -> str:
+    """Names of this box's archives start with its host name, so they can be told apart."""
+    host = re.sub(r"[^A-Za-z0-9._-]+", "-", hostname or socket.gethostname()).strip("-.")
+    return f"{host or 'edgebox'}-"
+
+
+def archive_name(prefix: str, now: float) -> str:
+    """Prefix and UTC time: names of one box sort by the time they were taken."""
+    return prefix + datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def start_snapshot(service: Service, trigger: str) -> Job:
+    """Start a snapshot, or return the one already running."""
+    service.require_config()
+    running = service.jobs.current
+    if running is not None and running.kind == "snapshot":
+        return running
+    return service.jobs.start("snapshot", trigger, partial(_take_snapshot, service))
+
+
+class ProgressEstimate:
+    """Percent and ETA of a snapshot, measured against the previous snapshot's original size."""
+
+    def __init__(self, expected_size: int | None) -> None:
+        self.expected_size = expected_size or None
+        self.started = trio.current_time()
+        self.latest: dict[str, Any] = {"files": 0, "original_size": 0, "deduplicated_size": 0, "path": None}
+
+    def update(self, event: ArchiveProgress) -> dict[str, Any]:
+        self.latest = {
+            "files": event.nfiles,
+            "original_size": event.original_size,
+            "deduplicated_size": event.deduplicated_size,
+            "path": event.path or self.latest["path"],
+        }
+        return self.current()
+
+    def current(self) -> dict[str, Any]:
+        elapsed = trio.current_time() - self.started
+        progress = dict(self.latest, elapsed=round(elapsed, 1), percent=None, eta=None)
+        done = self.latest["original_size"]
+        if self.expected_size and done:
+            fraction = min(done / self.expected_size, 0.99)
+            progress["percent"] = round(fraction * 100, 1)
+            progress["eta"] = round(elapsed * (1 - fraction) / fraction, 1)
+        return progress
+
+
+async def _take_snapshot(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
+    config = service.require_config()
+    previous = service.repository.last_snapshot
+    name = archive_name(archive_prefix(service.settings.hostname), time.time())
+    if previous is not None and previous.name == name:
+        await trio.sleep(1)
+        name = archive_name(archive_prefix(service.settings.hostname), time.time())
+    estimate = ProgressEstimate(previous.original_size if previous else None)
+    warnings: list[str] = []
+
+    def on_event(event: BorgEvent) -> None:
+        if isinstance(event, ArchiveProgress) and not event.finished:
+            report(estimate.update(event))
+        elif isinstance(event, LogMessage) and event.levelname in ("WARNING", "ERROR"):
+            if len(warnings) < MAX_WARNINGS:
+                warnings.append(event.message)
+
+    report(estimate.current())
+    service.activity = "taking a snapshot"
+    command = commands.create(config.repository, name, config.sources, config.exclude, config.compression)
+    try:
+        async with service.repository_lock, trio.open_nursery() as nursery:
+            nursery.start_soon(_heartbeat, estimate, report)
+            result = await service.borg(command, on_event=on_event)
+            nursery.cancel_scope.cancel()
+    except RpcError as error:
+        await service.update_repository(problem=service.problem_from(error.code, error.message, "snapshot"))
+        raise
+    finally:
+        service.activity = "idle"
+    borg_json = result.json or {}
+    archive = borg_json.get("archive", {})
+    summary = summary_from_archive(archive)
+    await service.update_repository(
+        archives=(*service.repository.archives, archive_entry(archive)),
+        last_snapshot=summary,
+        total_size=stored_size(borg_json),
+        file_count=summary.files,
+        problem=None,
+    )
+    return {"snapshot": asdict(summary), "warnings": warnings}
+
+
+async def _heartbeat(estimate: ProgressEstimate, report: ReportProgress) -> None:
+    """Borg is silent while it opens the cache or commits: progress still ticks every second."""
+    while True:
+        await trio.sleep(HEARTBEAT_INTERVAL)
+        report(estimate.current())

@@ -1,0 +1,116 @@
+"""The method table: each method's handler, access level and declared params."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from backupctl.protocol import API_VERSION, ErrorCode, Request, RpcError
+from backupd.access import Level, Peer, allowed_levels
+from backupd.actions.configure import configure
+from backupd.actions.snapshot import start_snapshot
+from backupd.config import CONFIGURE_PARAMS, unconfigured_view
+from backupd.errors import invalid_params
+from backupd.jobs import HISTORY_LIMIT
+from backupd.params import Param, check_params
+from backupd.service import Service
+
+DEFAULT_JOBS_LIMIT = 20
+
+
+@dataclass
+class Call:
+    service: Service
+    params: dict[str, Any]
+    peer: Peer
+    subscribe: Callable[[], None] = field(repr=False)
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Method:
+    handler: Handler
+    access: Level
+    params: tuple[Param, ...] = ()
+
+
+def daemon_version() -> str:
+    try:
+        return version("backupd")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+async def ping(call: Call) -> dict[str, Any]:
+    return {"version": daemon_version(), "api": API_VERSION}
+
+
+async def status(call: Call) -> dict[str, Any]:
+    return call.service.overview()
+
+
+async def show_config(call: Call) -> dict[str, Any]:
+    config = call.service.config
+    return config.public() if config else unconfigured_view(call.service.settings.defaults)
+
+
+async def configure_repository(call: Call) -> dict[str, Any]:
+    return await configure(call.service, call.params)
+
+
+async def snapshot(call: Call) -> dict[str, Any]:
+    job = start_snapshot(call.service, "manual")
+    if call.params.get("wait", False):
+        await call.service.jobs.wait(job)
+    return job.to_record()
+
+
+async def snapshots(call: Call) -> list[dict[str, Any]]:
+    call.service.require_config()
+    archives = sorted(call.service.repository.archives, key=lambda archive: archive.time, reverse=True)
+    return [{"name": archive.name, "id": archive.id, "time": archive.time} for archive in archives]
+
+
+async def jobs(call: Call) -> list[dict[str, Any]]:
+    limit = call.params.get("limit", DEFAULT_JOBS_LIMIT)
+    if not 1 <= limit <= HISTORY_LIMIT:
+        raise invalid_params("limit", f"limit must be between 1 and {HISTORY_LIMIT}")
+    return [job.to_record() for job in call.service.jobs.recent(limit)]
+
+
+async def cancel(call: Call) -> dict[str, Any]:
+    call.service.jobs.cancel(call.params["job"])
+    return {}
+
+
+async def subscribe(call: Call) -> dict[str, Any]:
+    call.subscribe()
+    return {}
+
+
+METHODS: dict[str, Method] = {
+    "ping": Method(ping, Level.READ),
+    "status": Method(status, Level.READ),
+    "config": Method(show_config, Level.READ),
+    "configure": Method(configure_repository, Level.ADMIN, CONFIGURE_PARAMS),
+    "snapshot": Method(snapshot, Level.ADMIN, (Param("wait", bool),)),
+    "snapshots": Method(snapshots, Level.READ),
+    "jobs": Method(jobs, Level.READ, (Param("limit", int),)),
+    "cancel": Method(cancel, Level.ADMIN, (Param("job", str, required=True),)),
+    "subscribe": Method(subscribe, Level.READ),
+}
+
+
+async def dispatch(service: Service, request: Request, peer: Peer, subscribe_connection: Callable[[], None]) -> Any:
+    """Run one request and return its result, or raise RpcError."""
+    method = METHODS.get(request.method)
+    if method is None:
+        raise RpcError(ErrorCode.METHOD_NOT_FOUND, f"No method named {request.method!r}")
+    if method.access not in allowed_levels(peer, service.settings.access):
+        raise RpcError(ErrorCode.FORBIDDEN, f"{request.method} is not allowed for uid {peer.uid}")
+    check_params(request.params, method.params)
+    return await method.handler(Call(service, request.params, peer, subscribe_connection))

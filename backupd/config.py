@@ -1,0 +1,168 @@
+"""The backup configuration: which repository, which data, how often, how much to keep."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from backupd.errors import invalid_params
+from backupd.params import Param
+from backupd.settings import DEFAULT_KEEP, Defaults
+
+SCHEDULES = ("hourly", "daily", "weekly", "manual")
+ENCRYPTIONS = (
+    "repokey-blake2",
+    "repokey",
+    "keyfile-blake2",
+    "keyfile",
+    "authenticated-blake2",
+    "authenticated",
+    "none",
+)
+_COMPRESSION = re.compile(r"^(none|lz4|(zstd|zlib|lzma)(,\d{1,2})?|(auto|obfuscate),.+)$")
+_SSH_LOCATION = re.compile(r"^ssh://[^\s/]+(:\d+)?/.+$")
+_SCP_LOCATION = re.compile(r"^[^\s/:@-][^\s/:@]*@[^\s/:]+:.+$")
+
+CONFIGURE_PARAMS = (
+    Param("repository", str, required=True),
+    Param("passphrase", str, required=True),
+    Param("sources", list, item_kind=str),
+    Param("exclude", list, item_kind=str),
+    Param("schedule", str),
+    Param("keep", dict, item_kind=int),
+    Param("encryption", str),
+    Param("compression", str),
+)
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    repository: str
+    passphrase: str = field(repr=False)
+    sources: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    schedule: str = "hourly"
+    keep: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_KEEP))
+    encryption: str = "repokey-blake2"
+    compression: str = "lz4"
+
+    def public(self) -> dict[str, Any]:
+        """Everything a client may see: the passphrase is only said to be set."""
+        view = self.to_record()
+        view.pop("passphrase")
+        view["passphrase_set"] = bool(self.passphrase)
+        return view
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["sources"] = list(self.sources)
+        record["exclude"] = list(self.exclude)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> BackupConfig:
+        return cls(
+            repository=record["repository"],
+            passphrase=record["passphrase"],
+            sources=tuple(record["sources"]),
+            exclude=tuple(record.get("exclude", ())),
+            schedule=record.get("schedule", "hourly"),
+            keep=dict(record.get("keep", DEFAULT_KEEP)),
+            encryption=record.get("encryption", "repokey-blake2"),
+            compression=record.get("compression", "lz4"),
+        )
+
+
+def unconfigured_view(defaults: Defaults) -> dict[str, Any]:
+    """What `config` shows before configure: the defaults a configure would start from."""
+    return {
+        "repository": None,
+        "passphrase_set": False,
+        "sources": list(defaults.sources),
+        "exclude": list(defaults.exclude),
+        "schedule": defaults.schedule,
+        "keep": dict(defaults.keep),
+        "encryption": defaults.encryption,
+        "compression": defaults.compression,
+    }
+
+
+def config_from_params(params: dict[str, Any], defaults: Defaults) -> BackupConfig:
+    """Validate the values of `configure` options (already checked against CONFIGURE_PARAMS),
+    filling what is missing from the defaults."""
+    config = BackupConfig(
+        repository=_repository(params["repository"]),
+        passphrase=_passphrase(params["passphrase"]),
+        sources=_sources(params.get("sources", list(defaults.sources))),
+        exclude=_exclude(params.get("exclude", list(defaults.exclude))),
+        schedule=_one_of("schedule", params.get("schedule", defaults.schedule), SCHEDULES),
+        keep=_keep(params.get("keep", defaults.keep)),
+        encryption=_one_of("encryption", params.get("encryption", defaults.encryption), ENCRYPTIONS),
+        compression=_compression(params.get("compression", defaults.compression)),
+    )
+    return config
+
+
+def _repository(location: str) -> str:
+    if not location or location != location.strip() or any(ch in location for ch in "\0\n\r"):
+        raise invalid_params("repository", "The repository location is empty or holds control characters")
+    if location.startswith("-") or "::" in location:
+        raise invalid_params("repository", f"{location!r} is not a repository location")
+    if os.path.isabs(location) or _SSH_LOCATION.match(location) or _SCP_LOCATION.match(location):
+        return location
+    raise invalid_params(
+        "repository",
+        f"{location!r} is not a repository location: use an absolute path, "
+        "ssh://user@host[:port]/path or user@host:path",
+    )
+
+
+def _passphrase(passphrase: str) -> str:
+    if not passphrase:
+        raise invalid_params("passphrase", "The passphrase must not be empty")
+    if "\n" in passphrase or "\0" in passphrase:
+        raise invalid_params("passphrase", "The passphrase must be one line of text")
+    return passphrase
+
+
+def _sources(sources: list[str]) -> tuple[str, ...]:
+    if not sources:
+        raise invalid_params("sources", "Name at least one folder or file to back up")
+    for source in sources:
+        if not os.path.isabs(source) or "\0" in source:
+            raise invalid_params("sources", f"Source {source!r} must be an absolute path")
+        if not os.path.lexists(source):
+            raise invalid_params("sources", f"Source {source} does not exist")
+    return tuple(os.path.normpath(source) for source in sources)
+
+
+def _exclude(patterns: list[str]) -> tuple[str, ...]:
+    for pattern in patterns:
+        if not pattern or "\0" in pattern or "\n" in pattern:
+            raise invalid_params("exclude", f"Exclude pattern {pattern!r} is empty or holds control characters")
+    return tuple(patterns)
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise invalid_params(name, f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _keep(keep: dict[str, int]) -> dict[str, int]:
+    for rule, count in keep.items():
+        if rule not in DEFAULT_KEEP:
+            raise invalid_params("keep", f"Unknown keep rule {rule!r}: use {', '.join(DEFAULT_KEEP)}")
+        if count < 0:
+            raise invalid_params("keep", f"keep.{rule} must not be negative")
+    merged = dict.fromkeys(DEFAULT_KEEP, 0)
+    merged.update(keep)
+    return merged
+
+
+def _compression(value: str) -> str:
+    if not _COMPRESSION.match(value):
+        raise invalid_params("compression", f"{value!r} is not a borg compression spec (lz4, zstd,3, ...)")
+    return value

@@ -1,0 +1,148 @@
+"""One exclusive job at a time: start, progress fan-out, cancel, wait, history."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import trio
+
+from backupctl.protocol import ErrorCode, RpcError
+from backupd.errors import busy, not_found
+from backupd.events import EventHub
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.25
+HISTORY_LIMIT = 200
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    trigger: str
+    started: float
+    state: str = JobState.RUNNING
+    finished: float | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["state"] = str(self.state)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Job:
+        return cls(**{name: record.get(name) for name in cls.__dataclass_fields__ if name in record})
+
+
+ReportProgress = Callable[[dict[str, Any]], None]
+JobWork = Callable[[Job, ReportProgress], Awaitable[Any]]
+JobChanged = Callable[[Job], Awaitable[None]]
+
+
+class JobRunner:
+    def __init__(self, hub: EventHub, history: list[Job], on_change: JobChanged) -> None:
+        self._hub = hub
+        self._history = history[:HISTORY_LIMIT]
+        self._on_change = on_change
+        self._nursery: trio.Nursery | None = None
+        self._done: dict[str, trio.Event] = {}
+        self._cancel_scopes: dict[str, trio.CancelScope] = {}
+        self._next_id = max((int(job.id) for job in self._history if job.id.isdigit()), default=0) + 1
+        self.current: Job | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def start(self, kind: str, trigger: str, work: JobWork) -> Job:
+        """Start work as a job now, or raise busy when another job runs."""
+        if self.current is not None:
+            raise busy(self.current.to_record())
+        assert self._nursery is not None, "JobRunner.run() must be started first"
+        job = Job(id=str(self._next_id), kind=kind, trigger=trigger, started=time.time())
+        self._next_id += 1
+        self.current = job
+        self._done[job.id] = trio.Event()
+        self._cancel_scopes[job.id] = trio.CancelScope()
+        self._history.insert(0, job)
+        del self._history[HISTORY_LIMIT:]
+        self._nursery.start_soon(self._run_job, job, work)
+        log.info("job %s started: %s (%s)", job.id, kind, trigger)
+        self._hub.publish("job.started", job.to_record())
+        return job
+
+    async def wait(self, job: Job) -> Job:
+        done = self._done.get(job.id)
+        if done is not None:
+            await done.wait()
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.find(job_id)
+        scope = self._cancel_scopes.get(job_id)
+        if scope is not None:
+            scope.cancel()
+        return job
+
+    def find(self, job_id: str) -> Job:
+        for job in self._history:
+            if job.id == job_id:
+                return job
+        raise not_found(f"job {job_id!r}")
+
+    def recent(self, limit: int) -> list[Job]:
+        return self._history[:limit]
+
+    async def _run_job(self, job: Job, work: JobWork) -> None:
+        last_published = -PROGRESS_INTERVAL
+
+        def report(progress: dict[str, Any]) -> None:
+            nonlocal last_published
+            job.progress = progress
+            now = trio.current_time()
+            if now - last_published >= PROGRESS_INTERVAL:
+                last_published = now
+                self._hub.publish("job.progress", job.to_record())
+
+        try:
+            with self._cancel_scopes[job.id]:
+                await self._on_change(job)
+                job.result = await work(job, report)
+                job.state = JobState.SUCCEEDED
+        except RpcError as error:
+            job.state = JobState.FAILED
+            job.error = error.to_wire()
+        except Exception:
+            log.exception("job %s (%s) failed on a bug", job.id, job.kind)
+            job.state = JobState.FAILED
+            job.error = RpcError(ErrorCode.INTERNAL, f"{job.kind} failed on an internal error").to_wire()
+        finally:
+            if job.state == JobState.RUNNING:
+                job.state = JobState.CANCELLED
+                job.error = RpcError(ErrorCode.CANCELLED, f"The {job.kind} was cancelled").to_wire()
+            job.finished = time.time()
+            self.current = None
+            with trio.CancelScope(shield=True):
+                await self._on_change(job)
+            log.info("job %s %s: %s", job.id, job.state, job.kind)
+            self._hub.publish("job.finished", job.to_record())
+            self._cancel_scopes.pop(job.id, None)
+            self._done.pop(job.id).set()

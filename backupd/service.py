@@ -1,0 +1,130 @@
+"""The daemon's state in one place: settings, configuration, repository facts, jobs, events."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import trio
+
+from backupd.borg.commands import BorgCommand
+from backupd.borg.runner import BorgEvent, BorgResult, run_borg
+from backupd.config import BackupConfig
+from backupd.errors import not_configured
+from backupd.events import EventHub
+from backupd.jobs import HISTORY_LIMIT, Job, JobRunner
+from backupd.settings import Settings
+from backupd.state import Problem, RepositoryState
+from backupd.store import Store
+
+log = logging.getLogger(__name__)
+
+CONFIG_DOCUMENT = "config"
+STATE_DOCUMENT = "state"
+JOBS_DOCUMENT = "jobs"
+
+
+class Service:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = EventHub()
+        self.config: BackupConfig | None = None
+        self.repository = RepositoryState()
+        self.repository_lock = trio.Lock()
+        history = [Job.from_record(record) for record in store.load(JOBS_DOCUMENT) or []]
+        self.jobs = JobRunner(self.hub, history, self._job_changed)
+        self.activity = "starting"
+
+    def load(self) -> None:
+        """Read configuration and state persisted by an earlier run."""
+        config = self.store.load(CONFIG_DOCUMENT)
+        self.config = BackupConfig.from_record(config) if config else None
+        state = self.store.load(STATE_DOCUMENT)
+        self.repository = RepositoryState.from_record(state) if state else RepositoryState()
+        for job in self.jobs.recent(1):
+            if job.state == "running":
+                job.state = "failed"
+                job.error = {"code": "internal", "message": "The daemon stopped while this job ran"}
+                job.finished = job.finished or time.time()
+
+    def require_config(self) -> BackupConfig:
+        if self.config is None:
+            raise not_configured()
+        return self.config
+
+    def overview(self) -> dict[str, Any]:
+        repository = self.repository
+        running = self.jobs.current
+        if self.config is None:
+            state = "unconfigured"
+        else:
+            state = "running" if running is not None else "idle"
+        last = repository.last_snapshot
+        return {
+            "state": state,
+            "repository": self.config.repository if self.config else None,
+            "automatic": bool(self.config and self.config.schedule != "manual"),
+            "next_run": None,
+            "last_snapshot": {
+                "name": last.name,
+                "time": last.time,
+                "duration": last.duration,
+                "files": last.files,
+                "original_size": last.original_size,
+                "deduplicated_size": last.deduplicated_size,
+            }
+            if last
+            else None,
+            "snapshot_count": repository.snapshot_count,
+            "total_size": repository.total_size,
+            "file_count": repository.file_count,
+            "problem": repository.problem.to_wire() if repository.problem else None,
+            "job": running.to_record() if running else None,
+        }
+
+    async def borg(
+        self,
+        command: BorgCommand,
+        config: BackupConfig | None = None,
+        on_event: Callable[[BorgEvent], None] | None = None,
+    ) -> BorgResult:
+        """Run one borg command against the configured (or the given) repository."""
+        config = config or self.require_config()
+        env = {"BORG_BASE_DIR": str(self.settings.borg_base_dir or self.settings.state_dir / "borg")}
+        return await run_borg(
+            command,
+            borg=self.settings.borg,
+            passphrase=config.passphrase,
+            on_event=on_event,
+            env=env,
+        )
+
+    async def update_repository(self, **changes: Any) -> None:
+        """Change what is known about the repository, persist it and tell subscribers."""
+        self.repository = replace(self.repository, **changes)
+        await self.store.save(STATE_DOCUMENT, self.repository.to_record())
+        self.publish_status()
+
+    def problem_from(self, code: str, message: str, operation: str) -> Problem:
+        current = self.repository.problem
+        since = current.since if current and current.code == code else time.time()
+        return Problem(code=code, message=message, since=since, operation=operation)
+
+    async def save_config(self, config: BackupConfig | None) -> None:
+        self.config = config
+        if config is None:
+            await trio.to_thread.run_sync(self.store.delete, CONFIG_DOCUMENT)
+        else:
+            await self.store.save(CONFIG_DOCUMENT, config.to_record())
+
+    def publish_status(self) -> None:
+        self.hub.publish("status.changed", self.overview())
+
+    async def _job_changed(self, job: Job) -> None:
+        await self.store.save(JOBS_DOCUMENT, [job.to_record() for job in self.jobs.recent(HISTORY_LIMIT)])
+        self.publish_status()
+

@@ -1,0 +1,156 @@
+"""Operator settings: a TOML file the daemon only reads. Every key is optional."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backupctl.protocol import DEFAULT_SOCKET
+
+DEFAULT_SETTINGS_FILE = Path("/etc/backupd/backupd.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/backupd")
+DEFAULT_KEEP = {"hourly": 24, "daily": 7, "weekly": 4, "monthly": 6, "yearly": 0}
+
+
+class SettingsError(Exception):
+    """The settings file cannot be read or holds a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What a fresh or reset configuration starts from."""
+
+    sources: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    schedule: str = "hourly"
+    keep: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_KEEP))
+    encryption: str = "repokey-blake2"
+    compression: str = "lz4"
+
+
+@dataclass(frozen=True)
+class Access:
+    admin_uids: tuple[int, ...] = ()
+    admin_groups: tuple[str, ...] = ()
+    read_uids: tuple[int, ...] | None = None
+    read_groups: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    socket: Path = Path(DEFAULT_SOCKET)
+    state_dir: Path = DEFAULT_STATE_DIR
+    borg: tuple[str, ...] = (sys.executable, "-m", "borg")
+    borg_base_dir: Path | None = None
+    hostname: str | None = None
+    defaults: Defaults = field(default_factory=Defaults)
+    access: Access = field(default_factory=Access)
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read settings from path; a missing default file means all defaults."""
+    if path is None:
+        if not DEFAULT_SETTINGS_FILE.exists():
+            return Settings()
+        path = DEFAULT_SETTINGS_FILE
+    try:
+        with open(path, "rb") as file:
+            raw = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise SettingsError(f"cannot read settings {path}: {error}") from None
+    return parse_settings(raw, base=path.parent)
+
+
+def parse_settings(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
+    reader = _Reader(raw, "")
+    settings = Settings(
+        socket=_path(reader.get("socket", str, DEFAULT_SOCKET), base),
+        state_dir=_path(reader.get("state_dir", str, str(DEFAULT_STATE_DIR)), base),
+        borg=_borg_command(reader.get("borg", (str, list), None)),
+        borg_base_dir=_optional_path(reader.get("borg_base_dir", str, None), base),
+        hostname=reader.get("hostname", str, None),
+        defaults=_defaults(reader.section("defaults")),
+        access=_access(reader.section("access")),
+    )
+    reader.reject_unknown()
+    return settings
+
+
+def _defaults(reader: _Reader) -> Defaults:
+    keep = reader.section("keep")
+    defaults = Defaults(
+        sources=tuple(reader.get_list("sources", ())),
+        exclude=tuple(reader.get_list("exclude", ())),
+        schedule=reader.get("schedule", str, "hourly"),
+        keep={name: keep.get(name, int, default) for name, default in DEFAULT_KEEP.items()},
+        encryption=reader.get("encryption", str, "repokey-blake2"),
+        compression=reader.get("compression", str, "lz4"),
+    )
+    keep.reject_unknown()
+    reader.reject_unknown()
+    return defaults
+
+
+def _access(reader: _Reader) -> Access:
+    read_uids = reader.get("read_uids", list, None)
+    read_groups = reader.get("read_groups", list, None)
+    access = Access(
+        admin_uids=tuple(reader.get("admin_uids", list, [])),
+        admin_groups=tuple(reader.get_list("admin_groups", ())),
+        read_uids=tuple(read_uids) if read_uids is not None else None,
+        read_groups=tuple(read_groups) if read_groups is not None else None,
+    )
+    reader.reject_unknown()
+    return access
+
+
+def _borg_command(value: str | list[Any] | None) -> tuple[str, ...]:
+    if value is None:
+        return Settings.borg
+    command = (value,) if isinstance(value, str) else tuple(value)
+    if not command or not all(isinstance(part, str) and part for part in command):
+        raise SettingsError("'borg' must be a command: a string or a list of strings")
+    return command
+
+
+def _path(value: str, base: Path) -> Path:
+    return (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+
+
+def _optional_path(value: str | None, base: Path) -> Path | None:
+    return None if value is None else _path(value, base)
+
+
+class _Reader:
+    """Typed access to one TOML table, remembering which keys were read."""
+
+    def __init__(self, table: dict[str, Any], where: str) -> None:
+        self.table = table
+        self.where = where
+        self.seen: set[str] = set()
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.seen.add(key)
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+            raise SettingsError(f"setting '{self.where}{key}' has the wrong type")
+        return value
+
+    def get_list(self, key: str, default: tuple[str, ...]) -> list[str]:
+        value = self.get(key, list, list(default))
+        if not all(isinstance(item, str) for item in value):
+            raise SettingsError(f"setting '{self.where}{key}' must be a list of strings")
+        return value
+
+    def section(self, key: str) -> _Reader:
+        return _Reader(self.get(key, dict, {}), f"{self.where}{key}.")
+
+    def reject_unknown(self) -> None:
+        unknown = sorted(set(self.table) - self.seen)
+        if unknown:
+            raise SettingsError(f"unknown setting '{self.where}{unknown[0]}'")

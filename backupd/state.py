@@ -1,0 +1,74 @@
+"""What the daemon knows about its repository, kept in memory and persisted as state.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SnapshotSummary:
+    name: str
+    time: float
+    duration: float
+    files: int
+    original_size: int
+    deduplicated_size: int
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SnapshotSummary:
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    name: str
+    id: str
+    time: float
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ArchiveEntry:
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    message: str
+    since: float
+    operation: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "since": self.since}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Problem:
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class RepositoryState:
+    archives: tuple[ArchiveEntry, ...] = ()
+    last_snapshot: SnapshotSummary | None = None
+    total_size: int = 0
+    file_count: int = 0
+    problem: Problem | None = None
+
+    @property
+    def snapshot_count(self) -> int:
+        return len(self.archives)
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RepositoryState:
+        last = record.get("last_snapshot")
+        problem = record.get("problem")
+        return cls(
+            archives=tuple(ArchiveEntry.from_record(entry) for entry in record.get("archives", ())),
+            last_snapshot=SnapshotSummary.from_record(last) if last else None,
+            total_size=record.get("total_size", 0),
+            file_count=record.get("file_count", 0),
+            problem=Problem.from_record(problem) if problem else None,
+        )

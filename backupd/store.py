@@ -1,0 +1,85 @@
+"""Private, atomic persistence of JSON documents in the state folder.
+
+Each document is one file, mode 0600, in a folder of mode 0700. A write goes to a fresh
+temporary file created with that mode, is synced, renamed over the old file, and the
+folder is synced, so a crash leaves either the old document or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import trio
+
+
+class StoreError(Exception):
+    """The state folder or one of its files cannot be used safely."""
+
+
+class Store:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._save_lock = trio.Lock()
+
+    def open(self) -> None:
+        """Create the folder if needed and refuse one that others can read."""
+        try:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            mode = stat.S_IMODE(self.folder.stat().st_mode)
+        except OSError as error:
+            raise StoreError(f"cannot use state folder {self.folder}: {error}") from None
+        if mode & 0o077:
+            raise StoreError(
+                f"state folder {self.folder} is open to other users (mode {mode:o}); make it 0700"
+            )
+        for path in self.folder.glob("*.json"):
+            file_mode = stat.S_IMODE(path.stat().st_mode)
+            if file_mode & 0o077:
+                raise StoreError(f"state file {path} is open to other users (mode {file_mode:o})")
+
+    def load(self, name: str) -> Any | None:
+        path = self._path(name)
+        try:
+            with open(path, encoding="utf-8") as file:
+                return json.load(file)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            raise StoreError(f"cannot read {path}: {error}") from None
+
+    def write(self, name: str, document: Any) -> None:
+        data = json.dumps(document, separators=(",", ":")).encode("utf-8")
+        path = self._path(name)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+        self._sync_folder()
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
+        self._sync_folder()
+
+    async def save(self, name: str, document: Any) -> None:
+        """write() off the event loop, one save at a time so the last one wins."""
+        async with self._save_lock:
+            await trio.to_thread.run_sync(self.write, name, document)
+
+    def _path(self, name: str) -> Path:
+        return self.folder / f"{name}.json"
+
+    def _sync_folder(self) -> None:
+        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

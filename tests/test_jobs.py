@@ -1,0 +1,110 @@
+import pytest
+import trio
+
+from backupctl.protocol import ErrorCode, RpcError
+from backupd.events import EventHub
+from backupd.jobs import Job, JobRunner
+
+
+class Recorder:
+    def __init__(self):
+        self.saved: list[tuple[str, str]] = []
+
+    async def __call__(self, job: Job) -> None:
+        self.saved.append((job.id, str(job.state)))
+
+
+async def start_runner(nursery, history=()):
+    hub = EventHub()
+    subscriber = hub.subscribe()
+    recorder = Recorder()
+    runner = JobRunner(hub, list(history), recorder)
+    await nursery.start(runner.run)
+    return runner, subscriber, recorder
+
+
+async def test_a_job_runs_reports_and_is_recorded(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        runner, subscriber, recorder = await start_runner(nursery)
+
+        async def work(job, report):
+            for files in range(1, 11):
+                report({"files": files})
+                await trio.sleep(0.1)
+            return {"done": True}
+
+        job = runner.start("snapshot", "manual", work)
+        await runner.wait(job)
+        nursery.cancel_scope.cancel()
+    assert job.state == "succeeded" and job.result == {"done": True} and job.progress == {"files": 10}
+    assert job.finished >= job.started
+    assert recorder.saved == [("1", "running"), ("1", "succeeded")]
+    methods = [n.method for n in await subscriber.next_batch()]
+    assert methods[0] == "job.started" and methods[-1] == "job.finished"
+    assert 1 <= methods.count("job.progress") <= 5
+
+
+async def test_one_job_at_a_time():
+    async with trio.open_nursery() as nursery:
+        runner, _, _ = await start_runner(nursery)
+        gate = trio.Event()
+
+        async def work(job, report):
+            await gate.wait()
+
+        first = runner.start("snapshot", "manual", work)
+        with pytest.raises(RpcError) as raised:
+            runner.start("restore", "manual", work)
+        assert raised.value.code == ErrorCode.BUSY and raised.value.data["job"]["id"] == first.id
+        gate.set()
+        await runner.wait(first)
+        second = runner.start("restore", "manual", work)
+        await runner.wait(second)
+        nursery.cancel_scope.cancel()
+    assert [job.id for job in runner.recent(10)] == ["2", "1"]
+
+
+async def test_failures_and_cancellation_are_recorded():
+    async with trio.open_nursery() as nursery:
+        runner, _, _ = await start_runner(nursery)
+
+        async def fails(job, report):
+            raise RpcError(ErrorCode.REPOSITORY_LOCKED, "locked")
+
+        async def crashes(job, report):
+            raise ZeroDivisionError
+
+        async def hangs(job, report):
+            await trio.sleep_forever()
+
+        failed = runner.start("snapshot", "manual", fails)
+        await runner.wait(failed)
+        crashed = runner.start("snapshot", "manual", crashes)
+        await runner.wait(crashed)
+        hung = runner.start("snapshot", "manual", hangs)
+        await trio.sleep(0)
+        runner.cancel(hung.id)
+        await runner.wait(hung)
+        nursery.cancel_scope.cancel()
+    assert (failed.state, failed.error["code"]) == ("failed", "repository_locked")
+    assert (crashed.state, crashed.error["code"]) == ("failed", "internal")
+    assert (hung.state, hung.error["code"]) == ("cancelled", "cancelled")
+    assert runner.current is None
+
+
+async def test_ids_continue_after_history_and_unknown_ids_are_not_found():
+    old = Job(id="41", kind="snapshot", trigger="manual", started=1.0, state="succeeded", finished=2.0)
+    async with trio.open_nursery() as nursery:
+        runner, _, _ = await start_runner(nursery, [old])
+
+        async def work(job, report):
+            return None
+
+        job = runner.start("snapshot", "manual", work)
+        await runner.wait(job)
+        nursery.cancel_scope.cancel()
+    assert job.id == "42"
+    with pytest.raises(RpcError) as raised:
+        runner.cancel("nope")
+    assert raised.value.code == ErrorCode.NOT_FOUND
+    assert Job.from_record(old.to_record()) == old

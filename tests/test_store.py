@@ -1,0 +1,62 @@
+import os
+import stat
+
+import pytest
+
+from backupd.store import Store, StoreError
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_documents_are_private_and_round_trip(tmp_path):
+    store = Store(tmp_path / "state")
+    store.open()
+    store.write("config", {"passphrase": "p", "n": 1})
+    assert store.load("config") == {"passphrase": "p", "n": 1}
+    assert mode(tmp_path / "state") == 0o700
+    assert mode(tmp_path / "state" / "config.json") == 0o600
+    assert store.load("missing") is None
+
+
+def test_a_write_replaces_the_whole_document_and_leaves_no_temporary_file(tmp_path):
+    store = Store(tmp_path)
+    os.chmod(tmp_path, 0o700)
+    store.open()
+    store.write("state", {"a": 1})
+    store.write("state", {"b": 2})
+    assert store.load("state") == {"b": 2}
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]
+
+
+def test_refuses_a_folder_others_can_read(tmp_path):
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    with pytest.raises(StoreError, match="open to other users"):
+        Store(folder).open()
+
+
+def test_refuses_a_readable_state_file(tmp_path):
+    store = Store(tmp_path / "state")
+    store.open()
+    store.write("config", {})
+    os.chmod(tmp_path / "state" / "config.json", 0o644)
+    with pytest.raises(StoreError, match="config.json"):
+        store.open()
+
+
+def test_corrupt_document_is_a_store_error(tmp_path):
+    store = Store(tmp_path / "state")
+    store.open()
+    (tmp_path / "state" / "state.json").write_text("{not json")
+    with pytest.raises(StoreError, match="cannot read"):
+        store.load("state")
+
+
+async def test_save_writes_off_the_event_loop(tmp_path):
+    store = Store(tmp_path / "state")
+    store.open()
+    await store.save("jobs", [{"id": "1"}])
+    assert store.load("jobs") == [{"id": "1"}]
