@@ -114,3 +114,14 @@ def configured_daemon(daemon: DaemonProcess, repository: Path, sample_data: Path
         client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
                                   "sources": [str(sample_data)]})
     return daemon
+
+
+@pytest.fixture(scope="session")
+def large_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 200 MB of incompressible files: a snapshot of it takes a few seconds."""
+    root = tmp_path_factory.mktemp("large") / "data"
+    root.mkdir()
+    for index in range(40):
+        (root / f"blob{index:02d}.bin").write_bytes(os.urandom(5 * 1024 * 1024))
+    os.sync()
+    return root

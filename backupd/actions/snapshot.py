@@ -18,6 +18,7 @@ from backupd.borg import commands
 from backupd.borg.runner import ArchiveProgress, BorgEvent, LogMessage
 from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
+from backupd.state import SnapshotSummary
 
 HEARTBEAT_INTERVAL = 1.0
 MAX_WARNINGS = 20
@@ -59,6 +60,15 @@ class ProgressEstimate:
             "path": event.path or self.latest["path"],
         }
         return self.current()
+
+    def finished(self, summary: SnapshotSummary) -> dict[str, Any]:
+        self.latest = {
+            "files": summary.files,
+            "original_size": summary.original_size,
+            "deduplicated_size": summary.deduplicated_size,
+            "path": None,
+        }
+        return dict(self.latest, elapsed=round(trio.current_time() - self.started, 1), percent=100.0, eta=0.0)
 
     def current(self) -> dict[str, Any]:
         elapsed = trio.current_time() - self.started
@@ -104,6 +114,7 @@ async def _take_snapshot(service: Service, job: Job, report: ReportProgress) -> 
     borg_json = result.json or {}
     archive = borg_json.get("archive", {})
     summary = summary_from_archive(archive)
+    report(estimate.finished(summary))
     await service.update_repository(
         archives=(*service.repository.archives, archive_entry(archive)),
         last_snapshot=summary,
