@@ -1,0 +1,137 @@
+import pytest
+
+from backupd.borg import commands
+from backupd.borg.commands import BorgCommand
+
+
+def test_init() -> None:
+    assert commands.init("/srv/repo", "repokey-blake2") == BorgCommand(
+        ("init", "--encryption=repokey-blake2", "--log-json", "--", "/srv/repo"),
+        json_output=False,
+        repository="/srv/repo",
+    )
+
+
+def test_init_unencrypted_remote() -> None:
+    command = commands.init("ssh://backup@host:22/./repo", "none")
+    assert command.args == ("init", "--encryption=none", "--log-json", "--", "ssh://backup@host:22/./repo")
+
+
+def test_create() -> None:
+    command = commands.create(
+        "/srv/repo",
+        "box-2024-05-01T10:00:00",
+        ["/home", "/etc"],
+        exclude=["*.tmp", "/home/*/.cache"],
+        compression="zstd,3",
+    )
+    assert command == BorgCommand(
+        (
+            "create",
+            "--log-json",
+            "--progress",
+            "--json",
+            "--compression=zstd,3",
+            "--exclude=*.tmp",
+            "--exclude=/home/*/.cache",
+            "--",
+            "/srv/repo::box-2024-05-01T10:00:00",
+            "/home",
+            "/etc",
+        ),
+        json_output=True,
+        repository="/srv/repo",
+    )
+
+
+def test_create_defaults_to_lz4_without_excludes() -> None:
+    assert commands.create("/r", "a", ["/data"]).args == (
+        "create", "--log-json", "--progress", "--json", "--compression=lz4", "--", "/r::a", "/data",
+    )
+
+
+def test_create_keeps_option_like_sources_and_patterns_positional_or_attached() -> None:
+    command = commands.create("/r", "a", ["-rf", "--help"], exclude=["-x"])
+    assert command.args[-5:] == ("--exclude=-x", "--", "/r::a", "-rf", "--help")
+
+
+def test_list_archives() -> None:
+    assert commands.list_archives("/srv/repo") == BorgCommand(
+        ("list", "--log-json", "--json", "--", "/srv/repo"), json_output=True, repository="/srv/repo"
+    )
+
+
+def test_list_archives_with_prefix() -> None:
+    assert commands.list_archives("/srv/repo", prefix="box-").args == (
+        "list", "--log-json", "--json", "--glob-archives=box-*", "--", "/srv/repo",
+    )
+
+
+def test_list_archives_prefix_is_literal() -> None:
+    args = commands.list_archives("/r", prefix="a*b?[c]{now}-").args
+    assert args[3] == "--glob-archives=a[*]b[?][[]c]{{now}}-*"
+
+
+def test_info_latest() -> None:
+    assert commands.info_latest("/srv/repo") == BorgCommand(
+        ("info", "--log-json", "--json", "--last=1", "--", "/srv/repo"), json_output=True, repository="/srv/repo"
+    )
+
+
+def test_break_lock() -> None:
+    assert commands.break_lock("/srv/repo") == BorgCommand(
+        ("break-lock", "--log-json", "--", "/srv/repo"), json_output=False, repository="/srv/repo"
+    )
+
+
+def test_placeholders_in_repository_and_archive_are_escaped() -> None:
+    command = commands.create("/srv/{hostname}", "snap-{now}", ["/data"])
+    assert "/srv/{{hostname}}::snap-{{now}}" in command.args
+    assert command.repository == "/srv/{hostname}"
+    assert commands.init("/srv/{x}", "none").args[-1] == "/srv/{{x}}"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda value: commands.init(value, "none"),
+        lambda value: commands.create(value, "archive", ["/data"]),
+        lambda value: commands.list_archives(value),
+        lambda value: commands.info_latest(value),
+        lambda value: commands.break_lock(value),
+    ],
+    ids=["init", "create", "list_archives", "info_latest", "break_lock"],
+)
+@pytest.mark.parametrize("repository", ["", "-x", "--remote-path=/bin/sh", "/r::a"])
+def test_rejects_bad_repository(build, repository: str) -> None:
+    with pytest.raises(ValueError):
+        build(repository)
+
+
+@pytest.mark.parametrize("archive", ["", "-x", "--checkpoint-interval=1", "a/b", "a::b"])
+def test_create_rejects_bad_archive(archive: str) -> None:
+    with pytest.raises(ValueError):
+        commands.create("/r", archive, ["/data"])
+
+
+@pytest.mark.parametrize("sources", [[], "/data", [""]])
+def test_create_rejects_bad_sources(sources) -> None:
+    with pytest.raises(ValueError):
+        commands.create("/r", "a", sources)
+
+
+def test_create_rejects_a_single_exclude_string() -> None:
+    with pytest.raises(ValueError):
+        commands.create("/r", "a", ["/data"], exclude="*.tmp")
+
+
+@pytest.mark.parametrize("build", [lambda: commands.init("/r", ""), lambda: commands.create("/r", "a", ["/d"], compression="")])
+def test_rejects_empty_option_values(build) -> None:
+    with pytest.raises(ValueError):
+        build()
+
+
+def test_commands_are_immutable() -> None:
+    command = commands.break_lock("/r")
+    with pytest.raises(AttributeError):
+        command.args = ()  # type: ignore[misc]
