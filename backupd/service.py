@@ -91,10 +91,11 @@ class Service:
         command: BorgCommand,
         config: BackupConfig | None = None,
         on_event: Callable[[BorgEvent], None] | None = None,
+        env: dict[str, str] | None = None,
     ) -> BorgResult:
         """Run one borg command against the configured (or the given) repository."""
         config = config or self.require_config()
-        env = {"BORG_BASE_DIR": str(self.settings.borg_base_dir or self.settings.state_dir / "borg")}
+        env = {"BORG_BASE_DIR": str(self.settings.borg_base_dir or self.settings.state_dir / "borg"), **(env or {})}
         return await run_borg(
             command,
             borg=self.settings.borg,

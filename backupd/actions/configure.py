@@ -27,7 +27,7 @@ async def _connect(service: Service, config: BackupConfig, job: Job, report: Rep
     async with service.repository_lock:
         created = False
         try:
-            facts = await read_repository(service, config)
+            facts = await read_repository(service, config, adopt=True)
         except RpcError as error:
             if error.code != ErrorCode.REPOSITORY_NOT_FOUND:
                 raise

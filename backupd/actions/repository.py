@@ -15,10 +15,16 @@ from backupd.state import ArchiveEntry, SnapshotSummary
 log = logging.getLogger(__name__)
 
 
-async def read_repository(service: Service, config: BackupConfig) -> dict[str, Any]:
+# Connecting on purpose to a repository this box has not seen at this location (a
+# reinstalled box, a moved repository) is how restore starts; borg would refuse it.
+ADOPT_REPOSITORY_ENV = {"BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes", "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}
+
+
+async def read_repository(service: Service, config: BackupConfig, adopt: bool = False) -> dict[str, Any]:
     """The repository facts of the overview, from `borg list` and `borg info --last 1`."""
-    listing = await service.borg(commands.list_archives(config.repository), config=config)
-    info = await service.borg(commands.info_latest(config.repository), config=config)
+    env = ADOPT_REPOSITORY_ENV if adopt else None
+    listing = await service.borg(commands.list_archives(config.repository), config=config, env=env)
+    info = await service.borg(commands.info_latest(config.repository), config=config, env=env)
     latest_archives = (info.json or {}).get("archives") or []
     latest = summary_from_archive(latest_archives[0]) if latest_archives else None
     return {
