@@ -9,9 +9,9 @@ from typing import Any
 
 from backupd.errors import invalid_params
 from backupd.params import Param
+from backupd.schedule import ScheduleError, parse_schedule
 from backupd.settings import DEFAULT_KEEP, Defaults
 
-SCHEDULES = ("hourly", "daily", "weekly", "manual")
 ENCRYPTIONS = (
     "repokey-blake2",
     "repokey",
@@ -97,7 +97,7 @@ def config_from_params(params: dict[str, Any], defaults: Defaults) -> BackupConf
         passphrase=_passphrase(params["passphrase"]),
         sources=_sources(params.get("sources", list(defaults.sources))),
         exclude=_exclude(params.get("exclude", list(defaults.exclude))),
-        schedule=_one_of("schedule", params.get("schedule", defaults.schedule), SCHEDULES),
+        schedule=_schedule(params.get("schedule", defaults.schedule)),
         keep=_keep(params.get("keep", defaults.keep)),
         encryption=_one_of("encryption", params.get("encryption", defaults.encryption), ENCRYPTIONS),
         compression=_compression(params.get("compression", defaults.compression)),
@@ -143,6 +143,14 @@ def _exclude(patterns: list[str]) -> tuple[str, ...]:
         if not pattern or "\0" in pattern or "\n" in pattern:
             raise invalid_params("exclude", f"Exclude pattern {pattern!r} is empty or holds control characters")
     return tuple(patterns)
+
+
+def _schedule(text: str) -> str:
+    try:
+        parse_schedule(text)
+    except ScheduleError as error:
+        raise invalid_params("schedule", str(error)) from None
+    return " ".join(text.split())
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 from dataclasses import replace
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import trio
 from backupd.actions.repository import refresh
 from backupd.api import dispatch
 from backupd.events import Subscriber
+from backupd.scheduler import Scheduler
 from backupd.server import Server, SocketInUse, bind_unix_socket
 from backupd.service import Service
 from backupd.settings import Settings, SettingsError, load_settings
@@ -77,6 +79,9 @@ async def run(settings: Settings) -> None:
             log.info("listening on %s", settings.socket)
             service.activity = "idle"
             notifier.ready(describe(service))
+            scheduler = Scheduler(service, service.clock, service.zone, settings.jitter)
+            service.config_listeners.append(scheduler.reschedule)
+            await nursery.start(scheduler.run)
             nursery.start_soon(report_status, service, notifier)
             nursery.start_soon(refresh, service)
             await stop_on_signal(nursery.cancel_scope, notifier)
@@ -112,7 +117,10 @@ def describe(service: Service) -> str:
     if job is not None:
         percent = job.progress.get("percent")
         return f"running {job.kind}" + (f" at {percent:.0f} %" if percent is not None else "")
-    problem = service.repository.problem
+    problem = service.problem()
     if problem is not None:
-        return f"{service.activity}; problem: {problem.message}"
+        return f"{service.activity}; problem: {problem['message']}"
+    if service.next_run is not None:
+        next_run = datetime.fromtimestamp(service.next_run, service.zone).strftime("%Y-%m-%d %H:%M")
+        return f"{service.activity}; next snapshot {next_run}"
     return service.activity

@@ -56,8 +56,11 @@ JobChanged = Callable[[Job], Awaitable[None]]
 
 
 class JobRunner:
-    def __init__(self, hub: EventHub, history: list[Job], on_change: JobChanged) -> None:
+    def __init__(
+        self, hub: EventHub, history: list[Job], on_change: JobChanged, now: Callable[[], float] = time.time
+    ) -> None:
         self._hub = hub
+        self._now = now
         self._history = history[:HISTORY_LIMIT]
         self._on_change = on_change
         self._nursery: trio.Nursery | None = None
@@ -77,7 +80,7 @@ class JobRunner:
         if self.current is not None:
             raise busy(self.current.to_record())
         assert self._nursery is not None, "JobRunner.run() must be started first"
-        job = Job(id=str(self._next_id), kind=kind, trigger=trigger, started=time.time())
+        job = Job(id=str(self._next_id), kind=kind, trigger=trigger, started=self._now())
         self._next_id += 1
         self.current = job
         self._done[job.id] = trio.Event()
@@ -138,7 +141,7 @@ class JobRunner:
             if job.state == JobState.RUNNING:
                 job.state = JobState.CANCELLED
                 job.error = RpcError(ErrorCode.CANCELLED, f"The {job.kind} was cancelled").to_wire()
-            job.finished = time.time()
+            job.finished = self._now()
             self.current = None
             with trio.CancelScope(shield=True):
                 await self._on_change(job)

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
+from datetime import datetime
 from typing import Any
 
 import trio
 
 from backupd.borg.commands import BorgCommand
 from backupd.borg.runner import BorgEvent, BorgResult, run_borg
+from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig
 from backupd.errors import not_configured
 from backupd.events import EventHub
 from backupd.jobs import HISTORY_LIMIT, Job, JobRunner
+from backupd.schedule import Schedule, interval, parse_schedule
 from backupd.settings import Settings
 from backupd.state import Problem, RepositoryState
 from backupd.store import Store
@@ -28,21 +32,27 @@ JOBS_DOCUMENT = "jobs"
 
 
 class Service:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, clock: WallClock | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.clock = clock or SystemWallClock()
+        self.zone = local_zone(settings.timezone)
+        self.next_run: float | None = None
+        self.overdue_deadline: float | None = None
+        self.config_listeners: list[Callable[[], None]] = []
         self.hub = EventHub()
         self.config: BackupConfig | None = None
+        self._schedule: Schedule | None = None
         self.repository = RepositoryState()
         self.repository_lock = trio.Lock()
         history = [Job.from_record(record) for record in store.load(JOBS_DOCUMENT) or []]
-        self.jobs = JobRunner(self.hub, history, self._job_changed)
+        self.jobs = JobRunner(self.hub, history, self._job_changed, self.clock.now)
         self.activity = "starting"
 
     def load(self) -> None:
         """Read configuration and state persisted by an earlier run."""
         config = self.store.load(CONFIG_DOCUMENT)
-        self.config = BackupConfig.from_record(config) if config else None
+        self._set_config(BackupConfig.from_record(config) if config else None)
         state = self.store.load(STATE_DOCUMENT)
         self.repository = RepositoryState.from_record(state) if state else RepositoryState()
         for job in self.jobs.recent(1):
@@ -67,8 +77,9 @@ class Service:
         return {
             "state": state,
             "repository": self.config.repository if self.config else None,
-            "automatic": bool(self.config and self.config.schedule != "manual"),
-            "next_run": None,
+            "schedule": self.config.schedule if self.config else None,
+            "automatic": self.schedule() is not None,
+            "next_run": self.next_run,
             "last_snapshot": {
                 "name": last.name,
                 "time": last.time,
@@ -82,9 +93,34 @@ class Service:
             "snapshot_count": repository.snapshot_count,
             "total_size": repository.total_size,
             "file_count": repository.file_count,
-            "problem": repository.problem.to_wire() if repository.problem else None,
+            "problem": self.problem(),
+            "last_check": asdict(repository.last_check) if repository.last_check else None,
             "job": running.to_record() if running else None,
         }
+
+    def schedule(self) -> Schedule | None:
+        """The automatic schedule, or None when backups are manual or not configured."""
+        return self._schedule
+
+    def overdue_at(self) -> float | None:
+        """When the lack of a successful snapshot becomes a problem: two intervals after the last."""
+        schedule = self.schedule()
+        anchor = self.repository.last_success or self.repository.configured_at
+        if schedule is None or anchor is None:
+            return None
+        usual = interval(schedule, anchor, self.zone)
+        return anchor + 2 * usual if usual else None
+
+    def problem(self) -> dict[str, Any] | None:
+        if self.repository.problem is not None:
+            return self.repository.problem.to_wire()
+        overdue_at = self.overdue_deadline
+        if overdue_at is None or self.clock.now() < overdue_at:
+            return None
+        last = self.repository.last_success
+        when = datetime.fromtimestamp(last, self.zone).strftime("%Y-%m-%d %H:%M") if last else None
+        message = f"No snapshot has succeeded since {when}" if when else "No snapshot has succeeded yet"
+        return {"code": "overdue", "message": message, "since": overdue_at, "last_success": last}
 
     async def borg(
         self,
@@ -92,13 +128,18 @@ class Service:
         config: BackupConfig | None = None,
         on_event: Callable[[BorgEvent], None] | None = None,
         env: dict[str, str] | None = None,
+        low_priority: bool = False,
     ) -> BorgResult:
-        """Run one borg command against the configured (or the given) repository."""
+        """Run one borg command against the configured (or the given) repository.
+
+        ``low_priority`` runs borg under ``nice -n 19`` and ``ionice -c 3`` where those exist,
+        so a long maintenance run leaves CPU and disk to the box's own services.
+        """
         config = config or self.require_config()
         env = {"BORG_BASE_DIR": str(self.settings.borg_base_dir or self.settings.state_dir / "borg"), **(env or {})}
         return await run_borg(
             command,
-            borg=self.settings.borg,
+            borg=_low_priority(self.settings.borg) if low_priority else self.settings.borg,
             passphrase=config.passphrase,
             on_event=on_event,
             env=env,
@@ -115,12 +156,19 @@ class Service:
         since = current.since if current and current.code == code else time.time()
         return Problem(code=code, message=message, since=since, operation=operation)
 
-    async def save_config(self, config: BackupConfig | None) -> None:
+    def _set_config(self, config: BackupConfig | None) -> None:
         self.config = config
+        schedule = parse_schedule(config.schedule) if config else None
+        self._schedule = schedule if schedule and schedule.automatic else None
+
+    async def save_config(self, config: BackupConfig | None) -> None:
+        self._set_config(config)
         if config is None:
             await trio.to_thread.run_sync(self.store.delete, CONFIG_DOCUMENT)
         else:
             await self.store.save(CONFIG_DOCUMENT, config.to_record())
+        for listener in self.config_listeners:
+            listener()
 
     def publish_status(self) -> None:
         self.hub.publish("status.changed", self.overview())
@@ -129,3 +177,12 @@ class Service:
         await self.store.save(JOBS_DOCUMENT, [job.to_record() for job in self.jobs.recent(HISTORY_LIMIT)])
         self.publish_status()
 
+
+def _low_priority(borg: tuple[str, ...]) -> tuple[str, ...]:
+    """The borg argv prefix behind the idle-priority tools this system has."""
+    prefix: tuple[str, ...] = ()
+    if shutil.which("nice"):
+        prefix += ("nice", "-n", "19")
+    if shutil.which("ionice"):
+        prefix += ("ionice", "-c", "3")
+    return (*prefix, *borg)

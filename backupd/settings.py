@@ -46,6 +46,9 @@ class Settings:
     borg: tuple[str, ...] = (sys.executable, "-m", "borg")
     borg_base_dir: Path | None = None
     hostname: str | None = None
+    timezone: str | None = None
+    jitter: int = 300
+    check_interval_days: int = 30
     defaults: Defaults = field(default_factory=Defaults)
     access: Access = field(default_factory=Access)
 
@@ -72,6 +75,9 @@ def parse_settings(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         borg=_borg_command(reader.get("borg", (str, list), None)),
         borg_base_dir=_optional_path(reader.get("borg_base_dir", str, None), base),
         hostname=reader.get("hostname", str, None),
+        timezone=reader.get("timezone", str, None),
+        jitter=_non_negative(reader.get("jitter", int, 300), "jitter"),
+        check_interval_days=_non_negative(reader.get("check_interval_days", int, 30), "check_interval_days"),
         defaults=_defaults(reader.section("defaults")),
         access=_access(reader.section("access")),
     )
@@ -114,6 +120,12 @@ def _borg_command(value: str | list[Any] | None) -> tuple[str, ...]:
     if not command or not all(isinstance(part, str) and part for part in command):
         raise SettingsError("'borg' must be a command: a string or a list of strings")
     return command
+
+
+def _non_negative(value: int, key: str) -> int:
+    if value < 0:
+        raise SettingsError(f"setting '{key}' must not be negative")
+    return value
 
 
 def _path(value: str, base: Path) -> Path:

@@ -47,16 +47,35 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class CheckRecord:
+    time: float
+    ok: bool
+    message: str
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> CheckRecord:
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
 class RepositoryState:
     archives: tuple[ArchiveEntry, ...] = ()
     last_snapshot: SnapshotSummary | None = None
     total_size: int = 0
     file_count: int = 0
     problem: Problem | None = None
+    configured_at: float | None = None
+    last_attempt: float | None = None
+    last_compact: float | None = None
+    last_check: CheckRecord | None = None
 
     @property
     def snapshot_count(self) -> int:
         return len(self.archives)
+
+    @property
+    def last_success(self) -> float | None:
+        return self.last_snapshot.time if self.last_snapshot else None
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,10 +84,15 @@ class RepositoryState:
     def from_record(cls, record: dict[str, Any]) -> RepositoryState:
         last = record.get("last_snapshot")
         problem = record.get("problem")
+        last_check = record.get("last_check")
         return cls(
             archives=tuple(ArchiveEntry.from_record(entry) for entry in record.get("archives", ())),
             last_snapshot=SnapshotSummary.from_record(last) if last else None,
             total_size=record.get("total_size", 0),
             file_count=record.get("file_count", 0),
             problem=Problem.from_record(problem) if problem else None,
+            configured_at=record.get("configured_at"),
+            last_attempt=record.get("last_attempt"),
+            last_compact=record.get("last_compact"),
+            last_check=CheckRecord.from_record(last_check) if last_check else None,
         )

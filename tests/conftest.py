@@ -88,7 +88,8 @@ def sample_data(tmp_path: Path) -> Path:
 def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
     """A running backupd with its own socket, state folder and settings; stopped afterwards."""
     settings = tmp_path / "backupd.toml"
-    settings.write_text(f'borg_base_dir = "{tmp_path / "borg-base"}"\nhostname = "testbox"\n')
+    settings.write_text(f'borg_base_dir = "{tmp_path / "borg-base"}"\nhostname = "testbox"\njitter = 0\n'
+                        '[defaults]\nschedule = "manual"\n')
     process = DaemonProcess(
         socket=tmp_path / "run" / "backupd.sock",
         state_dir=tmp_path / "state",

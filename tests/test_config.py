@@ -63,6 +63,7 @@ def test_good_repository_locations(repository, tmp_path):
         ({"sources": ["/does/not/exist"]}, "sources"),
         ({"sources": [1]}, "sources"),
         ({"schedule": "sometimes"}, "schedule"),
+        ({"schedule": "61 * * * *"}, "schedule"),
         ({"keep": {"daily": -1}}, "keep"),
         ({"keep": {"fortnightly": 2}}, "keep"),
         ({"keep": {"daily": True}}, "keep"),

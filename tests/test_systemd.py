@@ -44,7 +44,7 @@ def drain(sock: socket.socket) -> list[str]:
 def test_ready_status_and_stopping(tmp_path, notify_socket, sample_data):
     path, sock = notify_socket
     settings = tmp_path / "backupd.toml"
-    settings.write_text(f'borg_base_dir = "{tmp_path / "borg"}"\n')
+    settings.write_text(f'borg_base_dir = "{tmp_path / "borg"}"\n[defaults]\nschedule = "manual"\n')
     daemon = DaemonProcess(socket=tmp_path / "backupd.sock", state_dir=tmp_path / "state", settings=settings,
                            log_path=tmp_path / "log", extra_env={"NOTIFY_SOCKET": str(path)})
     daemon.start()

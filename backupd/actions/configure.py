@@ -35,6 +35,6 @@ async def _connect(service: Service, config: BackupConfig, job: Job, report: Rep
             await service.borg(commands.init(config.repository, config.encryption), config=config)
             created = True
             facts = EMPTY_REPOSITORY
+    await service.update_repository(**facts, problem=None, configured_at=service.clock.now(), last_attempt=None)
     await service.save_config(config)
-    await service.update_repository(**facts, problem=None)
     return {"created": created, "snapshot_count": service.repository.snapshot_count}

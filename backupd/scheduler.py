@@ -1,0 +1,136 @@
+"""When the next automatic snapshot runs: the schedule, catch-up, retries with back-off.
+
+The scheduler sleeps until the next due wall time and does nothing in between. It plans
+again whenever the configuration changes, the wall clock jumps, or a job ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import tzinfo
+
+import trio
+
+from backupctl.protocol import ErrorCode, RpcError
+from backupd.actions.snapshot import start_snapshot
+from backupd.clock import WallClock
+from backupd.jobs import Job, JobState
+from backupd.schedule import next_run, parse_schedule
+from backupd.service import Service
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST_DELAY = 60.0
+RETRY_MAX_DELAY = 3600.0
+NOT_RETRIED = frozenset({ErrorCode.PASSPHRASE_WRONG, ErrorCode.REPOSITORY_NOT_FOUND})
+
+
+@dataclass(frozen=True)
+class Plan:
+    when: float
+    trigger: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    when: float
+    attempt: int
+    failed_at: float
+
+
+def retry_delay(attempt: int) -> float:
+    """1, 2, 4 ... minutes after the first, second, third ... failure, capped at an hour."""
+    return min(RETRY_FIRST_DELAY * 2 ** (attempt - 1), RETRY_MAX_DELAY)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        service: Service,
+        clock: WallClock,
+        zone: tzinfo,
+        jitter: float,
+        start_job: Callable[[Service, str], Job] = start_snapshot,
+    ) -> None:
+        self._service = service
+        self._start_job = start_job
+        self._clock = clock
+        self._zone = zone
+        self._jitter_offset = random.uniform(0, jitter) if jitter > 0 else 0.0
+        self._changed = trio.Event()
+        self._retry: Retry | None = None
+
+    def reschedule(self) -> None:
+        """The configuration changed: forget pending retries and plan again."""
+        self._retry = None
+        self._changed.set()
+
+    def plan(self, now: float) -> Plan | None:
+        config = self._service.config
+        if config is None:
+            return None
+        schedule = parse_schedule(config.schedule)
+        repository = self._service.repository
+        anchors = [t for t in (repository.last_success, repository.last_attempt, repository.configured_at) if t]
+        regular = next_run(schedule, max(anchors, default=now), self._zone)
+        if regular is None:
+            return None
+        regular += self._jitter_offset
+        retry = self._retry
+        if retry is not None and (repository.last_success or 0) < retry.failed_at and retry.when < regular:
+            return Plan(retry.when, "retry")
+        self._retry = None
+        return Plan(regular, "schedule")
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            now = self._clock.now()
+            plan = self.plan(now)
+            self._service.next_run = plan.when if plan else None
+            self._service.overdue_deadline = self._service.overdue_at()
+            self._service.publish_status()
+            wake_times = [t for t in (plan.when if plan else None, self._service.overdue_deadline) if t and t > now]
+            if plan is not None and plan.when <= now:
+                await self._run(plan)
+            elif wake_times:
+                await self._sleep_until(min(wake_times))
+            else:
+                await self._changed.wait()
+            if self._changed.is_set():
+                self._changed = trio.Event()
+
+    async def _sleep_until(self, when: float) -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def sleep() -> None:
+                if not await self._clock.sleep_until(when):
+                    log.info("the wall clock jumped: planning again")
+                nursery.cancel_scope.cancel()
+
+            async def interrupt() -> None:
+                await self._changed.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(sleep)
+            nursery.start_soon(interrupt)
+
+    async def _run(self, plan: Plan) -> None:
+        service = self._service
+        try:
+            job = self._start_job(service, plan.trigger)
+        except RpcError as error:
+            if error.code == ErrorCode.BUSY and service.jobs.current is not None:
+                await service.jobs.wait(service.jobs.current)
+            return
+        await service.update_repository(last_attempt=job.started)
+        await service.jobs.wait(job)
+        if job.state == JobState.FAILED and job.error and job.error["code"] not in NOT_RETRIED:
+            attempt = self._retry.attempt + 1 if self._retry else 1
+            self._retry = Retry(self._clock.now() + retry_delay(attempt), attempt, job.finished or job.started)
+            log.info("automatic snapshot failed (%s); retry %d in %.0f s", job.error["code"], attempt, retry_delay(attempt))
+        else:
+            self._retry = None
