@@ -9,6 +9,7 @@ from typing import Any
 
 from backupctl.protocol import API_VERSION, ErrorCode, Request, RpcError
 from backupd.access import Level, Peer, allowed_levels
+from backupd.actions.check import start_check
 from backupd.actions.configure import configure
 from backupd.actions.snapshot import start_snapshot
 from backupd.config import CONFIGURE_PARAMS, unconfigured_view
@@ -69,6 +70,13 @@ async def snapshot(call: Call) -> dict[str, Any]:
     return job.to_record()
 
 
+async def check(call: Call) -> dict[str, Any]:
+    job = start_check(call.service, "manual")
+    if call.params.get("wait", False):
+        await call.service.jobs.wait(job)
+    return job.to_record()
+
+
 async def snapshots(call: Call) -> list[dict[str, Any]]:
     call.service.require_config()
     archives = sorted(call.service.repository.archives, key=lambda archive: archive.time, reverse=True)
@@ -99,6 +107,7 @@ METHODS: dict[str, Method] = {
     "configure": Method(configure_repository, Level.ADMIN, CONFIGURE_PARAMS),
     "snapshot": Method(snapshot, Level.ADMIN, (Param("wait", bool),)),
     "snapshots": Method(snapshots, Level.READ),
+    "check": Method(check, Level.ADMIN, (Param("wait", bool),)),
     "jobs": Method(jobs, Level.READ, (Param("limit", int),)),
     "cancel": Method(cancel, Level.ADMIN, (Param("job", str, required=True),)),
     "subscribe": Method(subscribe, Level.READ),

@@ -79,7 +79,9 @@ async def run(settings: Settings) -> None:
             log.info("listening on %s", settings.socket)
             service.activity = "idle"
             notifier.ready(describe(service))
-            scheduler = Scheduler(service, service.clock, service.zone, settings.jitter)
+            scheduler = Scheduler(
+                service, service.clock, service.zone, settings.jitter, check_interval=settings.check_interval_days * 86400.0
+            )
             service.config_listeners.append(scheduler.reschedule)
             await nursery.start(scheduler.run)
             nursery.start_soon(report_status, service, notifier)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 
 import trio
 
 from backupctl.protocol import ErrorCode, RpcError
+from backupd.actions.check import start_check
+from backupd.actions.retention import start_prune
 from backupd.actions.snapshot import start_snapshot
 from backupd.clock import WallClock
 from backupd.jobs import Job, JobState
@@ -32,6 +34,7 @@ NOT_RETRIED = frozenset({ErrorCode.PASSPHRASE_WRONG, ErrorCode.REPOSITORY_NOT_FO
 class Plan:
     when: float
     trigger: str
+    kind: str = "snapshot"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,10 @@ class Retry:
     when: float
     attempt: int
     failed_at: float
+
+
+StartJob = Callable[[Service, str], Job]
+DEFAULT_STARTERS: dict[str, StartJob] = {"snapshot": start_snapshot, "prune": start_prune, "check": start_check}
 
 
 def retry_delay(attempt: int) -> float:
@@ -53,10 +60,12 @@ class Scheduler:
         clock: WallClock,
         zone: tzinfo,
         jitter: float,
-        start_job: Callable[[Service, str], Job] = start_snapshot,
+        starters: Mapping[str, StartJob] | None = None,
+        check_interval: float = 30 * 86400.0,
     ) -> None:
         self._service = service
-        self._start_job = start_job
+        self._starters = {**DEFAULT_STARTERS, **(starters or {})}
+        self._check_interval = check_interval
         self._clock = clock
         self._zone = zone
         self._jitter_offset = random.uniform(0, jitter) if jitter > 0 else 0.0
@@ -69,6 +78,17 @@ class Scheduler:
         self._changed.set()
 
     def plan(self, now: float) -> Plan | None:
+        plans = [plan for plan in (self._snapshot_plan(now), self._check_plan()) if plan is not None]
+        return min(plans, key=lambda plan: plan.when, default=None)
+
+    def _check_plan(self) -> Plan | None:
+        repository = self._service.repository
+        last = repository.last_check.time if repository.last_check else repository.configured_at
+        if self._service.config is None or not self._check_interval or last is None:
+            return None
+        return Plan(last + self._check_interval, "schedule", "check")
+
+    def _snapshot_plan(self, now: float) -> Plan | None:
         config = self._service.config
         if config is None:
             return None
@@ -90,7 +110,8 @@ class Scheduler:
         while True:
             now = self._clock.now()
             plan = self.plan(now)
-            self._service.next_run = plan.when if plan else None
+            snapshot_plan = self._snapshot_plan(now)
+            self._service.next_run = snapshot_plan.when if snapshot_plan else None
             self._service.overdue_deadline = self._service.overdue_at()
             self._service.publish_status()
             wake_times = [t for t in (plan.when if plan else None, self._service.overdue_deadline) if t and t > now]
@@ -102,6 +123,16 @@ class Scheduler:
                 await self._changed.wait()
             if self._changed.is_set():
                 self._changed = trio.Event()
+
+    async def _apply_retention(self) -> None:
+        config = self._service.config
+        if config is None or not any(config.keep.values()):
+            return
+        try:
+            job = self._starters["prune"](self._service, "schedule")
+        except RpcError:
+            return
+        await self._service.jobs.wait(job)
 
     async def _sleep_until(self, when: float) -> None:
         async with trio.open_nursery() as nursery:
@@ -121,13 +152,18 @@ class Scheduler:
     async def _run(self, plan: Plan) -> None:
         service = self._service
         try:
-            job = self._start_job(service, plan.trigger)
+            job = self._starters[plan.kind](service, plan.trigger)
         except RpcError as error:
             if error.code == ErrorCode.BUSY and service.jobs.current is not None:
                 await service.jobs.wait(service.jobs.current)
             return
+        if plan.kind == "check":
+            await service.jobs.wait(job)
+            return
         await service.update_repository(last_attempt=job.started)
         await service.jobs.wait(job)
+        if job.state == JobState.SUCCEEDED:
+            await self._apply_retention()
         if job.state == JobState.FAILED and job.error and job.error["code"] not in NOT_RETRIED:
             attempt = self._retry.attempt + 1 if self._retry else 1
             self._retry = Retry(self._clock.now() + retry_delay(attempt), attempt, job.finished or job.started)

@@ -184,5 +184,5 @@ def _low_priority(borg: tuple[str, ...]) -> tuple[str, ...]:
     if shutil.which("nice"):
         prefix += ("nice", "-n", "19")
     if shutil.which("ionice"):
-        prefix += ("ionice", "-c", "3")
+        prefix += ("ionice", "-c", "3", "-t")
     return (*prefix, *borg)

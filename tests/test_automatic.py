@@ -22,7 +22,7 @@ def age_state(daemon, hours: float) -> None:
 def test_a_run_missed_while_down_runs_once_after_start_and_not_again_after_restart(daemon, repository, sample_data):
     with daemon.client() as client:
         client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
-                                  "sources": [str(sample_data)], "schedule": "hourly"})
+                                  "sources": [str(sample_data)], "schedule": "hourly", "keep": {"hourly": 1}})
         client.call("snapshot", {"wait": True})
         status = client.call("status")
     assert status["automatic"] is True and status["schedule"] == "hourly"
@@ -31,16 +31,37 @@ def test_a_run_missed_while_down_runs_once_after_start_and_not_again_after_resta
     age_state(daemon, hours=5)
     daemon.start()
     with daemon.client() as client:
-        job = wait_for(lambda: next((j for j in client.call("jobs") if j["trigger"] == "schedule"), None))
+        job = wait_for(lambda: next((j for j in client.call("jobs") if j["kind"] == "prune"), None))
         wait_for(lambda: client.call("jobs", {"limit": 1})[0]["state"] != "running")
         time.sleep(1)
         jobs = client.call("jobs")
         status = client.call("status")
-    assert [j["trigger"] for j in jobs if j["kind"] == "snapshot"] == ["schedule", "manual"]
-    assert jobs[0]["id"] == job["id"] and jobs[0]["state"] == "succeeded"
-    assert status["snapshot_count"] == 2 and status["problem"] is None
+        snapshots = client.call("snapshots")
+    assert [(j["kind"], j["trigger"], j["state"]) for j in jobs[:3]] == [
+        ("prune", "schedule", "succeeded"), ("snapshot", "schedule", "succeeded"), ("snapshot", "manual", "succeeded")]
+    assert jobs[0]["id"] == job["id"] and len(jobs[0]["result"]["pruned"]) == 1
+    assert status["snapshot_count"] == 1 and len(snapshots) == 1 and status["problem"] is None
+    assert snapshots[0]["name"] == jobs[1]["result"]["snapshot"]["name"] == status["last_snapshot"]["name"]
     assert time.time() < status["next_run"] <= time.time() + 3600
     daemon.restart()
     time.sleep(2)
     with daemon.client() as client:
         assert [j["trigger"] for j in client.call("jobs") if j["kind"] == "snapshot"] == ["schedule", "manual"]
+        assert client.call("status")["snapshot_count"] == 1
+
+
+def test_check_on_demand_reports_damage_as_a_problem(configured_daemon, repository):
+    with configured_daemon.client() as client:
+        client.call("snapshot", {"wait": True})
+        healthy = client.call("check", {"wait": True})
+        assert healthy["state"] == "succeeded" and healthy["result"]["ok"] is True
+        status = client.call("status")
+        assert status["last_check"]["ok"] is True and status["problem"] is None
+        segment = max((repository / "data").rglob("[0-9]*"), key=lambda path: path.stat().st_size)
+        with open(segment, "r+b") as file:
+            file.seek(segment.stat().st_size // 2)
+            file.write(b"\0" * 64)
+        damaged = client.call("check", {"wait": True})
+        status = client.call("status")
+        assert damaged["result"]["ok"] is False and status["last_check"]["ok"] is False
+        assert status["problem"]["code"] == "check_failed" and "damage" in status["problem"]["message"]

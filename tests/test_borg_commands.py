@@ -135,3 +135,98 @@ def test_commands_are_immutable() -> None:
     command = commands.break_lock("/r")
     with pytest.raises(AttributeError):
         command.args = ()  # type: ignore[misc]
+
+
+def test_create_with_timestamp() -> None:
+    assert commands.create("/r", "a", ["/data"], timestamp="2024-05-01T10:00:00").args == (
+        "create", "--log-json", "--progress", "--json", "--compression=lz4",
+        "--timestamp=2024-05-01T10:00:00", "--", "/r::a", "/data",
+    )
+
+
+@pytest.mark.parametrize("timestamp", ["2024-05-01T10:00:00Z", "2024-05-01T10:00:00+00:00"])
+def test_create_accepts_explicit_utc_timestamps(timestamp: str) -> None:
+    assert f"--timestamp={timestamp}" in commands.create("/r", "a", ["/data"], timestamp=timestamp).args
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["", "-x", "/etc/passwd", "2024-05-01", "2024-05-01T10:00:00+02:00", "2024-05-01 10:00:00", "now"]
+)
+def test_create_rejects_timestamps_borg_would_not_read_as_utc(timestamp: str) -> None:
+    with pytest.raises(ValueError):
+        commands.create("/r", "a", ["/data"], timestamp=timestamp)
+
+
+def test_prune() -> None:
+    keep = {"yearly": 1, "monthly": 6, "weekly": 0, "daily": 7, "hourly": 24}
+    assert commands.prune("/srv/repo", "box-", keep) == BorgCommand(
+        (
+            "prune",
+            "--log-json",
+            "--list",
+            "--glob-archives=box-*",
+            "--keep-hourly=24",
+            "--keep-daily=7",
+            "--keep-monthly=6",
+            "--keep-yearly=1",
+            "--",
+            "/srv/repo",
+        ),
+        json_output=False,
+        repository="/srv/repo",
+    )
+
+
+def test_prune_dry_run() -> None:
+    assert commands.prune("/r", "box-", {"daily": 3}, dry_run=True).args == (
+        "prune", "--log-json", "--list", "--dry-run", "--glob-archives=box-*", "--keep-daily=3", "--", "/r",
+    )
+
+
+def test_prune_prefix_and_repository_are_literal() -> None:
+    args = commands.prune("/srv/{hostname}", "a*b?[c]{now}-", {"daily": 1}).args
+    assert "--glob-archives=a[*]b[?][[]c]{{now}}-*" in args
+    assert args[-1] == "/srv/{{hostname}}"
+
+
+@pytest.mark.parametrize(
+    "keep",
+    [{}, {"daily": 0, "weekly": 0}, {"daily": -1}, {"daily": 3, "within": 2}, {"daily": True}, {"daily": "7"}],
+    ids=["empty", "all-zero", "negative", "unknown-rule", "bool", "text"],
+)
+def test_prune_rejects_bad_keep_rules(keep) -> None:
+    with pytest.raises(ValueError):
+        commands.prune("/r", "box-", keep)
+
+
+def test_prune_rejects_an_empty_prefix() -> None:
+    with pytest.raises(ValueError):
+        commands.prune("/r", "", {"daily": 7})
+
+
+def test_compact() -> None:
+    assert commands.compact("/srv/repo") == BorgCommand(
+        ("compact", "--log-json", "--progress", "--", "/srv/repo"), json_output=False, repository="/srv/repo"
+    )
+
+
+def test_check() -> None:
+    assert commands.check("/srv/repo") == BorgCommand(
+        ("check", "--log-json", "--progress", "--", "/srv/repo"), json_output=False, repository="/srv/repo"
+    )
+    assert "--repair" not in commands.check("/srv/repo").args
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda value: commands.prune(value, "box-", {"daily": 1}),
+        lambda value: commands.compact(value),
+        lambda value: commands.check(value),
+    ],
+    ids=["prune", "compact", "check"],
+)
+@pytest.mark.parametrize("repository", ["", "-x", "--remote-path=/bin/sh", "/r::a"])
+def test_maintenance_commands_reject_bad_repository(build, repository: str) -> None:
+    with pytest.raises(ValueError):
+        build(repository)

@@ -15,7 +15,7 @@ from backupd.config import BackupConfig
 from backupd.scheduler import Scheduler, retry_delay
 from backupd.service import Service
 from backupd.settings import Settings
-from backupd.state import RepositoryState, SnapshotSummary
+from backupd.state import CheckRecord, RepositoryState, SnapshotSummary
 from backupd.store import Store
 
 ZONE = ZoneInfo("Europe/Lisbon")
@@ -30,11 +30,16 @@ class ScriptedSnapshots:
         self.service = service
         self.outcomes = list(outcomes)
         self.runs: list[tuple[float, str]] = []
+        self.prunes: list[float] = []
 
     def __call__(self, service: Service, trigger: str):
         outcome = self.outcomes.pop(0) if self.outcomes else None
         self.runs.append((service.clock.now(), trigger))
         return service.jobs.start("snapshot", trigger, lambda job, report: self.work(outcome))
+
+    def prune(self, service: Service, trigger: str):
+        self.prunes.append(service.clock.now())
+        return service.jobs.start("prune", trigger, lambda job, report: trio.sleep(5))
 
     async def work(self, outcome):
         await trio.sleep(30)
@@ -66,7 +71,7 @@ def make_service(tmp_path, schedule: str, **state) -> Service:
 
 
 async def run_for(service: Service, script: ScriptedSnapshots, seconds: float) -> Scheduler:
-    scheduler = Scheduler(service, service.clock, ZONE, jitter=0, start_job=script)
+    scheduler = Scheduler(service, service.clock, ZONE, jitter=0, starters={"snapshot": script, "prune": script.prune})
     async with trio.open_nursery() as nursery:
         await nursery.start(service.jobs.run)
         await nursery.start(scheduler.run)
@@ -86,6 +91,7 @@ async def test_hourly_runs_once_an_hour_on_the_hour(tmp_path, autojump_clock):
     assert [(local(when), trigger) for when, trigger in script.runs] == [
         ("11:00", "schedule"), ("12:00", "schedule"), ("13:00", "schedule")]
     assert service.next_run == datetime(2026, 6, 1, 14, 0, tzinfo=ZONE).timestamp()
+    assert len(script.prunes) == 3
 
 
 async def test_many_missed_runs_give_one_catch_up_snapshot(tmp_path, autojump_clock):
@@ -117,9 +123,10 @@ async def test_failures_are_retried_with_growing_back_off_until_success(tmp_path
     gaps = [round(b - a) for (a, _), (b, _) in zip(script.runs, script.runs[1:])]
     assert gaps == [30 + 60, 30 + 120, 30 + 240]
     assert local(first) == "11:00"
-    history = service.jobs.recent(10)
-    assert [job.trigger for job in reversed(history)] == ["schedule", "retry", "retry", "retry"]
-    assert [job.state for job in reversed(history)] == ["failed", "failed", "failed", "succeeded"]
+    history = [job for job in reversed(service.jobs.recent(10)) if job.kind == "snapshot"]
+    assert [job.trigger for job in history] == ["schedule", "retry", "retry", "retry"]
+    assert [job.state for job in history] == ["failed", "failed", "failed", "succeeded"]
+    assert len(script.prunes) == 1 and script.prunes[0] > script.runs[-1][0]
 
 
 async def test_retries_stop_when_the_next_regular_run_is_due(tmp_path, autojump_clock):
@@ -157,7 +164,7 @@ async def test_overdue_after_two_intervals_without_success(tmp_path, autojump_cl
 async def test_a_configuration_change_plans_again(tmp_path, autojump_clock):
     service = make_service(tmp_path, "daily 03:00", configured_at=START)
     script = ScriptedSnapshots(service)
-    scheduler = Scheduler(service, service.clock, ZONE, jitter=0, start_job=script)
+    scheduler = Scheduler(service, service.clock, ZONE, jitter=0, starters={"snapshot": script, "prune": script.prune})
     async with trio.open_nursery() as nursery:
         await nursery.start(service.jobs.run)
         await nursery.start(scheduler.run)
@@ -176,7 +183,7 @@ async def test_a_configuration_change_plans_again(tmp_path, autojump_clock):
 async def test_a_wall_clock_jump_is_noticed(tmp_path, autojump_clock):
     service = make_service(tmp_path, "daily 11:00", configured_at=START)
     script = ScriptedSnapshots(service)
-    scheduler = Scheduler(service, service.clock, ZONE, jitter=0, start_job=script)
+    scheduler = Scheduler(service, service.clock, ZONE, jitter=0, starters={"snapshot": script, "prune": script.prune})
     async with trio.open_nursery() as nursery:
         await nursery.start(service.jobs.run)
         await nursery.start(scheduler.run)
@@ -189,3 +196,25 @@ async def test_a_wall_clock_jump_is_noticed(tmp_path, autojump_clock):
 
 def test_retry_delays_double_and_are_capped():
     assert [retry_delay(attempt) for attempt in (1, 2, 3, 7, 20)] == [60, 120, 240, 3600, 3600]
+
+
+async def test_a_check_runs_on_its_own_cadence(tmp_path, autojump_clock):
+    service = make_service(tmp_path, "manual", configured_at=START)
+    checks: list[float] = []
+
+    def start_check(service: Service, trigger: str):
+        checks.append(service.clock.now())
+
+        async def work(job, report):
+            await service.update_repository(last_check=CheckRecord(time=service.clock.now(), ok=True, message="ok"))
+
+        return service.jobs.start("check", trigger, work)
+
+    scheduler = Scheduler(service, service.clock, ZONE, jitter=0, starters={"check": start_check},
+                          check_interval=7 * 86400)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.jobs.run)
+        await nursery.start(scheduler.run)
+        await trio.sleep(15 * 86400)
+        nursery.cancel_scope.cancel()
+    assert [round((when - START) / 86400) for when in checks] == [7, 14]

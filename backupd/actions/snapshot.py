@@ -18,7 +18,7 @@ from backupd.borg import commands
 from backupd.borg.runner import ArchiveProgress, BorgEvent, LogMessage
 from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
-from backupd.state import SnapshotSummary
+from backupd.state import Problem, SnapshotSummary
 
 HEARTBEAT_INTERVAL = 1.0
 MAX_WARNINGS = 20
@@ -120,7 +120,7 @@ async def _take_snapshot(service: Service, job: Job, report: ReportProgress) -> 
         last_snapshot=summary,
         total_size=stored_size(borg_json),
         file_count=summary.files,
-        problem=None,
+        problem=_problem_after_success(service),
     )
     return {"snapshot": asdict(summary), "warnings": warnings}
 
@@ -130,3 +130,9 @@ async def _heartbeat(estimate: ProgressEstimate, report: ReportProgress) -> None
     while True:
         await trio.sleep(HEARTBEAT_INTERVAL)
         report(estimate.current())
+
+
+def _problem_after_success(service: Service) -> Problem | None:
+    """A snapshot that succeeds ends every problem but damage found by a check."""
+    problem = service.repository.problem
+    return problem if problem is not None and problem.operation == "check" else None

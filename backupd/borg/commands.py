@@ -8,8 +8,14 @@ form and ``--`` precedes the positional arguments, so no value is ever read as a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+# Borg's own order of the time-period rules, coarsest last.
+KEEP_RULES = ("hourly", "daily", "weekly", "monthly", "yearly")
+# The forms of `--timestamp` borg reads as UTC; anything else borg would try as a file path.
+_TIMESTAMP = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|\+00:00)?\Z")
 
 
 @dataclass(frozen=True)
@@ -37,10 +43,15 @@ def create(
     sources: Sequence[str],
     exclude: Sequence[str] = (),
     compression: str = "lz4",
+    *,
+    timestamp: str | None = None,
 ) -> BorgCommand:
+    """``timestamp`` (UTC, ``YYYY-MM-DDTHH:MM:SS``) dates the archive instead of now."""
     _check_repository(repository)
     _check_archive(archive)
     _check_option_value("compression", compression)
+    if timestamp is not None and not _TIMESTAMP.match(timestamp):
+        raise ValueError(f"timestamp must be UTC YYYY-MM-DDTHH:MM:SS: {timestamp!r}")
     if isinstance(sources, str) or not sources:
         raise ValueError("create needs a sequence of at least one source path")
     if any(not source for source in sources):
@@ -54,6 +65,7 @@ def create(
             "--progress",
             "--json",
             f"--compression={compression}",
+            *(() if timestamp is None else (f"--timestamp={timestamp}",)),
             *(f"--exclude={pattern}" for pattern in exclude),
             "--",
             _archive_location(repository, archive),
@@ -90,6 +102,62 @@ def break_lock(repository: str) -> BorgCommand:
         json_output=False,
         repository=repository,
     )
+
+
+def prune(repository: str, prefix: str, keep: Mapping[str, int], dry_run: bool = False) -> BorgCommand:
+    """Delete the archives named ``prefix*`` that no keep rule holds; ``--list`` logs each decision.
+
+    Rules with a count of 0 are left out; at least one must be above 0.
+    """
+    _check_repository(repository)
+    if not prefix:
+        raise ValueError("prune needs a non-empty archive prefix")
+    return BorgCommand(
+        (
+            "prune",
+            "--log-json",
+            "--list",
+            *(("--dry-run",) if dry_run else ()),
+            f"--glob-archives={_literal(_glob_literal(prefix))}*",
+            *_keep_options(keep),
+            "--",
+            _literal(repository),
+        ),
+        json_output=False,
+        repository=repository,
+    )
+
+
+def compact(repository: str) -> BorgCommand:
+    _check_repository(repository)
+    return BorgCommand(
+        ("compact", "--log-json", "--progress", "--", _literal(repository)),
+        json_output=False,
+        repository=repository,
+    )
+
+
+def check(repository: str) -> BorgCommand:
+    """Verify the repository's segments and every archive's metadata; never repairs."""
+    _check_repository(repository)
+    return BorgCommand(
+        ("check", "--log-json", "--progress", "--", _literal(repository)),
+        json_output=False,
+        repository=repository,
+    )
+
+
+def _keep_options(keep: Mapping[str, int]) -> list[str]:
+    unknown = sorted(set(keep) - set(KEEP_RULES))
+    if unknown:
+        raise ValueError(f"unknown keep rule {unknown[0]!r}: use {', '.join(KEEP_RULES)}")
+    for rule, count in keep.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValueError(f"keep {rule} must be a count of 0 or more: {count!r}")
+    options = [f"--keep-{rule}={keep[rule]}" for rule in KEEP_RULES if keep.get(rule, 0) > 0]
+    if not options:
+        raise ValueError("prune needs at least one keep rule above 0; otherwise it would delete every archive")
+    return options
 
 
 def _check_repository(repository: str) -> None:

@@ -1,0 +1,44 @@
+"""Consistency check: `borg check` of the repository and its archives, at low priority."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from backupd.actions.maintenance import check_repository
+from backupd.borg.runner import BorgEvent, ProgressPercent
+from backupd.jobs import Job, ReportProgress
+from backupd.service import Service
+from backupd.state import CheckRecord
+
+CHECK_FAILED = "check_failed"
+
+
+def start_check(service: Service, trigger: str) -> Job:
+    service.require_config()
+    return service.jobs.start("check", trigger, partial(_check, service))
+
+
+async def _check(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
+    config = service.require_config()
+
+    def on_event(event: BorgEvent) -> None:
+        if isinstance(event, ProgressPercent) and not event.finished and event.total:
+            report({"percent": round(100 * (event.current or 0) / event.total, 1), "step": event.message})
+
+    report({"percent": 0.0, "step": "checking"})
+    async with service.repository_lock:
+        outcome = await check_repository(service, config, on_event)
+    now = service.clock.now()
+    problem = service.repository.problem
+    if not outcome.ok:
+        summary = outcome.errors[-1] if outcome.errors else "borg check found errors"
+        message = f"The consistency check found damage in the repository: {summary}"
+        problem = service.problem_from(CHECK_FAILED, message, "check")
+        record = CheckRecord(time=now, ok=False, message=message)
+    else:
+        if problem is not None and problem.operation == "check":
+            problem = None
+        record = CheckRecord(time=now, ok=True, message="no problems found")
+    await service.update_repository(last_check=record, problem=problem)
+    return {"ok": outcome.ok, "errors": list(outcome.errors)}

@@ -1,0 +1,196 @@
+"""Maintenance: prune this box's old archives, compact the repository, check its consistency.
+
+These run one borg command each and leave the repository lock to the job that calls them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from backupctl.protocol import RpcError
+from backupd.borg import commands
+from backupd.borg.errors import EXIT_SUCCESS, BorgFailed
+from backupd.borg.runner import BorgEvent, LogMessage
+from backupd.config import BackupConfig
+from backupd.service import Service
+
+log = logging.getLogger(__name__)
+
+PRUNE_REFUSED = "prune_refused"
+LIST_LOGGER = "borg.output.list"
+MAX_CHECK_ERRORS = 100
+
+# Failures of `borg check` that report damaged repository data rather than a repository
+# that could not be opened (wrong passphrase, lock, connection): the check itself has an answer.
+DAMAGE_MSGIDS = frozenset(
+    {
+        "IntegrityError",
+        "FileIntegrityError",
+        "DecompressionError",
+        "Repository.ObjectNotFound",
+        "Repository.CheckNeeded",
+        "NoManifestError",
+        "ArchiveTAMInvalid",
+        "TAMInvalid",
+    }
+)
+
+_ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
+_KEEP_VERDICTS = ("Keeping archive", "Keeping checkpoint archive")
+_PRUNE_VERDICTS = ("Would prune", "Pruning archive")
+# A `--list` line is f"{verdict:<44} {name:<36} {local time} [{id}]", e.g.
+# "Keeping archive (rule: daily #1):   box-2024-05-01T10:00:00Z   Wed, 2024-05-01 12:00:00 [46f9...]".
+_VERDICT = re.compile(r"\A(?P<verdict>(?:[^:(]|\([^)]*\))+):\s+(?P<archive>\S.*)\Z")
+_ARCHIVE = re.compile(r"\A(?P<name>.+?)\s+\S+, \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\s+\[[0-9a-f]+\]\s*\Z")
+
+OnEvent = Callable[[BorgEvent], None]
+
+
+class PruneRefused(RpcError):
+    """Prune would leave this box without a single archive; nothing was deleted."""
+
+    def __init__(self, message: str, data: dict[str, object] | None = None) -> None:
+        super().__init__(PRUNE_REFUSED, message, data)
+
+
+@dataclass(frozen=True)
+class PruneOutcome:
+    kept: tuple[str, ...]
+    pruned: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    ok: bool
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PruneVerdict:
+    """One line of `borg prune --list`: what happens to one archive."""
+
+    action: Literal["keep", "prune"]
+    archive: str
+
+
+async def prune_archives(service: Service, config: BackupConfig, prefix: str) -> PruneOutcome:
+    """Apply the configured keep rules to the archives named ``prefix*``, after a dry run shows
+    that at least one of them survives."""
+    if not prefix:
+        raise ValueError("prune needs a non-empty archive prefix")
+    if not any(count > 0 for count in config.keep.values()):
+        raise PruneRefused(
+            "Every keep rule is 0, so pruning would delete every snapshot; nothing was deleted",
+            {"keep": dict(config.keep)},
+        )
+    planned = await _run_prune(service, config, prefix, dry_run=True)
+    refuse_unsafe_plan(planned, prefix)
+    return await _run_prune(service, config, prefix, dry_run=False)
+
+
+async def compact_repository(service: Service, config: BackupConfig, on_event: OnEvent | None = None) -> None:
+    """Free the space of deleted archives."""
+    await service.borg(commands.compact(config.repository), config=config, on_event=on_event, low_priority=True)
+
+
+async def check_repository(
+    service: Service, config: BackupConfig, on_event: OnEvent | None = None
+) -> CheckOutcome:
+    """Verify the repository and its archives; damage found is an outcome, not an exception.
+
+    Raises BorgFailed when borg could not check at all (passphrase, lock, connection, ...).
+    """
+    error_lines: list[str] = []
+
+    def collect(event: BorgEvent) -> None:
+        if isinstance(event, LogMessage) and event.levelname in _ERROR_LEVELS and event.message.strip():
+            if len(error_lines) < MAX_CHECK_ERRORS:
+                error_lines.append(event.message.strip())
+            else:  # the last line sums the check up
+                error_lines[-1] = event.message.strip()
+        if on_event is not None:
+            on_event(event)
+
+    try:
+        command = commands.check(config.repository)
+        result = await service.borg(command, config=config, on_event=collect, low_priority=True)
+    except BorgFailed as failure:
+        if failure.data.get("borg_msgid") not in DAMAGE_MSGIDS:
+            raise
+        return CheckOutcome(ok=False, errors=tuple(error_lines) or (failure.message,))
+    if result.exit_code == EXIT_SUCCESS and not error_lines:
+        return CheckOutcome(ok=True, errors=())
+    # Borg ends a check that found problems with a warning exit (1) after logging them as errors.
+    return CheckOutcome(ok=False, errors=tuple(error_lines) or _warning_lines(result.log, result.exit_code))
+
+
+def parse_prune_line(message: str) -> PruneVerdict | None:
+    """The verdict in one `borg prune --list` line, or None if the line is not one."""
+    match = _VERDICT.match(message.strip())
+    if match is None:
+        return None
+    verdict = match["verdict"]
+    if verdict.startswith(_KEEP_VERDICTS):
+        action: Literal["keep", "prune"] = "keep"
+    elif verdict.startswith(_PRUNE_VERDICTS):
+        action = "prune"
+    else:
+        return None
+    archive = _ARCHIVE.match(match["archive"])
+    name = archive["name"] if archive else match["archive"].split()[0]
+    return PruneVerdict(action, name)
+
+
+def refuse_unsafe_plan(planned: PruneOutcome, prefix: str) -> None:
+    """Refuse a plan that deletes every archive of this box, or any archive of another."""
+    foreign = [name for name in (*planned.kept, *planned.pruned) if not name.startswith(prefix)]
+    if foreign:
+        raise PruneRefused(
+            f"Borg's prune plan names snapshots that do not start with {prefix!r}; nothing was deleted",
+            {"foreign": foreign[:5]},
+        )
+    if planned.pruned and not planned.kept:
+        raise PruneRefused(
+            f"The keep rules would delete all {len(planned.pruned)} snapshots of this box; nothing was deleted",
+            {"would_prune": len(planned.pruned)},
+        )
+
+
+def _prune_outcome(verdicts: list[PruneVerdict]) -> PruneOutcome:
+    return PruneOutcome(
+        kept=tuple(verdict.archive for verdict in verdicts if verdict.action == "keep"),
+        pruned=tuple(verdict.archive for verdict in verdicts if verdict.action == "prune"),
+    )
+
+
+async def _run_prune(service: Service, config: BackupConfig, prefix: str, dry_run: bool) -> PruneOutcome:
+    verdicts: list[PruneVerdict] = []
+    unreadable: list[str] = []
+
+    def collect(event: BorgEvent) -> None:
+        if isinstance(event, LogMessage) and event.name == LIST_LOGGER:
+            verdict = parse_prune_line(event.message)
+            if verdict is None:
+                unreadable.append(event.message)
+            else:
+                verdicts.append(verdict)
+
+    command = commands.prune(config.repository, prefix, config.keep, dry_run=dry_run)
+    await service.borg(command, config=config, on_event=collect)
+    if unreadable:
+        log.warning("borg prune listed %d lines that could not be read, first: %r", len(unreadable), unreadable[0])
+        if dry_run:
+            raise PruneRefused(
+                "Borg's prune plan could not be read, so it was not carried out; nothing was deleted",
+                {"unreadable": unreadable[:5]},
+            )
+    return _prune_outcome(verdicts)
+
+
+def _warning_lines(messages: Iterable[LogMessage], exit_code: int) -> tuple[str, ...]:
+    warnings = [message.message.strip() for message in messages if message.message.strip()]
+    return tuple(warnings[-MAX_CHECK_ERRORS:]) or (f"borg check reported problems (exit code {exit_code})",)

@@ -1,0 +1,44 @@
+"""Retention after automatic snapshots: prune this box's archives by the keep rules, then
+compact the repository at most once a day."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import partial
+from typing import Any
+
+from backupd.actions.maintenance import compact_repository, prune_archives
+from backupd.actions.repository import stored_size
+from backupd.actions.snapshot import archive_prefix
+from backupd.borg import commands
+from backupd.jobs import Job, ReportProgress
+from backupd.service import Service
+
+COMPACT_INTERVAL = 24 * 3600.0
+
+
+def start_prune(service: Service, trigger: str) -> Job:
+    service.require_config()
+    return service.jobs.start("prune", trigger, partial(_prune, service))
+
+
+async def _prune(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
+    config = service.require_config()
+    prefix = archive_prefix(service.settings.hostname)
+    report({"step": "pruning"})
+    async with service.repository_lock:
+        outcome = await prune_archives(service, config, prefix)
+        compacted = False
+        last_compact = service.repository.last_compact
+        if outcome.pruned and (last_compact is None or service.clock.now() - last_compact >= COMPACT_INTERVAL):
+            report({"step": "compacting"})
+            await compact_repository(service, config)
+            compacted = True
+        info = await service.borg(commands.info_latest(config.repository), config=config)
+    pruned = set(outcome.pruned)
+    await service.update_repository(
+        archives=tuple(archive for archive in service.repository.archives if archive.name not in pruned),
+        total_size=stored_size(info.json),
+        last_compact=service.clock.now() if compacted else last_compact,
+    )
+    return {**asdict(outcome), "compacted": compacted}
