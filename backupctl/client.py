@@ -143,12 +143,18 @@ class AsyncClient:
         except OSError as error:
             raise DaemonUnreachable(f"cannot connect to backupd at {target}: {error.strerror or error}") from None
         client = cls(stream)
-        async with stream, trio.open_nursery() as nursery:
-            nursery.start_soon(client._read_messages)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
+        try:
+            async with stream, trio.open_nursery() as nursery:
+                nursery.start_soon(client._read_messages)
+                try:
+                    yield client
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The caller's own error (RpcError, ...) comes out as itself, not wrapped by the nursery.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         msgid = next(self._msgids)

@@ -12,6 +12,8 @@ from enum import StrEnum
 from backupd.settings import Access
 
 _UCRED = struct.Struct("3i")
+_SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+_MAX_GROUPS = 256
 
 
 class Level(StrEnum):
@@ -31,23 +33,26 @@ class Peer:
 def peer_of(sock: socket.socket) -> Peer:
     """The peer's credentials as the kernel recorded them at connect (SO_PEERCRED)."""
     pid, uid, gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-    groups, command = _process_details(pid)
-    return Peer(pid=pid, uid=uid, gid=gid, groups=frozenset(groups | {gid}), command=command)
+    groups = _peer_groups(sock)
+    return Peer(pid=pid, uid=uid, gid=gid, groups=frozenset(groups | {gid}), command=_command_name(pid))
 
 
-def _process_details(pid: int) -> tuple[set[int], str]:
-    groups: set[int] = set()
-    command = ""
+def _peer_groups(sock: socket.socket) -> set[int]:
+    """The supplementary groups the peer had at connect (SO_PEERGROUPS)."""
     try:
-        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as status:
-            for line in status:
-                if line.startswith("Name:"):
-                    command = line.split(":", 1)[1].strip()
-                elif line.startswith("Groups:"):
-                    groups = {int(group) for group in line.split(":", 1)[1].split()}
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, 4 * _MAX_GROUPS)
     except OSError:
-        pass
-    return groups, command
+        return set()
+    return set(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+
+
+def _command_name(pid: int) -> str:
+    """The peer's command name, where /proc lets the daemon see it."""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
 
 
 def allowed_levels(peer: Peer, access: Access) -> frozenset[Level]:

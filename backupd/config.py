@@ -12,11 +12,11 @@ from backupd.params import Param
 from backupd.schedule import ScheduleError, parse_schedule
 from backupd.settings import DEFAULT_KEEP, Defaults
 
+# Keyfile modes are left out on purpose: they keep the only copy of the key on the box
+# whose loss the backup exists for, and reset erases local secrets.
 ENCRYPTIONS = (
     "repokey-blake2",
     "repokey",
-    "keyfile-blake2",
-    "keyfile",
     "authenticated-blake2",
     "authenticated",
     "none",

@@ -133,6 +133,9 @@ class JobRunner:
         except RpcError as error:
             job.state = JobState.FAILED
             job.error = error.to_wire()
+        except ExceptionGroup as group:
+            job.state = JobState.FAILED
+            job.error = _first_rpc_error(group, job).to_wire()
         except Exception:
             log.exception("job %s (%s) failed on a bug", job.id, job.kind)
             job.state = JobState.FAILED
@@ -149,3 +152,15 @@ class JobRunner:
             self._hub.publish("job.finished", job.to_record())
             self._cancel_scopes.pop(job.id, None)
             self._done.pop(job.id).set()
+
+
+def _first_rpc_error(group: ExceptionGroup, job: Job) -> RpcError:
+    """The typed error inside a nursery's exception group, or internal when there is none."""
+    matched, _ = group.split(RpcError)
+    if matched is not None:
+        leaf: BaseException = matched
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        return leaf  # type: ignore[return-value]
+    log.error("job %s (%s) failed on a bug", job.id, job.kind, exc_info=group)
+    return RpcError(ErrorCode.INTERNAL, f"{job.kind} failed on an internal error")

@@ -77,6 +77,10 @@ class Scheduler:
         self._retry = None
         self._changed.set()
 
+    def wake(self) -> None:
+        """Something the plan depends on changed (a job ended): plan again."""
+        self._changed.set()
+
     def plan(self, now: float) -> Plan | None:
         plans = [plan for plan in (self._snapshot_plan(now), self._check_plan()) if plan is not None]
         return min(plans, key=lambda plan: plan.when, default=None)
@@ -112,9 +116,8 @@ class Scheduler:
             plan = self.plan(now)
             snapshot_plan = self._snapshot_plan(now)
             self._service.next_run = snapshot_plan.when if snapshot_plan else None
-            self._service.overdue_deadline = self._service.overdue_at()
             self._service.publish_status()
-            wake_times = [t for t in (plan.when if plan else None, self._service.overdue_deadline) if t and t > now]
+            wake_times = [t for t in (plan.when if plan else None, self._service.overdue_at()) if t and t > now]
             if plan is not None and plan.when <= now:
                 await self._run(plan)
             elif wake_times:

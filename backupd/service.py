@@ -7,6 +7,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from pathlib import Path
 from datetime import datetime
 from typing import Any
 
@@ -38,8 +39,9 @@ class Service:
         self.clock = clock or SystemWallClock()
         self.zone = local_zone(settings.timezone)
         self.next_run: float | None = None
-        self.overdue_deadline: float | None = None
         self.config_listeners: list[Callable[[], None]] = []
+        self.job_listeners: list[Callable[[], None]] = []
+        self._overdue_memo: tuple[tuple[Any, ...], float | None] = ((), None)
         self.hub = EventHub()
         self.config: BackupConfig | None = None
         self._schedule: Schedule | None = None
@@ -108,13 +110,17 @@ class Service:
         anchor = self.repository.last_success or self.repository.configured_at
         if schedule is None or anchor is None:
             return None
-        usual = interval(schedule, anchor, self.zone)
-        return anchor + 2 * usual if usual else None
+        key, deadline = self._overdue_memo
+        if key != (schedule, anchor):
+            usual = interval(schedule, anchor, self.zone)
+            deadline = anchor + 2 * usual if usual else None
+            self._overdue_memo = ((schedule, anchor), deadline)
+        return deadline
 
     def problem(self) -> dict[str, Any] | None:
         if self.repository.problem is not None:
             return self.repository.problem.to_wire()
-        overdue_at = self.overdue_deadline
+        overdue_at = self.overdue_at()
         if overdue_at is None or self.clock.now() < overdue_at:
             return None
         last = self.repository.last_success
@@ -129,6 +135,7 @@ class Service:
         on_event: Callable[[BorgEvent], None] | None = None,
         env: dict[str, str] | None = None,
         low_priority: bool = False,
+        cwd: str | None = None,
     ) -> BorgResult:
         """Run one borg command against the configured (or the given) repository.
 
@@ -136,14 +143,18 @@ class Service:
         so a long maintenance run leaves CPU and disk to the box's own services.
         """
         config = config or self.require_config()
-        env = {"BORG_BASE_DIR": str(self.settings.borg_base_dir or self.settings.state_dir / "borg"), **(env or {})}
         return await run_borg(
             command,
             borg=_low_priority(self.settings.borg) if low_priority else self.settings.borg,
             passphrase=config.passphrase,
             on_event=on_event,
-            env=env,
+            env={"BORG_BASE_DIR": str(self.borg_base_dir()), **(env or {})},
+            cwd=cwd,
         )
+
+    def borg_base_dir(self) -> Path:
+        """Where borg keeps its cache and security records for this daemon."""
+        return self.settings.borg_base_dir or self.settings.state_dir / "borg"
 
     async def update_repository(self, **changes: Any) -> None:
         """Change what is known about the repository, persist it and tell subscribers."""
@@ -176,6 +187,9 @@ class Service:
     async def _job_changed(self, job: Job) -> None:
         await self.store.save(JOBS_DOCUMENT, [job.to_record() for job in self.jobs.recent(HISTORY_LIMIT)])
         self.publish_status()
+        if job.finished is not None:
+            for listener in self.job_listeners:
+                listener()
 
 
 def _low_priority(borg: tuple[str, ...]) -> tuple[str, ...]:

@@ -39,6 +39,20 @@ class Access:
     read_groups: tuple[str, ...] | None = None
 
 
+HookCommand = tuple[str, ...] | str
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Commands run around jobs: an argv list runs as it is, a string runs with /bin/sh -c."""
+
+    before_snapshot: HookCommand | None = None
+    after_snapshot: HookCommand | None = None
+    before_restore: HookCommand | None = None
+    after_restore: HookCommand | None = None
+    timeout: int = 600
+
+
 @dataclass(frozen=True)
 class Settings:
     socket: Path = Path(DEFAULT_SOCKET)
@@ -51,6 +65,7 @@ class Settings:
     check_interval_days: int = 30
     defaults: Defaults = field(default_factory=Defaults)
     access: Access = field(default_factory=Access)
+    hooks: Hooks = field(default_factory=Hooks)
 
 
 def load_settings(path: Path | None) -> Settings:
@@ -80,6 +95,7 @@ def parse_settings(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         check_interval_days=_non_negative(reader.get("check_interval_days", int, 30), "check_interval_days"),
         defaults=_defaults(reader.section("defaults")),
         access=_access(reader.section("access")),
+        hooks=_hooks(reader.section("hooks")),
     )
     reader.reject_unknown()
     return settings
@@ -111,6 +127,22 @@ def _access(reader: _Reader) -> Access:
     )
     reader.reject_unknown()
     return access
+
+
+def _hooks(reader: _Reader) -> Hooks:
+    names = ("before_snapshot", "after_snapshot", "before_restore", "after_restore")
+    commands = {name: _hook_command(reader.get(name, (str, list), None), name) for name in names}
+    hooks = Hooks(**commands, timeout=_non_negative(reader.get("timeout", int, 600), "hooks.timeout"))
+    reader.reject_unknown()
+    return hooks
+
+
+def _hook_command(value: str | list[Any] | None, name: str) -> HookCommand | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    if not value or not all(isinstance(part, str) and part for part in value):
+        raise SettingsError(f"setting 'hooks.{name}' must be a command: a list of strings, or a shell string")
+    return tuple(value)
 
 
 def _borg_command(value: str | list[Any] | None) -> tuple[str, ...]:

@@ -230,3 +230,17 @@ def test_check() -> None:
 def test_maintenance_commands_reject_bad_repository(build, repository: str) -> None:
     with pytest.raises(ValueError):
         build(repository)
+
+
+def test_archive_item_commands():
+    from backupd.borg import commands
+
+    assert commands.info_archive("/r", "a").args == ("info", "--log-json", "--json", "--", "/r::a")
+    assert commands.list_items("/r", "a", ["srv/data"]).args == (
+        "list", "--log-json", "--json-lines", "--", "/r::a", "srv/data")
+    assert commands.extract("/r", "a", ["srv/data", "etc/x"]).args == (
+        "extract", "--log-json", "--progress", "--", "/r::a", "srv/data", "etc/x")
+    assert commands.key_export("/r").args == ("key", "export", "--log-json", "--", "/r")
+    for bad in (["/abs"], [""], "srv"):
+        with pytest.raises(ValueError):
+            commands.extract("/r", "a", bad)

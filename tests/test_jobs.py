@@ -108,3 +108,18 @@ async def test_ids_continue_after_history_and_unknown_ids_are_not_found():
         runner.cancel("nope")
     assert raised.value.code == ErrorCode.NOT_FOUND
     assert Job.from_record(old.to_record()) == old
+
+
+async def test_a_typed_error_from_inside_a_nursery_keeps_its_code():
+    async with trio.open_nursery() as nursery:
+        runner, _, _ = await start_runner(nursery)
+
+        async def fails_in_a_nursery(job, report):
+            async with trio.open_nursery() as inner:
+                inner.start_soon(trio.sleep_forever)
+                raise RpcError(ErrorCode.REPOSITORY_NOT_FOUND, "gone")
+
+        job = runner.start("snapshot", "manual", fails_in_a_nursery)
+        await runner.wait(job)
+        nursery.cancel_scope.cancel()
+    assert job.error["code"] == "repository_not_found"

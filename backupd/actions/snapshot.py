@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import socket
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -16,11 +17,13 @@ from backupctl.protocol import RpcError
 from backupd.actions.repository import archive_entry, stored_size, summary_from_archive
 from backupd.borg import commands
 from backupd.borg.runner import ArchiveProgress, BorgEvent, LogMessage
+from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
 from backupd.state import Problem, SnapshotSummary
 
 HEARTBEAT_INTERVAL = 1.0
+Result = TypeVar("Result")
 MAX_WARNINGS = 20
 
 
@@ -82,6 +85,17 @@ class ProgressEstimate:
 
 
 async def _take_snapshot(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
+    service.activity = "taking a snapshot"
+    try:
+        return await around_job(service.settings.hooks, "snapshot", job, partial(_create_archive, service, report))
+    except RpcError as error:
+        await service.update_repository(problem=service.problem_from(error.code, error.message, "snapshot"))
+        raise
+    finally:
+        service.activity = "idle"
+
+
+async def _create_archive(service: Service, report: ReportProgress) -> dict[str, Any]:
     config = service.require_config()
     previous = service.repository.last_snapshot
     name = archive_name(archive_prefix(service.settings.hostname), time.time())
@@ -99,18 +113,12 @@ async def _take_snapshot(service: Service, job: Job, report: ReportProgress) -> 
                 warnings.append(event.message)
 
     report(estimate.current())
-    service.activity = "taking a snapshot"
-    command = commands.create(config.repository, name, config.sources, config.exclude, config.compression)
-    try:
-        async with service.repository_lock, trio.open_nursery() as nursery:
-            nursery.start_soon(_heartbeat, estimate, report)
-            result = await service.borg(command, on_event=on_event)
-            nursery.cancel_scope.cancel()
-    except RpcError as error:
-        await service.update_repository(problem=service.problem_from(error.code, error.message, "snapshot"))
-        raise
-    finally:
-        service.activity = "idle"
+    own_files = [f"pp:{service.settings.state_dir}", f"pp:{service.borg_base_dir()}"]
+    command = commands.create(
+        config.repository, name, config.sources, (*config.exclude, *own_files), config.compression
+    )
+    async with service.repository_lock:
+        result = await _with_heartbeat(service.borg(command, on_event=on_event), estimate, report)
     borg_json = result.json or {}
     archive = borg_json.get("archive", {})
     summary = summary_from_archive(archive)
@@ -123,6 +131,23 @@ async def _take_snapshot(service: Service, job: Job, report: ReportProgress) -> 
         problem=_problem_after_success(service),
     )
     return {"snapshot": asdict(summary), "warnings": warnings}
+
+
+async def _with_heartbeat(work: Awaitable[Result], estimate: ProgressEstimate, report: ReportProgress) -> Result:
+    """Await work while progress ticks; the work's own exception comes out as itself."""
+    outcome: list[Result] = []
+    failure: list[BaseException] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_heartbeat, estimate, report)
+        try:
+            outcome.append(await work)
+        except Exception as error:
+            failure.append(error)
+        finally:
+            nursery.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 async def _heartbeat(estimate: ProgressEstimate, report: ReportProgress) -> None:

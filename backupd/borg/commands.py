@@ -95,6 +95,55 @@ def info_latest(repository: str) -> BorgCommand:
     )
 
 
+def info_archive(repository: str, archive: str) -> BorgCommand:
+    _check_repository(repository)
+    _check_archive(archive)
+    return BorgCommand(
+        ("info", "--log-json", "--json", "--", _archive_location(repository, archive)),
+        json_output=True,
+        repository=repository,
+    )
+
+
+def list_items(repository: str, archive: str, paths: Sequence[str] = ()) -> BorgCommand:
+    """Every item of an archive (or of the given archive paths), one JSON object per stdout line."""
+    _check_repository(repository)
+    _check_archive(archive)
+    _check_archive_paths(paths)
+    return BorgCommand(
+        ("list", "--log-json", "--json-lines", "--", _archive_location(repository, archive), *paths),
+        json_output=False,
+        repository=repository,
+    )
+
+
+def extract(repository: str, archive: str, paths: Sequence[str] = ()) -> BorgCommand:
+    """Extract into the working directory; paths are archive paths (no leading slash)."""
+    _check_repository(repository)
+    _check_archive(archive)
+    _check_archive_paths(paths)
+    return BorgCommand(
+        ("extract", "--log-json", "--progress", "--", _archive_location(repository, archive), *paths),
+        json_output=False,
+        repository=repository,
+    )
+
+
+def key_export(repository: str) -> BorgCommand:
+    """The repository key, as borg's export file, on stdout."""
+    _check_repository(repository)
+    return BorgCommand(("key", "export", "--log-json", "--", _literal(repository)), json_output=False,
+                       repository=repository)
+
+
+def _check_archive_paths(paths: Sequence[str]) -> None:
+    if isinstance(paths, str):
+        raise ValueError("paths must be a sequence of archive paths, not one string")
+    for path in paths:
+        if not path or path.startswith("/") or "\0" in path:
+            raise ValueError(f"an archive path is relative and not empty: {path!r}")
+
+
 def break_lock(repository: str) -> BorgCommand:
     _check_repository(repository)
     return BorgCommand(

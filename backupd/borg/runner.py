@@ -89,6 +89,11 @@ class BorgResult:
     exit_code: int
     json: Any | None
     log: list[LogMessage] = field(default_factory=list)
+    stdout: str = ""
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        """stdout of a ``--json-lines`` command, one object per line; unreadable lines are skipped."""
+        return [record for line in self.stdout.splitlines() if (record := _json_object(line)) is not None]
 
 
 def borg_environment(
@@ -190,7 +195,7 @@ async def run_borg(
     exit_code = _exit_code(process.returncode)
     succeeded = errors.is_success(exit_code)
     json_result = output.json_result() if succeeded and command.json_output else None
-    result = BorgResult(exit_code, json_result, list(output.log))
+    result = BorgResult(exit_code, json_result, list(output.log), output.stdout_text())
     if not succeeded:
         raise errors.borg_error(result, secrets=secrets, repository=command.repository)
     return result
@@ -323,6 +328,9 @@ class _BorgOutput:
     def finish(self) -> None:
         for line in self._stderr_lines.flush():
             self._handle_line(line)
+
+    def stdout_text(self) -> str:
+        return _decode(self._stdout)
 
     def json_result(self) -> Any | None:
         text = _decode(self._stdout).strip()

@@ -1,0 +1,722 @@
+"""backupctl: the command line of backupd.
+
+Exit codes: 0 success; 1 the daemon answered with an error (or the job failed);
+2 usage error; 3 the daemon cannot be reached; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from backupctl import format as fmt
+from backupctl.client import Client, DaemonUnreachable, socket_path
+from backupctl.protocol import ErrorCode, Notification, ProtocolError, RpcError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_INTERRUPTED = 130
+
+PASSPHRASE_VARIABLE = "BACKUPCTL_PASSPHRASE"
+CALL_TIMEOUT = 60.0
+# While a snapshot runs, backupd sends progress every second; after this long without
+# a notification the job is looked up in `jobs` in case its end was missed.
+JOB_POLL_INTERVAL = 5.0
+PLAIN_PROGRESS_INTERVAL = 2.0
+JOBS_LOOKUP_LIMIT = 20
+
+
+class UsageError(Exception):
+    """The command line or its inputs cannot be used; exit code 2."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One run of a command: its options, its connection and where it writes."""
+
+    args: argparse.Namespace
+    client: Client
+    stdout: TextIO
+    stderr: TextIO
+
+    @property
+    def as_json(self) -> bool:
+        return bool(self.args.json)
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.stdout, flush=True)
+
+    def warn(self, text: str) -> None:
+        print(text, file=self.stderr, flush=True)
+
+    def emit_json(self, value: Any) -> None:
+        self.say(to_json(value))
+
+
+Command = Callable[[Invocation], int]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a job that succeeded means for people, and whether all is well (exit 0)."""
+
+    text: str
+    good: bool = True
+
+
+DescribeSuccess = Callable[[Mapping[str, Any]], JobOutcome]
+
+
+def to_json(value: Any, indent: int | None = 2) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=False, default=_json_fallback)
+
+
+def _json_fallback(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def terminal_width(stream: TextIO) -> int:
+    return shutil.get_terminal_size().columns if stream.isatty() else 100
+
+
+# status
+
+
+def run_status(invocation: Invocation) -> int:
+    overview = invocation.client.call("status")
+    if invocation.as_json:
+        invocation.emit_json(overview)
+        return EXIT_OK
+    invocation.say(describe_overview(overview, time.time(), terminal_width(invocation.stdout)))
+    return EXIT_OK
+
+
+def describe_overview(overview: Mapping[str, Any], now: float, width: int = 100) -> str:
+    pairs = [("State", str(overview.get("state")))]
+    if overview.get("state") == "unconfigured":
+        text = fmt.fields(pairs)
+        return text + "\nBackups are not configured: run `backupctl configure REPOSITORY` to set them up."
+    pairs += [
+        ("Repository", str(overview.get("repository"))),
+        ("Automatic", describe_automatic(overview, now)),
+        ("Last snapshot", describe_last_snapshot(overview.get("last_snapshot"), now)),
+        ("Snapshots", f"{overview.get('snapshot_count', 0):,}"),
+        ("Total size", fmt.human_size(overview.get("total_size"))),
+        ("Files", f"{overview.get('file_count', 0):,}"),
+        ("Problem", describe_problem(overview.get("problem"), now)),
+    ]
+    if "last_check" in overview:
+        pairs.append(("Last check", describe_last_check(overview.get("last_check"), now)))
+    job = overview.get("job")
+    if job:
+        pairs.append(("Running", describe_running_job(job, now, width - 16)))
+    return fmt.fields(pairs)
+
+
+def describe_automatic(overview: Mapping[str, Any], now: float) -> str:
+    schedule = overview.get("schedule")
+    text = ("on" if overview.get("automatic") else "off") + (f" ({schedule})" if schedule else "")
+    next_run = overview.get("next_run")
+    if overview.get("automatic") and next_run is not None:
+        text += f", next snapshot {fmt.relative_time(next_run, now)} ({fmt.timestamp(next_run)})"
+    return text
+
+
+def describe_last_snapshot(snapshot: Mapping[str, Any] | None, now: float) -> str:
+    if not snapshot:
+        return "none yet"
+    when = snapshot.get("time")
+    return (
+        f"{fmt.relative_time(when, now)} ({fmt.timestamp(when)}), took {fmt.duration(snapshot.get('duration'))}\n"
+        f"{snapshot.get('name')}\n"
+        f"{fmt.plural(snapshot.get('files') or 0, 'file')}, "
+        f"{fmt.human_size(snapshot.get('original_size'))} original, "
+        f"{fmt.human_size(snapshot.get('deduplicated_size'))} new"
+    )
+
+
+def describe_problem(problem: Mapping[str, Any] | None, now: float) -> str:
+    if not problem:
+        return "none"
+    return f"{problem.get('code')}: {problem.get('message')} (since {fmt.relative_time(problem.get('since'), now)})"
+
+
+def describe_last_check(check: Mapping[str, Any] | None, now: float) -> str:
+    if not check:
+        return "never"
+    return f"{fmt.relative_time(check.get('time'), now)}: {check.get('message')}"
+
+
+def describe_running_job(job: Mapping[str, Any], now: float, width: int) -> str:
+    heading = (
+        f"{job.get('kind')} job {job.get('id')} ({job.get('trigger')}), "
+        f"started {fmt.relative_time(job.get('started'), now)}"
+    )
+    line = fmt.progress_line(job.get("progress"), max(width, 40))
+    return f"{heading}\n{line}" if line else heading
+
+
+# configure
+
+
+def run_configure(invocation: Invocation) -> int:
+    args = invocation.args
+    params: dict[str, Any] = {"repository": repository_location(args.repository)}
+    if args.sources:
+        params["sources"] = [os.path.abspath(source) for source in args.sources]
+    if args.exclude:
+        params["exclude"] = list(args.exclude)
+    if args.keep:
+        params["keep"] = dict(args.keep)
+    for option in ("schedule", "encryption", "compression"):
+        value = getattr(args, option)
+        if value is not None:
+            params[option] = value
+    params["passphrase"] = read_passphrase(args.passphrase_file)
+    result = invocation.client.call("configure", params)
+    if invocation.as_json:
+        invocation.emit_json(result)
+        return EXIT_OK
+    count = fmt.plural(result.get("snapshot_count", 0), "snapshot")
+    if result.get("created"):
+        invocation.say(f"Created a new repository at {params['repository']} ({count}).")
+    else:
+        invocation.say(f"Connected to the existing repository at {params['repository']} ({count}).")
+    invocation.say("Backups are configured.")
+    return EXIT_OK
+
+
+def repository_location(location: str) -> str:
+    """Local relative paths become absolute; remote locations (with a colon) stay as typed."""
+    if ":" in location or os.path.isabs(location):
+        return location
+    return os.path.abspath(location)
+
+
+def keep_rule(text: str) -> tuple[str, int]:
+    rule, separator, count = text.partition("=")
+    if not separator or not rule or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"expected RULE=COUNT such as daily=7, got {text!r}")
+    return rule, int(count)
+
+
+def read_passphrase(passphrase_file: str | None) -> str:
+    """From the file (- for stdin), else $BACKUPCTL_PASSPHRASE, else a prompt."""
+    if passphrase_file is not None:
+        return _passphrase_from_file(passphrase_file)
+    from_environment = os.environ.get(PASSPHRASE_VARIABLE)
+    if from_environment:
+        return from_environment
+    return _prompt_passphrase()
+
+
+def _passphrase_from_file(path: str) -> str:
+    try:
+        if path == "-":
+            text = sys.stdin.readline()
+        else:
+            with open(path, encoding="utf-8") as file:
+                text = file.readline()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise UsageError(f"cannot read the passphrase file {path}: {reason}") from None
+    passphrase = text.rstrip("\r\n")
+    if not passphrase:
+        raise UsageError(f"the passphrase file {path} is empty")
+    return passphrase
+
+
+def _prompt_passphrase() -> str:
+    if not sys.stdin.isatty():
+        passphrase = sys.stdin.readline().rstrip("\r\n")
+        if not passphrase:
+            raise UsageError(
+                f"no passphrase: use --passphrase-file, set {PASSPHRASE_VARIABLE} or run in a terminal"
+            )
+        return passphrase
+    try:
+        passphrase = getpass.getpass("Repository passphrase: ")
+        if not passphrase:
+            raise UsageError("the passphrase must not be empty")
+        if getpass.getpass("Repeat the passphrase: ") != passphrase:
+            raise UsageError("the passphrases do not match")
+    except EOFError:
+        raise UsageError("no passphrase given") from None
+    return passphrase
+
+
+# snapshot and check: jobs followed to their end
+
+
+class ProgressDisplay:
+    """Progress of one job on stderr: a line redrawn in place on a terminal, otherwise
+    plain lines at most every PLAIN_PROGRESS_INTERVAL seconds."""
+
+    def __init__(self, stream: TextIO, enabled: bool = True) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.live = stream.isatty()
+        self._last_plain: float | None = None
+        self._drawn = False
+
+    def show(self, progress: Mapping[str, Any] | None) -> None:
+        if not self.enabled:
+            return
+        width = shutil.get_terminal_size().columns - 1 if self.live else None
+        line = fmt.progress_line(progress, width)
+        if not line:
+            return
+        if self.live:
+            self.stream.write("\r" + line + "\x1b[K")
+            self.stream.flush()
+            self._drawn = True
+            return
+        now = time.monotonic()
+        if self._last_plain is None or now - self._last_plain >= PLAIN_PROGRESS_INTERVAL:
+            self._last_plain = now
+            print(line, file=self.stream, flush=True)
+
+    def clear(self) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._drawn = False
+
+
+def run_snapshot(invocation: Invocation) -> int:
+    return run_job(invocation, "snapshot", describe_snapshot_result)
+
+
+def run_check(invocation: Invocation) -> int:
+    return run_job(invocation, "check", describe_check_result)
+
+
+def run_job(invocation: Invocation, method: str, describe_success: DescribeSuccess) -> int:
+    """Start a job with `method`; unless --no-wait, follow its progress until it ends."""
+    client = invocation.client
+    if invocation.args.no_wait:
+        job = client.call(method)
+        if invocation.as_json:
+            invocation.emit_json(job)
+        else:
+            invocation.say(job["id"])
+        return EXIT_OK
+    # Subscribing first means no notification about the new job can be missed.
+    client.call("subscribe")
+    job = client.call(method)
+    title = str(job.get("kind", method)).capitalize()
+    display = ProgressDisplay(invocation.stderr, enabled=not invocation.as_json or invocation.stderr.isatty())
+    if not invocation.as_json:
+        invocation.warn(f"{title} job {job['id']} {'started' if job['state'] == 'running' else job['state']}.")
+    try:
+        finished = follow_job(client, job, display.show)
+    except KeyboardInterrupt:
+        display.clear()
+        invocation.warn(
+            f"\nStopped watching. The {job.get('kind', method)} goes on in backupd; "
+            f"stop it with `backupctl cancel {job['id']}`."
+        )
+        raise
+    display.clear()
+    return report_finished_job(invocation, finished, describe_success)
+
+
+ShowProgress = Callable[[Mapping[str, Any]], None]
+
+
+def follow_job(client: Client, job: Mapping[str, Any], on_progress: ShowProgress) -> dict[str, Any]:
+    """Wait for the job to end, showing its progress; return its final record."""
+    if job["state"] != "running":
+        return dict(job)
+    job_id = job["id"]
+    on_progress(job.get("progress"))
+    client.set_timeout(JOB_POLL_INTERVAL)
+    while True:
+        try:
+            for notification in client.events():
+                if notification.params.get("id") != job_id:
+                    continue
+                if notification.method == "job.progress":
+                    on_progress(notification.params.get("progress"))
+                elif notification.method == "job.finished":
+                    return notification.params
+        except TimeoutError:
+            record = find_job(client, job_id)
+            if record is not None and record["state"] != "running":
+                return record
+            continue
+        raise DaemonUnreachable(f"backupd closed the connection while job {job_id} ran")
+
+
+def find_job(client: Client, job_id: str) -> dict[str, Any] | None:
+    for record in client.call("jobs", {"limit": JOBS_LOOKUP_LIMIT}):
+        if record.get("id") == job_id:
+            return record
+    return None
+
+
+def report_finished_job(
+    invocation: Invocation, job: Mapping[str, Any], describe_success: DescribeSuccess
+) -> int:
+    if invocation.as_json:
+        invocation.emit_json(job)
+    result = job.get("result") or {}
+    if not invocation.as_json:
+        for warning in result.get("warnings") or []:
+            invocation.warn(f"warning: {warning}")
+    if job.get("state") != "succeeded":
+        error = job.get("error") or {}
+        code = error.get("code", job.get("state"))
+        message = error.get("message", f"the {job.get('kind')} did not succeed")
+        invocation.warn(f"error: {code}: {message}")
+        return EXIT_ERROR
+    outcome = describe_success(job)
+    if not invocation.as_json:
+        invocation.say(outcome.text)
+    return EXIT_OK if outcome.good else EXIT_ERROR
+
+
+def describe_snapshot_result(job: Mapping[str, Any]) -> JobOutcome:
+    snapshot = (job.get("result") or {}).get("snapshot")
+    took = fmt.duration((job.get("finished") or 0) - (job.get("started") or 0))
+    if not snapshot:
+        return JobOutcome(f"Snapshot job {job.get('id')} succeeded in {took}.")
+    return JobOutcome(
+        f"Snapshot {snapshot.get('name')} taken in {took}: "
+        f"{fmt.plural(snapshot.get('files') or 0, 'file')}, "
+        f"{fmt.human_size(snapshot.get('original_size'))} original, "
+        f"{fmt.human_size(snapshot.get('deduplicated_size'))} new."
+    )
+
+
+def describe_check_result(job: Mapping[str, Any]) -> JobOutcome:
+    result = job.get("result") or {}
+    took = fmt.duration((job.get("finished") or 0) - (job.get("started") or 0))
+    if result.get("ok", True):
+        return JobOutcome(f"Check done in {took}: no problems found.")
+    errors = [f"  {error}" for error in result.get("errors") or []]
+    return JobOutcome("\n".join([f"Check done in {took}: the repository is damaged.", *errors[-10:]]), good=False)
+
+
+# snapshots, jobs, cancel
+
+
+def run_snapshots(invocation: Invocation) -> int:
+    snapshots = invocation.client.call("snapshots")
+    if invocation.as_json:
+        invocation.emit_json(snapshots)
+        return EXIT_OK
+    if not snapshots:
+        invocation.say("No snapshots yet.")
+        return EXIT_OK
+    now = time.time()
+    rows = [
+        (str(entry.get("name")), fmt.timestamp(entry.get("time")), fmt.relative_time(entry.get("time"), now))
+        for entry in snapshots
+    ]
+    invocation.say(fmt.table(("NAME", "TIME", "AGE"), rows))
+    return EXIT_OK
+
+
+def run_jobs(invocation: Invocation) -> int:
+    params = {"limit": invocation.args.limit} if invocation.args.limit is not None else {}
+    records = invocation.client.call("jobs", params)
+    if invocation.as_json:
+        invocation.emit_json(records)
+        return EXIT_OK
+    if not records:
+        invocation.say("No jobs yet.")
+        return EXIT_OK
+    now = time.time()
+    invocation.say(fmt.table(("ID", "KIND", "TRIGGER", "STATE", "STARTED", "DURATION", "ERROR"),
+                             [job_row(record, now) for record in records]))
+    return EXIT_OK
+
+
+def job_row(job: Mapping[str, Any], now: float) -> tuple[str, ...]:
+    started = job.get("started")
+    ended = job.get("finished") or now
+    error = job.get("error") or {}
+    return (
+        str(job.get("id")),
+        str(job.get("kind")),
+        str(job.get("trigger")),
+        str(job.get("state")),
+        fmt.timestamp(started),
+        fmt.duration(ended - started) if started is not None else fmt.UNKNOWN,
+        str(error.get("code", "")),
+    )
+
+
+def run_cancel(invocation: Invocation) -> int:
+    job_id = invocation.args.job_id
+    # backupd accepts the cancel of a finished job and does nothing; say so instead.
+    record = find_job(invocation.client, job_id)
+    if record is not None and record.get("state") != "running" and not invocation.as_json:
+        invocation.say(f"Job {job_id} already finished ({record.get('state')}); nothing to cancel.")
+        return EXIT_OK
+    result = invocation.client.call("cancel", {"job": job_id})
+    if invocation.as_json:
+        invocation.emit_json(result)
+    else:
+        invocation.say(f"Cancelling job {job_id}.")
+    return EXIT_OK
+
+
+# watch, ping, config
+
+
+def run_watch(invocation: Invocation) -> int:
+    client = invocation.client
+    client.set_timeout(None)
+    client.call("subscribe")
+    if not invocation.as_json:
+        invocation.warn(f"Watching backupd at {client.path}; press Ctrl-C to stop.")
+    width = terminal_width(invocation.stdout)
+    for notification in client.events():
+        if invocation.as_json:
+            invocation.say(to_json({"method": notification.method, "params": notification.params}, indent=None))
+        else:
+            invocation.say(describe_notification(notification, time.time(), width))
+    raise DaemonUnreachable("backupd closed the connection")
+
+
+def describe_notification(notification: Notification, now: float, width: int = 100) -> str:
+    params = notification.params
+    method = notification.method
+    if method == "status.changed":
+        summary = describe_status_change(params, now)
+    elif method.startswith("job."):
+        summary = describe_job_event(method, params, width - 40)
+    else:
+        summary = to_json(params, indent=None)
+    return f"{fmt.clock(now)}  {method:<15} {summary}"
+
+
+def describe_job_event(method: str, job: Mapping[str, Any], width: int) -> str:
+    name = f"{job.get('kind')} job {job.get('id')}"
+    if method == "job.started":
+        return f"{name} started ({job.get('trigger')})"
+    if method == "job.progress":
+        return f"{name}: {fmt.progress_line(job.get('progress'), max(width, 40))}"
+    if method == "job.finished":
+        took = fmt.duration((job.get("finished") or 0) - (job.get("started") or 0))
+        error = job.get("error")
+        if error:
+            return f"{name} {job.get('state')} after {took}: {error.get('code')}: {error.get('message')}"
+        return f"{name} {job.get('state')} in {took}"
+    return f"{name} {job.get('state')}"
+
+
+def describe_status_change(overview: Mapping[str, Any], now: float) -> str:
+    parts = [str(overview.get("state")), fmt.plural(overview.get("snapshot_count") or 0, "snapshot")]
+    last = overview.get("last_snapshot")
+    if last:
+        parts.append(f"last {fmt.relative_time(last.get('time'), now)}")
+    problem = overview.get("problem")
+    if problem:
+        parts.append(f"problem {problem.get('code')}")
+    return ", ".join(parts)
+
+
+def run_ping(invocation: Invocation) -> int:
+    started = time.perf_counter()
+    answer = invocation.client.call("ping")
+    elapsed = time.perf_counter() - started
+    if invocation.as_json:
+        invocation.emit_json(answer)
+    else:
+        invocation.say(
+            f"backupd {answer.get('version')} (API {answer.get('api')}) at {invocation.client.path} "
+            f"answered in {elapsed * 1000:.1f} ms"
+        )
+    return EXIT_OK
+
+
+def run_config(invocation: Invocation) -> int:
+    config = invocation.client.call("config")
+    if invocation.as_json:
+        invocation.emit_json(config)
+        return EXIT_OK
+    invocation.say(describe_config(config))
+    return EXIT_OK
+
+
+def describe_config(config: Mapping[str, Any]) -> str:
+    repository = config.get("repository")
+    keep = config.get("keep") or {}
+    pairs = [
+        ("Repository", repository or "not configured"),
+        ("Passphrase", "set" if config.get("passphrase_set") else "not set"),
+        ("Sources", "\n".join(config.get("sources") or []) or "none"),
+        ("Exclude", "\n".join(config.get("exclude") or []) or "none"),
+        ("Schedule", str(config.get("schedule"))),
+        ("Keep", ", ".join(f"{rule} {count}" for rule, count in keep.items()) or "none"),
+        ("Encryption", str(config.get("encryption"))),
+        ("Compression", str(config.get("compression"))),
+    ]
+    text = fmt.fields(pairs)
+    if repository is None:
+        text = "Backups are not configured; a configure starts from these defaults:\n" + text
+    return text
+
+
+# the command line
+
+
+COMMANDS: dict[str, Command] = {
+    "status": run_status,
+    "configure": run_configure,
+    "snapshot": run_snapshot,
+    "snapshots": run_snapshots,
+    "check": run_check,
+    "jobs": run_jobs,
+    "cancel": run_cancel,
+    "watch": run_watch,
+    "ping": run_ping,
+    "config": run_config,
+}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backupctl",
+        description="Control backupd, the Edgebox backup daemon.",
+        epilog="Exit codes: 0 ok, 1 backupd reported an error, 2 usage error, 3 backupd unreachable.",
+    )
+    add_global_options(parser, default_socket=None, default_json=False)
+    # The same options after the command name; SUPPRESS keeps the values given before it.
+    shared = argparse.ArgumentParser(add_help=False)
+    add_global_options(shared, default_socket=argparse.SUPPRESS, default_json=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text, parents=[shared])
+
+    command("status", "show the backup overview")
+    configure = command("configure", "create or connect to a repository and start backing up")
+    configure.add_argument("repository", help="absolute path, ssh://user@host[:port]/path or user@host:path")
+    configure.add_argument("--source", dest="sources", action="append", metavar="PATH",
+                           help="a folder or file to back up (repeatable)")
+    configure.add_argument("--exclude", action="append", metavar="PATTERN",
+                           help="a borg exclude pattern (repeatable)")
+    configure.add_argument("--schedule",
+                           help="manual, hourly, daily [HH:MM], weekly [DAY] [HH:MM] or a 5-field cron expression")
+    configure.add_argument("--keep", action="append", type=keep_rule, metavar="RULE=COUNT",
+                           help="retention, e.g. daily=7 (repeatable)")
+    configure.add_argument("--encryption", help="borg encryption mode for a new repository (default repokey-blake2)")
+    configure.add_argument("--compression", help="borg compression, e.g. lz4 or zstd,3")
+    configure.add_argument(
+        "--passphrase-file", metavar="FILE",
+        help=f"read the passphrase from the first line of FILE (- for stdin); "
+             f"else ${PASSPHRASE_VARIABLE}, else a prompt",
+    )
+    snapshot = command("snapshot", "take a snapshot now and show its progress")
+    snapshot.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    command("snapshots", "list the snapshots, newest first")
+    check = command("check", "verify the repository and its snapshots (borg check)")
+    check.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    jobs = command("jobs", "list recent jobs, newest first")
+    jobs.add_argument("--limit", type=positive_int, help="how many (backupd's default is 20)")
+    cancel = command("cancel", "cancel a running job")
+    cancel.add_argument("job_id", metavar="JOB_ID")
+    command("watch", "print notifications as they come, until Ctrl-C")
+    command("ping", "check that backupd answers")
+    command("config", "show the backup configuration (never the passphrase)")
+    return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, default_socket: Any, default_json: Any) -> None:
+    parser.add_argument(
+        "--socket", metavar="PATH", default=default_socket,
+        help="backupd's socket (default: $BACKUPD_SOCKET, else /run/backupd/backupd.sock)",
+    )
+    parser.add_argument("--json", action="store_true", default=default_json, help="print the raw result as JSON")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = socket_path(args.socket)
+    try:
+        return run(args, path)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_ERROR
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout went away (`backupctl jobs | head -1`): drop what is left."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def run(args: argparse.Namespace, path: str) -> int:
+    try:
+        with Client(path, timeout=CALL_TIMEOUT) as client:
+            return COMMANDS[args.command](Invocation(args, client, sys.stdout, sys.stderr))
+    except RpcError as error:
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
+        _print_error_details(error)
+        return EXIT_ERROR
+    except UsageError as error:
+        print(f"backupctl: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DaemonUnreachable as error:
+        print(f"error: {error}", file=sys.stderr)
+        print(f"Is backupd running and listening on {path}? Choose the socket with --socket or BACKUPD_SOCKET.",
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except TimeoutError:
+        print(f"error: backupd at {path} did not answer within {CALL_TIMEOUT:.0f} s", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except ProtocolError as error:
+        print(f"error: backupd at {path} sent something that is not msgpack-rpc: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+
+
+def _print_error_details(error: RpcError) -> None:
+    if error.code == ErrorCode.INVALID_PARAMS and "param" in error.data:
+        print(f"  (option: {error.data['param']})", file=sys.stderr)
+    elif error.code == ErrorCode.BUSY and isinstance(error.data.get("job"), dict):
+        job = error.data["job"]
+        print(f"  (running: {job.get('kind')} job {job.get('id')})", file=sys.stderr)
+    for line in _last_lines(error.data):
+        print(f"  borg: {line}", file=sys.stderr)
+
+
+def _last_lines(data: Mapping[str, Any]) -> Iterator[str]:
+    lines = data.get("last_lines")
+    if isinstance(lines, list):
+        yield from (str(line) for line in lines[-3:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,467 @@
+"""backupctl against a real backupd: in-process through main() and as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Callable
+from typing import IO, Any
+
+import pytest
+
+from backupctl.cli import main
+from tests.conftest import PASSPHRASE, DaemonProcess
+
+WRONG_PASSPHRASE = "not the right one at all"
+SECRETS = (PASSPHRASE, WRONG_PASSPHRASE)
+OVERVIEW_KEYS = {
+    "state", "repository", "schedule", "automatic", "next_run", "last_snapshot",
+    "snapshot_count", "total_size", "file_count", "problem", "last_check", "job",
+}
+SUBPROCESS_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+
+def assert_no_secret(*texts: str) -> None:
+    for secret in SECRETS:
+        for text in texts:
+            assert secret not in text
+
+
+RunCli = Callable[..., Outcome]
+
+
+@pytest.fixture
+def backupctl(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> RunCli:
+    """Run backupctl in this process: backupctl(socket, *args) -> Outcome."""
+    monkeypatch.delenv("BACKUPD_SOCKET", raising=False)
+    monkeypatch.delenv("BACKUPCTL_PASSPHRASE", raising=False)
+
+    def run(socket: Path, *args: str) -> Outcome:
+        code = main(["--socket", str(socket), *args])
+        captured = capsys.readouterr()
+        assert_no_secret(captured.out, captured.err)
+        return Outcome(code, captured.out, captured.err)
+
+    return run
+
+
+def run_subprocess(
+    *args: str, env: dict[str, str] | None = None, stdin: int | None = subprocess.DEVNULL
+) -> Outcome:
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("BACKUPD_SOCKET", "BACKUPCTL_PASSPHRASE")}
+    environment.update(env or {})
+    completed = subprocess.run(
+        [sys.executable, "-m", "backupctl.cli", *args],
+        capture_output=True, text=True, env=environment, stdin=stdin, timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert_no_secret(completed.stdout, completed.stderr)
+    return Outcome(completed.returncode, completed.stdout, completed.stderr)
+
+
+def read_until(stream: IO[bytes], marker: bytes, timeout: float = 15.0) -> bytes:
+    """Read from a pipe until marker appears; fail after timeout seconds."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"{marker!r} did not appear in {data!r}"
+        ready, _, _ = select.select([stream], [], [], remaining)
+        if ready:
+            chunk = os.read(stream.fileno(), 65536)
+            assert chunk, f"the stream ended before {marker!r}: {data!r}"
+            data += chunk
+    return data
+
+
+def passphrase_file(folder: Path, passphrase: str = PASSPHRASE) -> Path:
+    path = folder / "passphrase"
+    path.write_text(passphrase + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def take_snapshot(daemon: DaemonProcess) -> dict[str, Any]:
+    with daemon.client() as client:
+        job = client.call("snapshot", {"wait": True})
+    assert job["state"] == "succeeded", job
+    return job
+
+
+def wait_until_idle(daemon: DaemonProcess, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    with daemon.client() as client:
+        while client.call("status")["job"] is not None:
+            assert time.monotonic() < deadline, "the job did not finish"
+            time.sleep(0.05)
+
+
+# configure
+
+
+def test_configure_with_passphrase_file_creates_then_connects(
+    daemon: DaemonProcess, repository: Path, sample_data: Path, tmp_path: Path
+) -> None:
+    secret = passphrase_file(tmp_path)
+    common = ["--socket", str(daemon.socket), "configure", str(repository),
+              "--source", str(sample_data), "--passphrase-file", str(secret)]
+
+    created = run_subprocess(*common)
+    assert created.code == 0, created.err
+    assert f"Created a new repository at {repository}" in created.out
+    assert "0 snapshots" in created.out
+
+    connected = run_subprocess("--json", *common)
+    assert connected.code == 0, connected.err
+    assert json.loads(connected.out) == {"created": False, "snapshot_count": 0}
+
+
+def test_configure_with_passphrase_from_environment(
+    daemon: DaemonProcess, repository: Path, sample_data: Path
+) -> None:
+    env = {"BACKUPCTL_PASSPHRASE": PASSPHRASE}
+    common = ["--socket", str(daemon.socket), "configure", str(repository), "--source", str(sample_data)]
+
+    created = run_subprocess("--json", *common, env=env)
+    assert created.code == 0, created.err
+    assert json.loads(created.out) == {"created": True, "snapshot_count": 0}
+
+    connected = run_subprocess(*common, env=env)
+    assert connected.code == 0, connected.err
+    assert f"Connected to the existing repository at {repository} (0 snapshots)" in connected.out
+    with daemon.client() as client:
+        assert client.call("config")["repository"] == str(repository)
+
+
+def test_configure_connects_to_a_repository_with_snapshots(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, tmp_path: Path, backupctl
+) -> None:
+    take_snapshot(configured_daemon)
+    secret = passphrase_file(tmp_path)
+    outcome = backupctl(configured_daemon.socket, "configure", str(repository),
+                        "--source", str(sample_data), "--passphrase-file", str(secret))
+    assert outcome.code == 0, outcome.err
+    assert "Connected to the existing repository" in outcome.out
+    assert "(1 snapshot)" in outcome.out
+
+
+def test_configure_with_wrong_passphrase_fails_without_showing_it(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, tmp_path: Path
+) -> None:
+    secret = passphrase_file(tmp_path, WRONG_PASSPHRASE)
+    outcome = run_subprocess("--socket", str(configured_daemon.socket), "configure", str(repository),
+                             "--source", str(sample_data), "--passphrase-file", str(secret))
+    assert outcome.code == 1
+    assert "error: passphrase_wrong:" in outcome.err
+
+
+def test_configure_without_a_passphrase_is_a_usage_error(
+    daemon: DaemonProcess, repository: Path, sample_data: Path
+) -> None:
+    outcome = run_subprocess("--socket", str(daemon.socket), "configure", str(repository),
+                             "--source", str(sample_data))
+    assert outcome.code == 2
+    assert "passphrase" in outcome.err
+    with daemon.client() as client:
+        assert client.call("status")["state"] == "unconfigured"
+
+
+def test_configure_reads_the_passphrase_from_stdin(
+    daemon: DaemonProcess, repository: Path, sample_data: Path
+) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "backupctl.cli", "--socket", str(daemon.socket), "configure", str(repository),
+         "--source", str(sample_data), "--passphrase-file", "-"],
+        input=PASSPHRASE + "\n", capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert_no_secret(completed.stdout, completed.stderr)
+    assert "Created a new repository" in completed.stdout
+
+
+def test_configure_rejects_a_missing_passphrase_file(
+    daemon: DaemonProcess, repository: Path, tmp_path: Path, backupctl: RunCli
+) -> None:
+    outcome = backupctl(daemon.socket, "configure", str(repository), "--passphrase-file", str(tmp_path / "missing"))
+    assert outcome.code == 2
+    assert "cannot read the passphrase file" in outcome.err
+
+
+def test_configure_reports_the_invalid_option(
+    daemon: DaemonProcess, repository: Path, sample_data: Path, monkeypatch: pytest.MonkeyPatch, backupctl: RunCli
+) -> None:
+    monkeypatch.setenv("BACKUPCTL_PASSPHRASE", PASSPHRASE)
+    outcome = backupctl(daemon.socket, "configure", str(repository), "--source", str(sample_data),
+                        "--schedule", "fortnightly")
+    assert outcome.code == 1
+    assert "error: invalid_params:" in outcome.err
+    assert "option: schedule" in outcome.err
+
+
+# status, config, ping
+
+
+def test_status_names_the_repository_and_the_snapshot_count(
+    configured_daemon: DaemonProcess, repository: Path, backupctl
+) -> None:
+    take_snapshot(configured_daemon)
+    outcome = backupctl(configured_daemon.socket, "status")
+    assert outcome.code == 0, outcome.err
+    assert f"Repository:    {repository}" in outcome.out
+    assert "Snapshots:     1" in outcome.out
+    assert "State:         idle" in outcome.out
+    assert "just now" in outcome.out
+    assert "Problem:       none" in outcome.out
+
+
+def test_status_shows_the_schedule_and_the_next_snapshot(
+    daemon: DaemonProcess, repository: Path, sample_data: Path, monkeypatch: pytest.MonkeyPatch, backupctl
+) -> None:
+    monkeypatch.setenv("BACKUPCTL_PASSPHRASE", PASSPHRASE)
+    configured = backupctl(daemon.socket, "configure", str(repository), "--source", str(sample_data),
+                           "--schedule", "daily 04:30")
+    assert configured.code == 0, configured.err
+    outcome = backupctl(daemon.socket, "status")
+    assert "Automatic:     on (daily 04:30), next snapshot in " in outcome.out
+    assert "Last snapshot: none yet" in outcome.out
+    assert "Last check:    never" in outcome.out
+
+
+def test_json_status_is_the_overview(
+    configured_daemon: DaemonProcess, repository: Path, backupctl: RunCli
+) -> None:
+    outcome = backupctl(configured_daemon.socket, "--json", "status")
+    assert outcome.code == 0, outcome.err
+    overview = json.loads(outcome.out)
+    assert OVERVIEW_KEYS <= set(overview)
+    assert overview["repository"] == str(repository)
+    assert overview["state"] == "idle"
+
+
+def test_json_may_follow_the_command(configured_daemon: DaemonProcess, backupctl: RunCli) -> None:
+    outcome = backupctl(configured_daemon.socket, "status", "--json")
+    assert OVERVIEW_KEYS <= set(json.loads(outcome.out))
+
+
+def test_status_when_unconfigured(daemon: DaemonProcess, backupctl: RunCli) -> None:
+    outcome = backupctl(daemon.socket, "status")
+    assert outcome.code == 0
+    assert "unconfigured" in outcome.out
+    assert "backupctl configure" in outcome.out
+
+
+def test_config_shows_the_configuration_but_not_the_passphrase(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, backupctl
+) -> None:
+    human = backupctl(configured_daemon.socket, "config")
+    assert human.code == 0
+    assert str(repository) in human.out
+    assert str(sample_data) in human.out
+    assert "Passphrase:  set" in human.out
+    machine = json.loads(backupctl(configured_daemon.socket, "--json", "config").out)
+    assert machine["repository"] == str(repository)
+    assert "passphrase" not in machine
+
+
+def test_ping(daemon: DaemonProcess, backupctl: RunCli) -> None:
+    outcome = backupctl(daemon.socket, "ping")
+    assert outcome.code == 0
+    assert "API 1" in outcome.out
+    assert json.loads(backupctl(daemon.socket, "--json", "ping").out)["api"] == 1
+
+
+def test_socket_from_the_environment(daemon: DaemonProcess) -> None:
+    outcome = run_subprocess("ping", env={"BACKUPD_SOCKET": str(daemon.socket)})
+    assert outcome.code == 0, outcome.err
+    assert str(daemon.socket) in outcome.out
+
+
+# snapshot, snapshots, jobs, cancel
+
+
+def test_snapshot_waits_with_progress_then_snapshots_lists_it(
+    configured_daemon: DaemonProcess, backupctl: RunCli
+) -> None:
+    outcome = run_subprocess("--socket", str(configured_daemon.socket), "snapshot")
+    assert outcome.code == 0, outcome.err
+    assert "Snapshot job" in outcome.err
+    assert " files  " in outcome.err and " read  " in outcome.err
+    assert "taken in" in outcome.out
+    assert "100 files" in outcome.out
+
+    with configured_daemon.client() as client:
+        assert client.call("status")["state"] == "idle"
+        name = client.call("snapshots")[0]["name"]
+    listing = backupctl(configured_daemon.socket, "snapshots")
+    assert listing.code == 0
+    lines = listing.out.splitlines()
+    assert lines[0].split() == ["NAME", "TIME", "AGE"]
+    assert len(lines) == 2
+    assert lines[1].startswith(name)
+
+
+def test_json_snapshot_prints_the_finished_job(configured_daemon: DaemonProcess, backupctl: RunCli) -> None:
+    outcome = backupctl(configured_daemon.socket, "--json", "snapshot")
+    assert outcome.code == 0, outcome.err
+    job = json.loads(outcome.out)
+    assert job["kind"] == "snapshot"
+    assert job["state"] == "succeeded"
+    assert job["result"]["snapshot"]["files"] == 100
+
+
+def test_check_verifies_the_repository(configured_daemon: DaemonProcess, backupctl: RunCli) -> None:
+    take_snapshot(configured_daemon)
+    outcome = backupctl(configured_daemon.socket, "check")
+    assert outcome.code == 0, outcome.err
+    assert "no problems found" in outcome.out
+    status = backupctl(configured_daemon.socket, "status")
+    assert "Last check:    just now: no problems found" in status.out
+
+
+def test_snapshot_no_wait_then_jobs(configured_daemon: DaemonProcess, backupctl: RunCli) -> None:
+    started = backupctl(configured_daemon.socket, "snapshot", "--no-wait")
+    assert started.code == 0, started.err
+    job_id = started.out.strip()
+    assert job_id.isdigit()
+
+    listing = backupctl(configured_daemon.socket, "jobs")
+    assert listing.code == 0
+    rows = [line.split() for line in listing.out.splitlines()]
+    assert rows[0] == ["ID", "KIND", "TRIGGER", "STATE", "STARTED", "DURATION", "ERROR"]
+    assert rows[1][:3] == [job_id, "snapshot", "manual"]
+    assert rows[1][3] in ("running", "succeeded")
+
+    wait_until_idle(configured_daemon)
+    latest = json.loads(backupctl(configured_daemon.socket, "--json", "jobs", "--limit", "1").out)
+    assert [job["id"] for job in latest] == [job_id]
+    assert latest[0]["state"] == "succeeded"
+
+
+def test_snapshot_before_configure_is_a_daemon_error(daemon: DaemonProcess) -> None:
+    outcome = run_subprocess("--socket", str(daemon.socket), "snapshot")
+    assert outcome.code == 1
+    assert outcome.err.startswith("error: not_configured: ")
+    assert "Traceback" not in outcome.err
+
+
+def test_cancel_of_an_unknown_job_is_not_found(configured_daemon: DaemonProcess, backupctl: RunCli) -> None:
+    outcome = backupctl(configured_daemon.socket, "cancel", "9999")
+    assert outcome.code == 1
+    assert "error: not_found:" in outcome.err
+
+
+def test_cancel_of_a_running_job_then_of_the_finished_job(
+    configured_daemon: DaemonProcess, backupctl: RunCli
+) -> None:
+    with configured_daemon.client() as client:
+        job = client.call("snapshot")
+    cancelling = backupctl(configured_daemon.socket, "cancel", job["id"])
+    assert cancelling.code == 0, cancelling.err
+    assert f"Cancelling job {job['id']}." in cancelling.out
+
+    wait_until_idle(configured_daemon)
+    again = backupctl(configured_daemon.socket, "cancel", job["id"])
+    assert again.code == 0
+    assert f"Job {job['id']} already finished (cancelled)" in again.out
+
+
+def test_snapshot_that_gets_cancelled_exits_1(configured_daemon: DaemonProcess) -> None:
+    snapshot = subprocess.Popen(
+        [sys.executable, "-m", "backupctl.cli", "--socket", str(configured_daemon.socket), "snapshot"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    try:
+        announced = read_until(snapshot.stderr, b" started.").decode()
+        job_id = announced.split("Snapshot job ", 1)[1].split()[0]
+        with configured_daemon.client() as client:
+            client.call("cancel", {"job": job_id})
+        out, err = snapshot.communicate(timeout=SUBPROCESS_TIMEOUT)
+    finally:
+        if snapshot.poll() is None:
+            snapshot.kill()
+            snapshot.wait()
+    assert snapshot.returncode == 1
+    assert "error: cancelled: " in err.decode()
+    assert out == b""
+
+
+def test_jobs_history_never_shows_the_passphrase(configured_daemon: DaemonProcess, backupctl: RunCli) -> None:
+    take_snapshot(configured_daemon)
+    for args in (["jobs"], ["--json", "jobs"], ["--json", "status"], ["--json", "snapshots"], ["config"]):
+        assert backupctl(configured_daemon.socket, *args).code == 0
+
+
+# exit codes
+
+
+def test_unreachable_daemon_exits_3_naming_the_socket(tmp_path: Path, backupctl: RunCli) -> None:
+    missing = tmp_path / "nobody-listens.sock"
+    outcome = backupctl(missing, "status")
+    assert outcome.code == 3
+    assert str(missing) in outcome.err
+    in_subprocess = run_subprocess("--socket", str(missing), "ping")
+    assert in_subprocess.code == 3
+    assert str(missing) in in_subprocess.err
+    assert "Traceback" not in in_subprocess.err
+
+
+def test_usage_error_exits_2() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["no-such-command"])
+    assert exit_info.value.code == 2
+    assert run_subprocess("jobs", "--limit", "0").code == 2
+
+
+# watch
+
+
+def test_watch_prints_notifications_until_ctrl_c(configured_daemon: DaemonProcess) -> None:
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "backupctl.cli", "--socket", str(configured_daemon.socket), "watch"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    try:
+        read_until(watcher.stderr, b"Ctrl-C")
+        job = take_snapshot(configured_daemon)
+        seen = read_until(watcher.stdout, b"job.finished").decode()
+        watcher.send_signal(signal.SIGINT)
+        rest, errors = watcher.communicate(timeout=SUBPROCESS_TIMEOUT)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    output = seen + rest.decode()
+    assert f"job.started     snapshot job {job['id']} started (manual)" in output
+    assert f"snapshot job {job['id']} succeeded in" in output
+    assert "status.changed" in output
+    assert watcher.returncode == 130
+    assert b"Traceback" not in errors
+    assert_no_secret(output, errors.decode())
+
+
+# failures borg reports
+
+
+def test_snapshot_of_a_vanished_repository_reports_borgs_error(
+    configured_daemon: DaemonProcess, repository: Path, backupctl
+) -> None:
+    repository.rename(repository.with_name("moved-away"))
+    outcome = backupctl(configured_daemon.socket, "snapshot")
+    assert outcome.code == 1
+    assert "error: repository_not_found: " in outcome.err
+    status = backupctl(configured_daemon.socket, "status")
+    assert "Problem:       repository_not_found: " in status.out
