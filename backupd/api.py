@@ -11,7 +11,10 @@ from backupctl.protocol import API_VERSION, ErrorCode, Request, RpcError
 from backupd.access import Level, Peer, allowed_levels
 from backupd.actions.check import start_check
 from backupd.actions.configure import configure
-from backupd.actions.snapshot import start_snapshot
+from backupd.actions.export_key import export_key
+from backupd.actions.reset import reset
+from backupd.actions.restore import RESTORE_PARAMS, start_restore
+from backupd.actions.snapshot import archive_prefix, start_snapshot
 from backupd.config import CONFIGURE_PARAMS, unconfigured_view
 from backupd.errors import invalid_params
 from backupd.jobs import HISTORY_LIMIT
@@ -77,6 +80,21 @@ async def check(call: Call) -> dict[str, Any]:
     return job.to_record()
 
 
+async def restore(call: Call) -> dict[str, Any]:
+    job = start_restore(call.service, call.params)
+    if call.params.get("wait", False):
+        await call.service.jobs.wait(job)
+    return job.to_record()
+
+
+async def reset_configuration(call: Call) -> dict[str, Any]:
+    return await reset(call.service)
+
+
+async def export_repository_key(call: Call) -> dict[str, Any]:
+    return await export_key(call.service, archive_prefix(call.service.settings.hostname))
+
+
 async def snapshots(call: Call) -> list[dict[str, Any]]:
     call.service.require_config()
     archives = sorted(call.service.repository.archives, key=lambda archive: archive.time, reverse=True)
@@ -108,6 +126,9 @@ METHODS: dict[str, Method] = {
     "snapshot": Method(snapshot, Level.ADMIN, (Param("wait", bool),)),
     "snapshots": Method(snapshots, Level.READ),
     "check": Method(check, Level.ADMIN, (Param("wait", bool),)),
+    "restore": Method(restore, Level.ADMIN, RESTORE_PARAMS),
+    "reset": Method(reset_configuration, Level.ADMIN),
+    "export_key": Method(export_repository_key, Level.ADMIN),
     "jobs": Method(jobs, Level.READ, (Param("limit", int),)),
     "cancel": Method(cancel, Level.ADMIN, (Param("job", str, required=True),)),
     "subscribe": Method(subscribe, Level.READ),

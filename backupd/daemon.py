@@ -14,9 +14,11 @@ from pathlib import Path
 import trio
 
 from backupd.actions.repository import refresh
+from backupd.actions.restore import journal_path
 from backupd.api import dispatch
 from backupd.events import Subscriber
 from backupd.scheduler import Scheduler
+from backupd.restore.transaction import RestoreError, recover
 from backupd.server import Server, SocketInUse, bind_unix_socket
 from backupd.service import Service
 from backupd.settings import Settings, SettingsError, load_settings
@@ -68,6 +70,7 @@ async def run(settings: Settings) -> None:
     store.open()
     service = Service(settings, store)
     service.load()
+    await finish_interrupted_restore(service)
     activated = activated_socket()
     listener = trio.socket.from_stdlib_socket(activated) if activated else bind_unix_socket(settings.socket)
     notifier = Notifier()
@@ -83,6 +86,7 @@ async def run(settings: Settings) -> None:
                 service, service.clock, service.zone, settings.jitter, check_interval=settings.check_interval_days * 86400.0
             )
             service.config_listeners.append(scheduler.reschedule)
+            service.job_listeners.append(scheduler.wake)
             await nursery.start(scheduler.run)
             nursery.start_soon(report_status, service, notifier)
             nursery.start_soon(refresh, service)
@@ -91,6 +95,19 @@ async def run(settings: Settings) -> None:
         if activated is None:
             settings.socket.unlink(missing_ok=True)
         log.info("stopped")
+
+
+async def finish_interrupted_restore(service: Service) -> None:
+    """A restore the daemon was killed in is undone (or its clean-up finished) before serving."""
+    try:
+        recovered = await trio.to_thread.run_sync(recover, journal_path(service))
+    except RestoreError as error:
+        log.error("an interrupted restore could not be undone: %s", error)
+        message = f"An interrupted restore could not be undone automatically: {error}"
+        await service.update_repository(problem=service.problem_from("restore_incomplete", message, "restore"))
+        return
+    if recovered:
+        log.warning("an interrupted restore was found: %s", recovered)
 
 
 async def stop_on_signal(scope: trio.CancelScope, notifier: Notifier) -> None:

@@ -158,6 +158,7 @@ async def _heartbeat(estimate: ProgressEstimate, report: ReportProgress) -> None
 
 
 def _problem_after_success(service: Service) -> Problem | None:
-    """A snapshot that succeeds ends every problem but damage found by a check."""
+    """A snapshot that succeeds ends every problem but damage found by a check or a restore
+    that could not be undone: those need a person."""
     problem = service.repository.problem
-    return problem if problem is not None and problem.operation == "check" else None
+    return problem if problem is not None and problem.operation in ("check", "restore") else None

@@ -1,0 +1,197 @@
+"""Restore: put a snapshot, whole or in part, back at its original locations, safely.
+
+borg extracts into staging folders beside the targets; the restore transaction then swaps
+the staged content into place and keeps the old content aside until every target is in
+place, so an interruption never leaves a target half old and half new.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from backupctl.protocol import ErrorCode, RpcError
+from backupd.borg import commands
+from backupd.borg.runner import BorgEvent, ProgressPercent
+from backupd.config import BackupConfig
+from backupd.errors import invalid_params, not_found
+from backupd.hooks import around_job
+from backupd.jobs import Job, ReportProgress
+from backupd.params import Param
+from backupd.restore.preview import preview
+from backupd.restore.transaction import RestoreError, RestoreTransaction
+from backupd.service import Service
+from backupd.state import ArchiveEntry
+
+RESTORE_PARAMS = (
+    Param("snapshot", str),
+    Param("paths", list, item_kind=str),
+    Param("dry_run", bool),
+    Param("wait", bool),
+)
+JOURNAL_DOCUMENT = "restore-journal"
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    archive: ArchiveEntry
+    paths: tuple[str, ...]
+    dry_run: bool
+
+
+def start_restore(service: Service, params: dict[str, Any]) -> Job:
+    service.require_config()
+    request = RestoreRequest(
+        archive=_chosen_archive(service, params.get("snapshot")),
+        paths=tuple(_restore_path(path) for path in params.get("paths", ())),
+        dry_run=params.get("dry_run", False),
+    )
+    return service.jobs.start("restore", "manual", partial(_restore, service, request))
+
+
+def journal_path(service: Service) -> Path:
+    return service.settings.state_dir / f"{JOURNAL_DOCUMENT}.json"
+
+
+def _chosen_archive(service: Service, name: str | None) -> ArchiveEntry:
+    archives = service.repository.archives
+    if name is None:
+        if not archives:
+            raise not_found("snapshot: the repository holds none")
+        return max(archives, key=lambda archive: archive.time)
+    for archive in archives:
+        if archive.name == name:
+            return archive
+    raise not_found(f"snapshot {name!r}")
+
+
+def _restore_path(path: str) -> str:
+    if not os.path.isabs(path) or os.path.normpath(path) != path or path == "/" or "\0" in path:
+        raise invalid_params("paths", f"{path!r} must be an absolute, normalised path below /")
+    return path
+
+
+async def _restore(service: Service, request: RestoreRequest, job: Job, report: ReportProgress) -> dict[str, Any]:
+    config = service.require_config()
+    report({"step": "reading the snapshot"})
+    async with service.repository_lock:
+        info = await service.borg(commands.info_archive(config.repository, request.archive.name))
+        archive = (info.json or {}).get("archives", [{}])[0]
+        targets = _targets(service, request.paths, _snapshot_sources(archive))
+        if request.dry_run:
+            return await _dry_run(service, config, request, targets)
+        return await around_job(
+            service.settings.hooks, "restore", job,
+            partial(_extract_and_swap, service, config, request, targets, archive, job, report),
+        )
+
+
+def _snapshot_sources(archive: dict[str, Any]) -> list[str]:
+    """The paths the snapshot was taken of: the arguments after REPO::ARCHIVE in its command line."""
+    command_line = archive.get("command_line") or []
+    for index, argument in enumerate(command_line):
+        if "::" in argument:
+            return [os.path.normpath(source) for source in command_line[index + 1:] if os.path.isabs(source)]
+    return []
+
+
+def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tuple[str, ...]:
+    if not sources:
+        raise RpcError(ErrorCode.NOT_FOUND, "The snapshot does not say which paths it holds; restore it with borg by hand")
+    targets = paths or tuple(sources)
+    for target in targets:
+        if not any(target == source or target.startswith(source.rstrip("/") + "/") for source in sources):
+            raise invalid_params("paths", f"{target} is not in the snapshot, which holds {', '.join(sources)}")
+        for protected in (service.settings.state_dir, service.borg_base_dir()):
+            if Path(protected).is_relative_to(target):
+                raise invalid_params("paths", f"{target} holds the daemon's own files ({protected}); restore a path inside it")
+    return targets
+
+
+async def _dry_run(service: Service, config: BackupConfig, request: RestoreRequest,
+                   targets: tuple[str, ...]) -> dict[str, Any]:
+    listing = await service.borg(
+        commands.list_items(config.repository, request.archive.name, [target.lstrip("/") for target in targets])
+    )
+    changes = await trio.to_thread.run_sync(preview, listing.json_lines(), targets)
+    return {"dry_run": True, "snapshot": request.archive.name, "targets": list(targets), **changes.to_record()}
+
+
+async def _extract_and_swap(service: Service, config: BackupConfig, request: RestoreRequest,
+                            targets: tuple[str, ...], archive: dict[str, Any], job: Job,
+                            report: ReportProgress) -> dict[str, Any]:
+    stats = archive.get("stats", {})
+    progress = RestoreProgress(total_size=stats.get("original_size") or 0, total_files=stats.get("nfiles") or 0)
+    try:
+        transaction = await trio.to_thread.run_sync(
+            RestoreTransaction.prepare, journal_path(service), job.id, targets
+        )
+    except RestoreError as error:
+        raise RpcError(ErrorCode.INVALID_PARAMS, str(error), {"param": "paths"}) from None
+    try:
+        for group in transaction.extract_groups():
+            paths = [target.lstrip("/") for target in group.targets]
+
+            def on_event(event: BorgEvent) -> None:
+                if isinstance(event, ProgressPercent) and event.msgid == "extract" and not event.finished:
+                    report(progress.update(event))
+
+            await service.borg(commands.extract(config.repository, request.archive.name, paths),
+                               on_event=on_event, cwd=str(group.cwd))
+            progress.group_done()
+        report(dict(progress.current(), step="swapping"))
+        await trio.to_thread.run_sync(transaction.commit)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(transaction.abort)
+        raise
+    report(dict(progress.current(), percent=100.0, eta=0.0, step="done"))
+    return {"snapshot": request.archive.name, "targets": list(targets), "files": progress.files_seen,
+            "bytes": progress.done_size}
+
+
+class RestoreProgress:
+    """Bytes and files extracted against the snapshot's totals, with percent and ETA."""
+
+    def __init__(self, total_size: int, total_files: int) -> None:
+        self.total_size = total_size
+        self.total_files = total_files
+        self.started = trio.current_time()
+        self.done_size = 0
+        self._group_base = 0
+        self.files_seen = 0
+        self._last_path: str | None = None
+
+    def update(self, event: ProgressPercent) -> dict[str, Any]:
+        self.done_size = self._group_base + int(event.current or 0)
+        path = event.info[0] if event.info else None
+        if path is not None and path != self._last_path:
+            self.files_seen += 1
+            self._last_path = path
+        return self.current()
+
+    def group_done(self) -> None:
+        self._group_base = self.done_size
+
+    def current(self) -> dict[str, Any]:
+        elapsed = trio.current_time() - self.started
+        progress: dict[str, Any] = {
+            "files": self.files_seen,
+            "total_files": self.total_files,
+            "original_size": self.done_size,
+            "total_size": self.total_size,
+            "path": "/" + self._last_path if self._last_path else None,
+            "elapsed": round(elapsed, 1),
+            "percent": None,
+            "eta": None,
+        }
+        if self.total_size and self.done_size:
+            fraction = min(self.done_size / self.total_size, 1.0)
+            progress["percent"] = round(fraction * 100, 1)
+            progress["eta"] = round(elapsed * (1 - fraction) / fraction, 1)
+        return progress

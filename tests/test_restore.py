@@ -1,0 +1,235 @@
+"""Reset and restore end to end: a real daemon, real borg, real files."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from backupctl.protocol import RpcError
+from tests.conftest import PASSPHRASE, DaemonProcess
+from tests.test_daemon import call_error, wait_for
+from tests.tree import describe
+
+
+@pytest.fixture
+def rich_data(tmp_path) -> Path:
+    """Files with owners, modes, mtimes, symlinks, hard links, empty folders and xattrs."""
+    root = tmp_path / "box" / "data"
+    (root / "photos" / "2024").mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / "apps" / "nextcloud").mkdir(parents=True)
+    for index in range(30):
+        (root / "photos" / "2024" / f"img{index}.jpg").write_bytes(os.urandom(20_000))
+    config = root / "apps" / "nextcloud" / "config.php"
+    config.write_text("<?php $CONFIG = array('secret' => 'x');\n")
+    os.chmod(config, 0o640)
+    os.chown(config, 33, 33)
+    os.utime(config, (1_600_000_000, 1_600_000_000))
+    os.symlink("../photos/2024/img0.jpg", root / "apps" / "cover.jpg")
+    os.link(root / "photos" / "2024" / "img1.jpg", root / "apps" / "hardlink.jpg")
+    os.setxattr(root / "photos" / "2024" / "img2.jpg", "user.comment", b"sunset")
+    os.chmod(root / "photos", 0o750)
+    return root
+
+
+@pytest.fixture
+def restorable(daemon, repository, rich_data):
+    with daemon.client() as client:
+        client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                  "sources": [str(rich_data)]})
+    return daemon
+
+
+def snapshot(daemon) -> str:
+    with daemon.client() as client:
+        job = client.call("snapshot", {"wait": True})
+    assert job["state"] == "succeeded"
+    return job["result"]["snapshot"]["name"]
+
+
+def restore(daemon, **params) -> dict:
+    with daemon.client() as client:
+        return client.call("restore", {**params, "wait": True})
+
+
+def change_everything(root: Path) -> None:
+    (root / "photos" / "2024" / "img3.jpg").write_bytes(b"overwritten")
+    (root / "photos" / "2024" / "img4.jpg").unlink()
+    (root / "photos" / "new-since-snapshot.jpg").write_bytes(b"new")
+    shutil.rmtree(root / "empty")
+    os.chmod(root / "apps" / "nextcloud" / "config.php", 0o666)
+    (root / "apps" / "cover.jpg").unlink()
+
+
+def leftovers(root: Path) -> list[str]:
+    return [str(path) for path in root.parent.rglob(".backupd-*")]
+
+
+def test_restore_of_the_latest_snapshot_puts_back_exactly_what_was_saved(restorable, rich_data):
+    saved = describe(rich_data)
+    snapshot(restorable)
+    change_everything(rich_data)
+    job = restore(restorable)
+    assert job["state"] == "succeeded", job["error"]
+    assert describe(rich_data) == saved
+    assert job["result"]["targets"] == [str(rich_data)] and job["progress"]["percent"] == 100.0
+    assert leftovers(rich_data) == []
+    with restorable.client() as client:
+        assert not (restorable.state_dir / "restore-journal.json").exists()
+        assert client.call("status")["state"] == "idle"
+
+
+def test_restore_of_an_older_snapshot(restorable, rich_data):
+    first = describe(rich_data)
+    older = snapshot(restorable)
+    change_everything(rich_data)
+    time.sleep(1)
+    snapshot(restorable)
+    job = restore(restorable, snapshot=older)
+    assert job["state"] == "succeeded" and job["result"]["snapshot"] == older
+    assert describe(rich_data) == first
+
+
+def test_restore_of_one_folder_and_of_one_file(restorable, rich_data):
+    saved = describe(rich_data)
+    snapshot(restorable)
+    change_everything(rich_data)
+    photos = rich_data / "photos"
+    job = restore(restorable, paths=[str(photos)])
+    assert job["state"] == "succeeded"
+    now = describe(rich_data)
+
+    def photos_without_link_groups(tree):
+        # img1.jpg was hard-linked to a file outside the restored folder; that link cannot survive.
+        return {k: v[:6] + v[7:] for k, v in tree.items() if k.startswith("photos")}
+
+    assert photos_without_link_groups(now) == photos_without_link_groups(saved)
+    assert not (rich_data / "apps" / "cover.jpg").exists()
+    config = rich_data / "apps" / "nextcloud" / "config.php"
+    assert restore(restorable, paths=[str(config)])["state"] == "succeeded"
+    assert describe(rich_data)["apps/nextcloud/config.php"] == saved["apps/nextcloud/config.php"]
+    assert leftovers(rich_data) == []
+
+
+def test_dry_run_reports_and_changes_nothing(restorable, rich_data):
+    snapshot(restorable)
+    change_everything(rich_data)
+    before = describe(rich_data)
+    job = restore(restorable, dry_run=True)
+    result = job["result"]
+    assert job["state"] == "succeeded" and result["dry_run"] is True
+    assert describe(rich_data) == before and leftovers(rich_data) == []
+    assert str(rich_data / "photos" / "2024" / "img4.jpg") in result["written"]["paths"]
+    assert str(rich_data / "photos" / "2024" / "img3.jpg") in result["replaced"]["paths"]
+    assert str(rich_data / "empty") in result["written"]["paths"]
+    assert result["removed"]["paths"] == [str(rich_data / "photos" / "new-since-snapshot.jpg")]
+    assert result["bytes"] >= 40_000
+
+
+def test_bad_restore_requests(restorable, rich_data, tmp_path):
+    with restorable.client() as client:
+        assert call_error(client, "restore").code == "not_found"
+        snapshot(restorable)
+        assert call_error(client, "restore", {"snapshot": "nope"}).code == "not_found"
+        error = call_error(client, "restore", {"paths": ["relative/path"]})
+        assert error.code == "invalid_params" and error.data["param"] == "paths"
+        assert call_error(client, "restore", {"paths": [str(rich_data) + "/../x"]}).code == "invalid_params"
+        job = client.call("restore", {"paths": [str(tmp_path / "elsewhere")], "wait": True})
+        assert job["state"] == "failed" and job["error"]["code"] == "invalid_params"
+
+
+def test_a_failing_before_hook_changes_nothing_and_the_after_hook_still_runs(tmp_path, repository, rich_data):
+    marker = tmp_path / "after-ran"
+    settings = tmp_path / "hooks.toml"
+    settings.write_text(f'borg_base_dir = "{tmp_path / "base"}"\n[defaults]\nschedule = "manual"\n'
+                        f'[hooks]\nbefore_restore = ["false"]\nafter_restore = "echo $BACKUPD_JOB_STATE > {marker}"\n')
+    daemon = DaemonProcess(socket=tmp_path / "h.sock", state_dir=tmp_path / "h-state", settings=settings,
+                           log_path=tmp_path / "h.log")
+    daemon.start()
+    try:
+        with daemon.client() as client:
+            client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                      "sources": [str(rich_data)]})
+        snapshot(daemon)
+        change_everything(rich_data)
+        before = describe(rich_data)
+        job = restore(daemon)
+    finally:
+        daemon.stop()
+    assert job["state"] == "failed" and job["error"]["code"] == "hook_failed"
+    assert describe(rich_data) == before and leftovers(rich_data) == []
+    assert marker.read_text() == "failed\n"
+
+
+def test_a_restore_killed_during_extract_leaves_the_old_data_whole(daemon, repository, large_data, tmp_path):
+    target = tmp_path / "restore-target"
+    shutil.copytree(large_data, target)
+    with daemon.client() as client:
+        client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                  "sources": [str(target)]})
+    snapshot(daemon)
+    (target / "blob00.bin").write_bytes(b"changed after the snapshot")
+    before = describe(target)
+    with daemon.client() as client:
+        client.call("restore", {})
+        wait_for(lambda: (client.call("status")["job"] or {}).get("progress", {}).get("original_size"))
+    daemon.stop(signal.SIGKILL)
+    assert (daemon.state_dir / "restore-journal.json").exists()
+    daemon.start()
+    with daemon.client() as client:
+        jobs = client.call("jobs", {"limit": 1})
+    assert describe(target) == before and leftovers(target) == []
+    assert jobs[0]["kind"] == "restore" and jobs[0]["state"] == "failed"
+    assert not (daemon.state_dir / "restore-journal.json").exists()
+
+
+def test_reset_keeps_the_remote_archives_and_forgets_the_secrets(restorable, repository, rich_data):
+    snapshot(restorable)
+    time.sleep(1)
+    snapshot(restorable)
+    with restorable.client() as client:
+        assert client.call("reset") == {}
+        status = client.call("status")
+        config = client.call("config")
+        jobs = client.call("jobs")
+        assert call_error(client, "snapshot").code == "not_configured"
+    assert status["state"] == "unconfigured" and status["automatic"] is False and status["snapshot_count"] == 0
+    assert config["repository"] is None and jobs[0]["kind"] == "reset" and len(jobs) == 4
+    for path in restorable.state_dir.rglob("*"):
+        if path.is_file():
+            assert PASSPHRASE.encode() not in path.read_bytes(), path
+    borg_base = restorable.settings.parent / "borg-base"
+    assert not (borg_base / ".cache" / "borg").exists()
+    listing = subprocess.run([sys.executable, "-m", "borg", "list", "--short", str(repository)],
+                             env={**os.environ, "BORG_PASSPHRASE": PASSPHRASE, "BORG_BASE_DIR": str(borg_base),
+                                  "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"},
+                             capture_output=True, text=True, check=True)
+    assert len(listing.stdout.split()) == 2
+    with restorable.client() as client:
+        again = client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                          "sources": [str(rich_data)]})
+        assert again == {"created": False, "snapshot_count": 2}
+        assert len(client.call("snapshots")) == 2
+
+
+def test_reset_is_refused_while_a_job_runs(daemon, repository, large_data):
+    with daemon.client() as client:
+        client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                  "sources": [str(large_data)]})
+        job = client.call("snapshot")
+        error = call_error(client, "reset")
+        assert error.code == "busy" and error.data["job"]["id"] == job["id"]
+        client.call("cancel", {"job": job["id"]})
+
+
+def test_export_key_gives_the_key_and_a_recovery_note(restorable, repository):
+    with restorable.client() as client:
+        exported = client.call("export_key")
+    assert exported["key"].startswith("BORG_KEY ")
+    assert str(repository) in exported["note"] and exported["key"] in exported["note"]
+    assert PASSPHRASE not in exported["note"]
