@@ -8,6 +8,7 @@ import socket
 import struct
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from backupd.settings import Access
 
@@ -28,6 +29,10 @@ class Peer:
     gid: int
     groups: frozenset[int]
     command: str
+
+    def record(self) -> dict[str, Any]:
+        """Who asked, as job records show it."""
+        return {"uid": self.uid, "pid": self.pid, "command": self.command}
 
 
 def peer_of(sock: socket.socket) -> Peer:

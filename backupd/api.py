@@ -63,32 +63,32 @@ async def show_config(call: Call) -> dict[str, Any]:
 
 
 async def configure_repository(call: Call) -> dict[str, Any]:
-    return await configure(call.service, call.params)
+    return await configure(call.service, call.params, call.peer.record())
 
 
 async def snapshot(call: Call) -> dict[str, Any]:
-    job = start_snapshot(call.service, "manual")
+    job = start_snapshot(call.service, "manual", call.peer.record())
     if call.params.get("wait", False):
         await call.service.jobs.wait(job)
     return job.to_record()
 
 
 async def check(call: Call) -> dict[str, Any]:
-    job = start_check(call.service, "manual")
+    job = start_check(call.service, "manual", call.peer.record())
     if call.params.get("wait", False):
         await call.service.jobs.wait(job)
     return job.to_record()
 
 
 async def restore(call: Call) -> dict[str, Any]:
-    job = start_restore(call.service, call.params)
+    job = start_restore(call.service, call.params, call.peer.record())
     if call.params.get("wait", False):
         await call.service.jobs.wait(job)
     return job.to_record()
 
 
 async def reset_configuration(call: Call) -> dict[str, Any]:
-    return await reset(call.service)
+    return await reset(call.service, call.peer.record())
 
 
 async def export_repository_key(call: Call) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class Job:
     progress: dict[str, Any] = field(default_factory=dict)
     result: Any = None
     error: dict[str, Any] | None = None
+    requested_by: dict[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)
@@ -75,12 +76,15 @@ class JobRunner:
             task_status.started()
             await trio.sleep_forever()
 
-    def start(self, kind: str, trigger: str, work: JobWork) -> Job:
-        """Start work as a job now, or raise busy when another job runs."""
+    def start(self, kind: str, trigger: str, work: JobWork, requested_by: dict[str, Any] | None = None) -> Job:
+        """Start work as a job now, or raise busy when another job runs.
+
+        requested_by names the client that asked for it (uid, pid, command); None for the daemon's own jobs.
+        """
         if self.current is not None:
             raise busy(self.current.to_record())
         assert self._nursery is not None, "JobRunner.run() must be started first"
-        job = Job(id=str(self._next_id), kind=kind, trigger=trigger, started=self._now())
+        job = Job(id=str(self._next_id), kind=kind, trigger=trigger, started=self._now(), requested_by=requested_by)
         self._next_id += 1
         self.current = job
         self._done[job.id] = trio.Event()

@@ -93,6 +93,7 @@ def test_snapshot_wait_returns_the_finished_job(configured_daemon):
     with configured_daemon.client() as client:
         job = client.call("snapshot", {"wait": True})
         assert job["state"] == "succeeded" and job["finished"] >= job["started"]
+        assert job["requested_by"] == {"uid": os.getuid(), "pid": os.getpid(), "command": "python"}
         assert client.call("jobs", {"limit": 1})[0]["id"] == job["id"]
 
 

@@ -14,9 +14,9 @@ from backupd.state import CheckRecord
 CHECK_FAILED = "check_failed"
 
 
-def start_check(service: Service, trigger: str) -> Job:
+def start_check(service: Service, trigger: str, requested_by: dict[str, Any] | None = None) -> Job:
     service.require_config()
-    return service.jobs.start("check", trigger, partial(_check, service))
+    return service.jobs.start("check", trigger, partial(_check, service), requested_by)
 
 
 async def _check(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:

@@ -13,9 +13,11 @@ from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
 
 
-async def configure(service: Service, params: dict[str, Any]) -> dict[str, Any]:
+async def configure(
+    service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None
+) -> dict[str, Any]:
     config = config_from_params(params, service.settings.defaults)
-    job = service.jobs.start("configure", "manual", partial(_connect, service, config))
+    job = service.jobs.start("configure", "manual", partial(_connect, service, config), requested_by)
     await service.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)

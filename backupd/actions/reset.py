@@ -19,8 +19,8 @@ from backupd.state import RepositoryState
 BORG_LOCAL_STATE = (Path(".cache") / "borg", Path(".config") / "borg" / "security")
 
 
-async def reset(service: Service) -> dict[str, Any]:
-    job = service.jobs.start("reset", "manual", partial(_reset, service))
+async def reset(service: Service, requested_by: dict[str, Any] | None = None) -> dict[str, Any]:
+    job = service.jobs.start("reset", "manual", partial(_reset, service), requested_by)
     await service.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)

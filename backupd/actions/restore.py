@@ -44,14 +44,14 @@ class RestoreRequest:
     dry_run: bool
 
 
-def start_restore(service: Service, params: dict[str, Any]) -> Job:
+def start_restore(service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None) -> Job:
     service.require_config()
     request = RestoreRequest(
         archive=_chosen_archive(service, params.get("snapshot")),
         paths=tuple(_restore_path(path) for path in params.get("paths", ())),
         dry_run=params.get("dry_run", False),
     )
-    return service.jobs.start("restore", "manual", partial(_restore, service, request))
+    return service.jobs.start("restore", "manual", partial(_restore, service, request), requested_by)
 
 
 def journal_path(service: Service) -> Path:

@@ -38,13 +38,13 @@ def archive_name(prefix: str, now: float) -> str:
     return prefix + datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def start_snapshot(service: Service, trigger: str) -> Job:
+def start_snapshot(service: Service, trigger: str, requested_by: dict[str, Any] | None = None) -> Job:
     """Start a snapshot, or return the one already running."""
     service.require_config()
     running = service.jobs.current
     if running is not None and running.kind == "snapshot":
         return running
-    return service.jobs.start("snapshot", trigger, partial(_take_snapshot, service))
+    return service.jobs.start("snapshot", trigger, partial(_take_snapshot, service), requested_by)
 
 
 class ProgressEstimate:
