@@ -19,7 +19,7 @@ from backupd.api import dispatch
 from backupd.events import Subscriber
 from backupd.scheduler import Scheduler
 from backupd.restore.transaction import RestoreError, recover
-from backupd.server import Server, SocketInUse, bind_unix_socket
+from backupd.server import Server, SocketUnusable, bind_unix_socket
 from backupd.service import Service
 from backupd.settings import Settings, SettingsError, load_settings
 from backupd.store import Store, StoreError
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = replace(settings, state_dir=args.state_dir.absolute())
     try:
         trio.run(run, settings)
-    except (StoreError, SocketInUse, OSError) as error:
+    except (StoreError, SocketUnusable, OSError) as error:
         log.error("cannot start: %s", error)
         sys.exit(1)
 
@@ -72,7 +72,9 @@ async def run(settings: Settings) -> None:
     service.load()
     await finish_interrupted_restore(service)
     activated = activated_socket()
-    listener = trio.socket.from_stdlib_socket(activated) if activated else bind_unix_socket(settings.socket)
+    listener = trio.socket.from_stdlib_socket(activated) if activated else bind_unix_socket(
+        settings.socket, settings.socket_mode, settings.socket_group
+    )
     notifier = Notifier()
     try:
         async with trio.open_nursery() as nursery:

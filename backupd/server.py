@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import grp
 import logging
 import os
 import socket as stdlib_socket
@@ -38,18 +39,20 @@ REFUSAL_TIMEOUT = 5.0
 Dispatch = Callable[[Request, Peer, Callable[[], None]], Awaitable[Any]]
 
 
-class SocketInUse(Exception):
-    """Another live process answers on the socket path."""
+class SocketUnusable(Exception):
+    """The socket cannot be set up: another live daemon answers on it, or a setting is wrong."""
 
 
-def bind_unix_socket(path: Path, mode: int = 0o660) -> trio.socket.SocketType:
-    """Bind and listen on path, replacing a stale socket file but never a live one."""
+def bind_unix_socket(path: Path, mode: int = 0o660, group: str | None = None) -> trio.socket.SocketType:
+    """Bind and listen on path, replacing a stale socket file but never a live one.
+
+    The file is created with the mode (through the umask, so it is never wider) and group."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise SocketInUse(f"{path} exists and is not a socket")
+            raise SocketUnusable(f"{path} exists and is not a socket")
         if _answers(path):
-            raise SocketInUse(f"another daemon is listening on {path}")
+            raise SocketUnusable(f"another daemon is listening on {path}")
         path.unlink()
     sock = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
     previous_umask = os.umask(0o777 & ~mode)
@@ -57,6 +60,12 @@ def bind_unix_socket(path: Path, mode: int = 0o660) -> trio.socket.SocketType:
         sock.bind(str(path))
     finally:
         os.umask(previous_umask)
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise SocketUnusable(f"socket_group {group!r} is not a group on this system") from None
+        os.chown(path, -1, gid)
     os.chmod(path, mode)
     sock.listen(128)
     return trio.socket.from_stdlib_socket(sock)

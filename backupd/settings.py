@@ -56,6 +56,8 @@ class Hooks:
 @dataclass(frozen=True)
 class Settings:
     socket: Path = Path(DEFAULT_SOCKET)
+    socket_mode: int = 0o660
+    socket_group: str | None = None
     state_dir: Path = DEFAULT_STATE_DIR
     borg: tuple[str, ...] = (sys.executable, "-m", "borg")
     borg_base_dir: Path | None = None
@@ -86,6 +88,8 @@ def parse_settings(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     reader = _Reader(raw, "")
     settings = Settings(
         socket=_path(reader.get("socket", str, DEFAULT_SOCKET), base),
+        socket_mode=_socket_mode(reader.get("socket_mode", str, "0660")),
+        socket_group=reader.get("socket_group", str, None),
         state_dir=_path(reader.get("state_dir", str, str(DEFAULT_STATE_DIR)), base),
         borg=_borg_command(reader.get("borg", (str, list), None)),
         borg_base_dir=_optional_path(reader.get("borg_base_dir", str, None), base),
@@ -152,6 +156,16 @@ def _borg_command(value: str | list[Any] | None) -> tuple[str, ...]:
     if not command or not all(isinstance(part, str) and part for part in command):
         raise SettingsError("'borg' must be a command: a string or a list of strings")
     return command
+
+
+def _socket_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise SettingsError(f"setting 'socket_mode' must be an octal mode such as \"0660\", not {text!r}") from None
+    if mode & ~0o777:
+        raise SettingsError(f"setting 'socket_mode' {text!r} is not a permission mode")
+    return mode
 
 
 def _non_negative(value: int, key: str) -> int:
