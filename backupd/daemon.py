@@ -8,6 +8,7 @@ import signal
 import sys
 from dataclasses import replace
 from datetime import datetime
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -23,9 +24,13 @@ from backupd.server import Server, SocketUnusable, bind_unix_socket
 from backupd.service import Service
 from backupd.settings import Settings, SettingsError, load_settings
 from backupd.store import Store, StoreError
-from backupd.systemd import JournalFormatter, Notifier, activated_socket, under_journal
+from backupd.clock import local_zone
+from backupd.systemd import JournalFormatter, Notifier, activated_socket, under_journal, watchdog_interval
 
 log = logging.getLogger("backupd")
+
+# How long systemd should wait for a stop that has to stop borg first.
+STOP_TIMEOUT_WITH_JOB = 60.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,23 +54,27 @@ def setup_logging(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.verbose)
-    try:
+    def read_settings() -> Settings:
         settings = load_settings(args.config)
+        if args.socket is not None:
+            settings = replace(settings, socket=args.socket.absolute())
+        if args.state_dir is not None:
+            settings = replace(settings, state_dir=args.state_dir.absolute())
+        return settings
+
+    try:
+        settings = read_settings()
     except SettingsError as error:
         log.error("%s", error)
         sys.exit(1)
-    if args.socket is not None:
-        settings = replace(settings, socket=args.socket.absolute())
-    if args.state_dir is not None:
-        settings = replace(settings, state_dir=args.state_dir.absolute())
     try:
-        trio.run(run, settings)
+        trio.run(run, settings, read_settings)
     except (StoreError, SocketUnusable, OSError) as error:
         log.error("cannot start: %s", error)
         sys.exit(1)
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, read_settings: Callable[[], Settings]) -> None:
     store = Store(settings.state_dir)
     store.open()
     service = Service(settings, store)
@@ -84,15 +93,16 @@ async def run(settings: Settings) -> None:
             log.info("listening on %s", settings.socket)
             service.activity = "idle"
             notifier.ready(describe(service))
-            scheduler = Scheduler(
-                service, service.clock, service.zone, settings.jitter, check_interval=settings.check_interval_days * 86400.0
-            )
+            scheduler = Scheduler(service)
             service.config_listeners.append(scheduler.reschedule)
             service.job_listeners.append(scheduler.wake)
             await nursery.start(scheduler.run)
             nursery.start_soon(report_status, service, notifier)
             nursery.start_soon(refresh, service)
-            await stop_on_signal(nursery.cancel_scope, notifier)
+            if (interval := watchdog_interval()) is not None:
+                nursery.start_soon(ping_watchdog, notifier, interval)
+            reload = partial(reload_settings, service, notifier, read_settings, scheduler.wake)
+            await handle_signals(nursery.cancel_scope, service, notifier, reload)
     finally:
         if activated is None:
             settings.socket.unlink(missing_ok=True)
@@ -112,13 +122,49 @@ async def finish_interrupted_restore(service: Service) -> None:
         log.warning("an interrupted restore was found: %s", recovered)
 
 
-async def stop_on_signal(scope: trio.CancelScope, notifier: Notifier) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+async def handle_signals(
+    scope: trio.CancelScope, service: Service, notifier: Notifier, reload: Callable[[], Awaitable[None]]
+) -> None:
+    """SIGHUP reloads the settings; SIGTERM or SIGINT stops the daemon."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
+            if signum == signal.SIGHUP:
+                await reload()
+                continue
             log.info("received %s: stopping", signal.Signals(signum).name)
             notifier.stopping()
+            if service.jobs.current is not None:
+                notifier.extend_timeout(STOP_TIMEOUT_WITH_JOB)
             scope.cancel()
             return
+
+
+async def reload_settings(
+    service: Service, notifier: Notifier, read_settings: Callable[[], Settings], replan: Callable[[], None]
+) -> None:
+    """Take new operator settings without dropping connections or a running job. The socket
+    and the state folder stay as they are; a broken file keeps the old settings."""
+    notifier.reloading()
+    try:
+        new = await trio.to_thread.run_sync(read_settings)
+    except SettingsError as error:
+        log.error("settings not reloaded, keeping the old ones: %s", error)
+        notifier.ready(f"settings not reloaded: {error}")
+        return
+    current = service.settings
+    service.settings = replace(new, socket=current.socket, state_dir=current.state_dir,
+                               borg_base_dir=current.borg_base_dir)
+    service.zone = local_zone(new.timezone)
+    replan()
+    log.info("settings reloaded")
+    notifier.ready(describe(service))
+
+
+async def ping_watchdog(notifier: Notifier, interval: float) -> None:
+    """From the event loop itself, so a blocked loop stops the pings and systemd notices."""
+    while True:
+        notifier.send("WATCHDOG=1")
+        await trio.sleep(interval)
 
 
 async def report_status(service: Service, notifier: Notifier) -> None:

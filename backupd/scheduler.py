@@ -10,7 +10,6 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import tzinfo
 
 import trio
 
@@ -18,7 +17,6 @@ from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.check import start_check
 from backupd.actions.retention import start_prune
 from backupd.actions.snapshot import start_snapshot
-from backupd.clock import WallClock
 from backupd.jobs import Job, JobState
 from backupd.schedule import next_run, parse_schedule
 from backupd.service import Service
@@ -54,21 +52,12 @@ def retry_delay(attempt: int) -> float:
 
 
 class Scheduler:
-    def __init__(
-        self,
-        service: Service,
-        clock: WallClock,
-        zone: tzinfo,
-        jitter: float,
-        starters: Mapping[str, StartJob] | None = None,
-        check_interval: float = 30 * 86400.0,
-    ) -> None:
+    def __init__(self, service: Service, starters: Mapping[str, StartJob] | None = None) -> None:
         self._service = service
         self._starters = {**DEFAULT_STARTERS, **(starters or {})}
-        self._check_interval = check_interval
-        self._clock = clock
-        self._zone = zone
-        self._jitter_offset = random.uniform(0, jitter) if jitter > 0 else 0.0
+        self._clock = service.clock
+        # Each box waits its own share of the jitter, so boxes sharing a server spread out.
+        self._jitter_share = random.random()
         self._changed = trio.Event()
         self._retry: Retry | None = None
 
@@ -88,9 +77,10 @@ class Scheduler:
     def _check_plan(self) -> Plan | None:
         repository = self._service.repository
         last = repository.last_check.time if repository.last_check else repository.configured_at
-        if self._service.config is None or not self._check_interval or last is None:
+        check_interval = self._service.settings.check_interval_days * 86400.0
+        if self._service.config is None or not check_interval or last is None:
             return None
-        return Plan(last + self._check_interval, "schedule", "check")
+        return Plan(last + check_interval, "schedule", "check")
 
     def _snapshot_plan(self, now: float) -> Plan | None:
         config = self._service.config
@@ -99,10 +89,10 @@ class Scheduler:
         schedule = parse_schedule(config.schedule)
         repository = self._service.repository
         anchors = [t for t in (repository.last_success, repository.last_attempt, repository.configured_at) if t]
-        regular = next_run(schedule, max(anchors, default=now), self._zone)
+        regular = next_run(schedule, max(anchors, default=now), self._service.zone)
         if regular is None:
             return None
-        regular += self._jitter_offset
+        regular += self._jitter_share * self._service.settings.jitter
         retry = self._retry
         if retry is not None and (repository.last_success or 0) < retry.failed_at and retry.when < regular:
             return Plan(retry.when, "retry")

@@ -59,19 +59,19 @@ class InlineStore(Store):
         self.write(name, document)
 
 
-def make_service(tmp_path, schedule: str, **state) -> Service:
+def make_service(tmp_path, schedule: str, settings_changes: dict | None = None, **state) -> Service:
+    settings_changes = settings_changes or {}
     store = InlineStore(tmp_path / "state")
     store.open()
-    service = Service(Settings(state_dir=tmp_path / "state", timezone="Europe/Lisbon"), store,
-                      clock=TrioWallClock(START))
-    service.zone = ZONE
+    settings = Settings(state_dir=tmp_path / "state", timezone="Europe/Lisbon", jitter=0, **settings_changes)
+    service = Service(settings, store, clock=TrioWallClock(START))
     service._set_config(BackupConfig(repository="/srv/repo", passphrase="p", sources=("/data",), schedule=schedule))
     service.repository = RepositoryState(**state)
     return service
 
 
 async def run_for(service: Service, script: ScriptedSnapshots, seconds: float) -> Scheduler:
-    scheduler = Scheduler(service, service.clock, ZONE, jitter=0, starters={"snapshot": script, "prune": script.prune})
+    scheduler = Scheduler(service, starters={"snapshot": script, "prune": script.prune})
     async with trio.open_nursery() as nursery:
         await nursery.start(service.jobs.run)
         await nursery.start(scheduler.run)
@@ -164,7 +164,7 @@ async def test_overdue_after_two_intervals_without_success(tmp_path, autojump_cl
 async def test_a_configuration_change_plans_again(tmp_path, autojump_clock):
     service = make_service(tmp_path, "daily 03:00", configured_at=START)
     script = ScriptedSnapshots(service)
-    scheduler = Scheduler(service, service.clock, ZONE, jitter=0, starters={"snapshot": script, "prune": script.prune})
+    scheduler = Scheduler(service, starters={"snapshot": script, "prune": script.prune})
     async with trio.open_nursery() as nursery:
         await nursery.start(service.jobs.run)
         await nursery.start(scheduler.run)
@@ -183,7 +183,7 @@ async def test_a_configuration_change_plans_again(tmp_path, autojump_clock):
 async def test_a_wall_clock_jump_is_noticed(tmp_path, autojump_clock):
     service = make_service(tmp_path, "daily 11:00", configured_at=START)
     script = ScriptedSnapshots(service)
-    scheduler = Scheduler(service, service.clock, ZONE, jitter=0, starters={"snapshot": script, "prune": script.prune})
+    scheduler = Scheduler(service, starters={"snapshot": script, "prune": script.prune})
     async with trio.open_nursery() as nursery:
         await nursery.start(service.jobs.run)
         await nursery.start(scheduler.run)
@@ -199,7 +199,7 @@ def test_retry_delays_double_and_are_capped():
 
 
 async def test_a_check_runs_on_its_own_cadence(tmp_path, autojump_clock):
-    service = make_service(tmp_path, "manual", configured_at=START)
+    service = make_service(tmp_path, "manual", {"check_interval_days": 7}, configured_at=START)
     checks: list[float] = []
 
     def start_check(service: Service, trigger: str):
@@ -210,8 +210,7 @@ async def test_a_check_runs_on_its_own_cadence(tmp_path, autojump_clock):
 
         return service.jobs.start("check", trigger, work)
 
-    scheduler = Scheduler(service, service.clock, ZONE, jitter=0, starters={"check": start_check},
-                          check_interval=7 * 86400)
+    scheduler = Scheduler(service, starters={"check": start_check})
     async with trio.open_nursery() as nursery:
         await nursery.start(service.jobs.run)
         await nursery.start(scheduler.run)

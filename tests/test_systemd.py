@@ -1,10 +1,17 @@
 """The daemon's side of the systemd notify protocol, read from a real datagram socket."""
 
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from backupctl.client import Client
 from tests.conftest import DaemonProcess
 
 
@@ -26,6 +33,21 @@ def messages_until(sock: socket.socket, wanted: str, timeout: float = 20.0) -> l
         if any(wanted in line.split("\n") for line in received[-1:]):
             return received
     raise AssertionError(f"{wanted!r} not received; got {received}")
+
+
+def drain_for(sock: socket.socket, seconds: float) -> list[str]:
+    """Every message that arrives within the next seconds."""
+    received = []
+    deadline = time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            received.append(sock.recv(4096).decode())
+    except TimeoutError:
+        pass
+    finally:
+        sock.settimeout(10)
+    return received
 
 
 def drain(sock: socket.socket) -> list[str]:
@@ -59,3 +81,110 @@ def test_ready_status_and_stopping(tmp_path, notify_socket, sample_data):
     assert statuses[-1] == "STATUS=idle"
     assert daemon.stop() == 0
     assert "STOPPING=1" in messages_until(sock, "STOPPING=1")[-1].split("\n")
+
+
+def start_with_notify(tmp_path, notify_path, settings_text: str = "", extra_env: dict | None = None) -> DaemonProcess:
+    settings = tmp_path / "backupd.toml"
+    settings.write_text(f'borg_base_dir = "{tmp_path / "borg"}"\n' + settings_text)
+    daemon = DaemonProcess(socket=tmp_path / "backupd.sock", state_dir=tmp_path / "state", settings=settings,
+                           log_path=tmp_path / "log",
+                           extra_env={"NOTIFY_SOCKET": str(notify_path), **(extra_env or {})})
+    daemon.start()
+    return daemon
+
+
+def test_watchdog_pings_at_half_the_interval(tmp_path, notify_socket):
+    path, sock = notify_socket
+    daemon = start_with_notify(tmp_path, path, extra_env={"WATCHDOG_USEC": "400000"})
+    messages_until(sock, "READY=1")
+    started = time.monotonic()
+    pings = [m for m in drain_for(sock, 1.5) if m == "WATCHDOG=1"]
+    elapsed = time.monotonic() - started
+    daemon.stop()
+    assert elapsed / 0.2 - 3 <= len(pings) <= elapsed / 0.2 + 2
+
+
+def test_no_watchdog_pings_for_another_process(tmp_path, notify_socket):
+    path, sock = notify_socket
+    daemon = start_with_notify(tmp_path, path, extra_env={"WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"})
+    messages_until(sock, "READY=1")
+    pings = [m for m in drain_for(sock, 0.6) if m == "WATCHDOG=1"]
+    daemon.stop()
+    assert pings == []
+
+
+def test_a_blocked_event_loop_stops_the_watchdog_pings(tmp_path, notify_socket):
+    path, sock = notify_socket
+    daemon = start_with_notify(tmp_path, path, extra_env={"WATCHDOG_USEC": "200000"})
+    messages_until(sock, "READY=1")
+    assert "WATCHDOG=1" in drain_for(sock, 0.5)
+    daemon.process.send_signal(signal.SIGSTOP)
+    try:
+        assert drain_for(sock, 0.6) == []
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+    assert "WATCHDOG=1" in drain_for(sock, 0.5)
+    daemon.stop()
+
+
+def test_reload_takes_good_settings_and_keeps_old_ones_when_broken(tmp_path, notify_socket, sample_data):
+    path, sock = notify_socket
+    daemon = start_with_notify(tmp_path, path, '[defaults]\nschedule = "manual"\n')
+    messages_until(sock, "READY=1")
+    with daemon.client() as client:
+        assert client.call("config")["schedule"] == "manual"
+        daemon.settings.write_text(f'borg_base_dir = "{tmp_path / "borg"}"\n[defaults]\nschedule = "daily 04:00"\n')
+        daemon.process.send_signal(signal.SIGHUP)
+        reloaded = messages_until(sock, "READY=1")
+        assert any(line.startswith("RELOADING=1") for message in reloaded for line in message.split("\n"))
+        assert any(line.startswith("MONOTONIC_USEC=") for message in reloaded for line in message.split("\n"))
+        assert client.call("config")["schedule"] == "daily 04:00"
+        daemon.settings.write_text("[defaults\nbroken")
+        daemon.process.send_signal(signal.SIGHUP)
+        broken = messages_until(sock, "READY=1")
+        assert any("STATUS=settings not reloaded" in message for message in broken)
+        assert client.call("config")["schedule"] == "daily 04:00"
+        assert client.call("ping")["api"] == 1
+    assert "settings not reloaded" in daemon.log()
+    daemon.stop()
+
+
+def test_socket_activation(tmp_path, sample_data):
+    activate = shutil.which("systemd-socket-activate")
+    if activate is None:
+        pytest.skip("systemd-socket-activate is not installed")
+    socket_path = tmp_path / "activated.sock"
+    settings = tmp_path / "backupd.toml"
+    settings.write_text(f'borg_base_dir = "{tmp_path / "borg"}"\n[defaults]\nschedule = "manual"\n')
+    process = subprocess.Popen(
+        [activate, "-l", str(socket_path), "-E", "PYTHONPATH", sys.executable, "-m", "backupd",
+         "--config", str(settings), "--state-dir", str(tmp_path / "state"), "--socket", str(tmp_path / "unused.sock")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with Client(str(socket_path), timeout=20) as client:
+            assert client.call("ping")["api"] == 1
+            with Client(str(socket_path), timeout=20) as second:
+                assert second.call("status")["state"] == "unconfigured"
+        assert not (tmp_path / "unused.sock").exists()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    assert socket_path.exists()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_units_verify_and_are_hardened():
+    units = Path(__file__).resolve().parent.parent / "systemd"
+    security = subprocess.run(["systemd-analyze", "security", "--offline=true", str(units / "backupd.service")],
+                              capture_output=True, text=True)
+    exposure = float(security.stdout.rsplit("Overall exposure level for backupd.service:", 1)[1].split()[0])
+    assert exposure <= 2.5, security.stdout
+    verify = subprocess.run(["systemd-analyze", "verify", str(units / "backupd.socket"), str(units / "backupd.service")],
+                            capture_output=True, text=True)
+    problems = [line for line in verify.stderr.splitlines() if "is not executable" not in line]
+    assert problems == [], verify.stderr
