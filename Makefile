@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := liblz4-dev libzstd-dev libxxhash-dev libacl1-dev libssl-dev pkg-config
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench install clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+install:
+	scripts/install
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .hypothesis

@@ -5,6 +5,8 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -250,3 +252,28 @@ def test_status_is_answered_from_memory_while_a_snapshot_runs(daemon, repository
     latencies.sort()
     assert len(latencies) > 50
     assert latencies[len(latencies) // 2] < 0.05
+
+
+def test_a_second_daemon_on_a_live_socket_refuses_to_start(daemon, tmp_path):
+    second = subprocess.run(
+        [sys.executable, "-m", "backupd", "--config", str(daemon.settings), "--socket", str(daemon.socket),
+         "--state-dir", str(tmp_path / "second-state")],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert second.returncode == 1 and "another daemon is listening" in second.stderr
+    with daemon.client() as client:
+        assert client.call("ping")["api"] == 1
+
+
+def test_a_stale_socket_file_is_replaced(tmp_path):
+    import socket as stdlib_socket
+
+    path = tmp_path / "stale.sock"
+    stale = stdlib_socket.socket(stdlib_socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()
+    daemon = DaemonProcess(socket=path, state_dir=tmp_path / "state", settings=tmp_path / "none.toml",
+                           log_path=tmp_path / "log")
+    daemon.settings.write_text('[defaults]\nschedule = "manual"\n')
+    daemon.start()
+    assert daemon.stop() == 0 and not path.exists()

@@ -47,3 +47,9 @@ def test_unreadable_file_is_a_settings_error(tmp_path):
     path.write_text("socket = ")
     with pytest.raises(SettingsError, match="cannot read settings"):
         load_settings(path)
+
+
+@pytest.mark.parametrize("name", ["backupd.toml", "backupd.system.toml"])
+def test_the_example_settings_files_are_valid(name):
+    settings = load_settings(Path(__file__).resolve().parent.parent / "examples" / name)
+    assert settings.defaults.keep["daily"] == 7
