@@ -1,7 +1,7 @@
 """backupctl: the command line of backupd.
 
-Exit codes: 0 success; 1 the daemon answered with an error (or the job failed);
-2 usage error; 3 the daemon cannot be reached; 130 interrupted.
+Exit codes: 0 success; 1 the daemon answered with an error (or the job failed, or a
+confirmation was declined); 2 usage error; 3 the daemon cannot be reached; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TextIO
 
 from backupctl import format as fmt
@@ -34,6 +35,9 @@ CALL_TIMEOUT = 60.0
 JOB_POLL_INTERVAL = 5.0
 PLAIN_PROGRESS_INTERVAL = 2.0
 JOBS_LOOKUP_LIMIT = 20
+EXAMPLE_PATHS = 10
+CONFIRMATION_WORD = "yes"
+NOTE_FILE_MODE = 0o600
 
 
 class UsageError(Exception):
@@ -257,7 +261,7 @@ def _prompt_passphrase() -> str:
     return passphrase
 
 
-# snapshot and check: jobs followed to their end
+# snapshot, check and restore: jobs followed to their end
 
 
 class ProgressDisplay:
@@ -303,11 +307,13 @@ def run_check(invocation: Invocation) -> int:
     return run_job(invocation, "check", describe_check_result)
 
 
-def run_job(invocation: Invocation, method: str, describe_success: DescribeSuccess) -> int:
+def run_job(
+    invocation: Invocation, method: str, describe_success: DescribeSuccess, params: dict[str, Any] | None = None
+) -> int:
     """Start a job with `method`; unless --no-wait, follow its progress until it ends."""
     client = invocation.client
     if invocation.args.no_wait:
-        job = client.call(method)
+        job = client.call(method, params)
         if invocation.as_json:
             invocation.emit_json(job)
         else:
@@ -315,7 +321,7 @@ def run_job(invocation: Invocation, method: str, describe_success: DescribeSucce
         return EXIT_OK
     # Subscribing first means no notification about the new job can be missed.
     client.call("subscribe")
-    job = client.call(method)
+    job = client.call(method, params)
     title = str(job.get("kind", method)).capitalize()
     display = ProgressDisplay(invocation.stderr, enabled=not invocation.as_json or invocation.stderr.isatty())
     if not invocation.as_json:
@@ -388,9 +394,13 @@ def report_finished_job(
     return EXIT_OK if outcome.good else EXIT_ERROR
 
 
+def job_duration(job: Mapping[str, Any]) -> str:
+    return fmt.duration((job.get("finished") or 0) - (job.get("started") or 0))
+
+
 def describe_snapshot_result(job: Mapping[str, Any]) -> JobOutcome:
     snapshot = (job.get("result") or {}).get("snapshot")
-    took = fmt.duration((job.get("finished") or 0) - (job.get("started") or 0))
+    took = job_duration(job)
     if not snapshot:
         return JobOutcome(f"Snapshot job {job.get('id')} succeeded in {took}.")
     return JobOutcome(
@@ -403,11 +413,161 @@ def describe_snapshot_result(job: Mapping[str, Any]) -> JobOutcome:
 
 def describe_check_result(job: Mapping[str, Any]) -> JobOutcome:
     result = job.get("result") or {}
-    took = fmt.duration((job.get("finished") or 0) - (job.get("started") or 0))
+    took = job_duration(job)
     if result.get("ok", True):
         return JobOutcome(f"Check done in {took}: no problems found.")
     errors = [f"  {error}" for error in result.get("errors") or []]
     return JobOutcome("\n".join([f"Check done in {took}: the repository is damaged.", *errors[-10:]]), good=False)
+
+
+def run_restore(invocation: Invocation) -> int:
+    """Show what the restore would change (a dry run), then, once confirmed, restore."""
+    client = invocation.client
+    params = restore_params(invocation.args)
+    plan = dry_run_restore(client, params)
+    describe_plan = partial(restore_plan_outcome, client)
+    if invocation.args.dry_run or plan["state"] != "succeeded":
+        return report_finished_job(invocation, plan, describe_plan)
+    show = invocation.warn if invocation.as_json else invocation.say
+    show(describe_plan(plan).text)
+    result = plan["result"]
+    question = f"This overwrites {', '.join(result['targets'])} with snapshot {result['snapshot']}."
+    if not confirmed(invocation, question, "restore"):
+        invocation.warn("Nothing was restored.")
+        return EXIT_ERROR
+    # By name: a snapshot taken since the dry run must not become "the newest" in its place.
+    params["snapshot"] = result["snapshot"]
+    return run_job(invocation, "restore", describe_restore_result, params)
+
+
+def restore_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.snapshot is not None:
+        params["snapshot"] = args.snapshot
+    if args.paths:
+        params["paths"] = [os.path.abspath(path) for path in args.paths]
+    return params
+
+
+def dry_run_restore(client: Client, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The finished dry-run job, whose result says what the restore would write, replace and remove."""
+    # The answer comes once borg has listed the snapshot, which may take longer than CALL_TIMEOUT.
+    client.set_timeout(None)
+    try:
+        return client.call("restore", {**params, "dry_run": True, "wait": True})
+    finally:
+        client.set_timeout(CALL_TIMEOUT)
+
+
+def restore_plan_outcome(client: Client, job: Mapping[str, Any]) -> JobOutcome:
+    plan = job.get("result") or {}
+    taken = snapshot_time(client, plan.get("snapshot"))
+    return JobOutcome(describe_restore_plan(plan, taken, time.time()))
+
+
+def snapshot_time(client: Client, name: str | None) -> float | None:
+    for entry in client.call("snapshots"):
+        if entry.get("name") == name:
+            return entry.get("time")
+    return None
+
+
+def describe_restore_plan(plan: Mapping[str, Any], taken: float | None, now: float) -> str:
+    written, replaced, removed = (plan.get(change) or {} for change in ("written", "replaced", "removed"))
+    pairs = [
+        ("Snapshot", f"{plan.get('snapshot')}, taken {fmt.timestamp(taken)} ({fmt.relative_time(taken, now)})"),
+        ("Targets", "\n".join(plan.get("targets") or [])),
+        ("Written", f"{fmt.plural(written.get('count', 0), 'file')} missing now"),
+        ("Replaced", f"{fmt.plural(replaced.get('count', 0), 'file')} that differ from the snapshot"),
+        ("Removed", f"{fmt.plural(removed.get('count', 0), 'file')} not in the snapshot"),
+        ("Unchanged", fmt.plural(plan.get("unchanged", 0), "file")),
+        ("To write", fmt.human_size(plan.get("bytes"))),
+    ]
+    sections = [fmt.fields(pairs)]
+    for title, changes in (("Replaced", replaced), ("Removed", removed)):
+        if changes.get("count"):
+            sections.append(f"{title}:\n" + fmt.examples(changes.get("paths") or [], changes["count"], EXAMPLE_PATHS))
+    return "\n".join(sections)
+
+
+def describe_restore_result(job: Mapping[str, Any]) -> JobOutcome:
+    result = job.get("result") or {}
+    return JobOutcome(
+        f"Restored snapshot {result.get('snapshot')} in {job_duration(job)}: "
+        f"{fmt.human_size(result.get('bytes'))} written to {', '.join(result.get('targets') or [])}."
+    )
+
+
+def confirmed(invocation: Invocation, question: str, action: str) -> bool:
+    """True with --yes, or when the person at the terminal types yes."""
+    if invocation.args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"stdin is not a terminal to confirm on: pass --yes to {action}")
+    invocation.stderr.write(f"{question} Type {CONFIRMATION_WORD} to continue: ")
+    invocation.stderr.flush()
+    return sys.stdin.readline().strip().lower() == CONFIRMATION_WORD
+
+
+# reset, export-key
+
+
+def run_reset(invocation: Invocation) -> int:
+    repository = invocation.client.call("status").get("repository")
+    show = invocation.warn if invocation.as_json else invocation.say
+    show(describe_reset(repository))
+    if not confirmed(invocation, "This resets backups on this box.", "reset"):
+        invocation.warn("Nothing was reset.")
+        return EXIT_ERROR
+    result = invocation.client.call("reset")
+    if invocation.as_json:
+        invocation.emit_json(result)
+        return EXIT_OK
+    kept = f" The repository at {repository} is still there." if repository else ""
+    invocation.say(f"Backups are reset to the defaults.{kept}")
+    return EXIT_OK
+
+
+def describe_reset(repository: str | None) -> str:
+    where = f"at {repository} " if repository else ""
+    again = f"`backupctl configure {repository}`" if repository else "`backupctl configure`"
+    return (
+        "Reset returns backups on this box to the defaults:\n"
+        "  - the configuration goes back to the defaults and automatic backups stop;\n"
+        "  - the passphrase and borg's local cache are erased from this box.\n"
+        f"The repository {where}and its snapshots are NOT deleted: {again}\n"
+        "with the same passphrase connects to them again."
+    )
+
+
+def run_export_key(invocation: Invocation) -> int:
+    exported = invocation.client.call("export_key")
+    content = to_json(exported) if invocation.as_json else str(exported["note"]).rstrip("\n")
+    output = invocation.args.output
+    if output is None:
+        invocation.say(content)
+        return EXIT_OK
+    try:
+        write_new_private_file(output, content + "\n")
+    except FileExistsError:
+        invocation.warn(f"error: {output} already exists; choose another file or remove it first")
+        return EXIT_ERROR
+    except OSError as error:
+        invocation.warn(f"error: cannot write {output}: {error.strerror or error}")
+        return EXIT_ERROR
+    if not invocation.as_json:
+        invocation.say(
+            f"Wrote the key of {exported['repository']} with a recovery note to {output}, readable by you only.\n"
+            "Keep it, and the passphrase (which it does not contain), somewhere away from this box."
+        )
+    return EXIT_OK
+
+
+def write_new_private_file(path: str, text: str) -> None:
+    """Create path, readable and writable by its owner only; an existing file is never replaced."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NOTE_FILE_MODE)
+    with open(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
 
 
 # snapshots, jobs, cancel
@@ -512,7 +672,7 @@ def describe_job_event(method: str, job: Mapping[str, Any], width: int) -> str:
     if method == "job.progress":
         return f"{name}: {fmt.progress_line(job.get('progress'), max(width, 40))}"
     if method == "job.finished":
-        took = fmt.duration((job.get("finished") or 0) - (job.get("started") or 0))
+        took = job_duration(job)
         error = job.get("error")
         if error:
             return f"{name} {job.get('state')} after {took}: {error.get('code')}: {error.get('message')}"
@@ -584,6 +744,9 @@ COMMANDS: dict[str, Command] = {
     "check": run_check,
     "jobs": run_jobs,
     "cancel": run_cancel,
+    "restore": run_restore,
+    "reset": run_reset,
+    "export-key": run_export_key,
     "watch": run_watch,
     "ping": run_ping,
     "config": run_config,
@@ -642,6 +805,18 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=positive_int, help="how many (backupd's default is 20)")
     cancel = command("cancel", "cancel a running job")
     cancel.add_argument("job_id", metavar="JOB_ID")
+    restore = command("restore", "put a snapshot back where it was taken, after showing what that changes")
+    restore.add_argument("--snapshot", metavar="NAME", help="the snapshot to restore (default: the newest)")
+    restore.add_argument("--path", dest="paths", action="append", metavar="PATH",
+                         help="restore only this file or folder (repeatable; default: all the snapshot holds)")
+    restore.add_argument("--dry-run", action="store_true", help="only show what a restore would change")
+    restore.add_argument("--yes", action="store_true", help="restore without asking for confirmation")
+    restore.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    reset = command("reset", "forget the configuration and passphrase on this box; the repository stays")
+    reset.add_argument("--yes", action="store_true", help="reset without asking for confirmation")
+    export_key = command("export-key", "print the repository key with a recovery note")
+    export_key.add_argument("--output", metavar="FILE",
+                            help="write to FILE instead of stdout (created with mode 0600, never overwritten)")
     command("watch", "print notifications as they come, until Ctrl-C")
     command("ping", "check that backupd answers")
     command("config", "show the backup configuration (never the passphrase)")

@@ -99,7 +99,9 @@ class Progress:
     """What a job's progress map says; every field may be missing."""
 
     files: int | None = None
+    total_files: int | None = None
     original_size: int | None = None
+    total_size: int | None = None
     deduplicated_size: int | None = None
     path: str | None = None
     percent: float | None = None
@@ -130,9 +132,9 @@ def progress_line(progress: Mapping[str, Any] | Progress | None, width: int | No
     if progress.step:
         parts.append(progress.step)
     if progress.files is not None:
-        parts.append(plural(progress.files, "file"))
+        parts.append(_files_done(progress.files, progress.total_files))
     if progress.original_size is not None:
-        parts.append(f"{human_size(progress.original_size)} read")
+        parts.append(_bytes_done(progress.original_size, progress.total_size))
     if progress.deduplicated_size is not None:
         parts.append(f"{human_size(progress.deduplicated_size)} new")
     line = "  ".join(parts)
@@ -141,6 +143,18 @@ def progress_line(progress: Mapping[str, Any] | Progress | None, width: int | No
     if width is not None and len(line) > width:
         line = line[: max(0, width - len(ELLIPSIS))] + ELLIPSIS if width > len(ELLIPSIS) else line[:width]
     return line
+
+
+def _files_done(files: int, total_files: int | None) -> str:
+    if not total_files:
+        return plural(files, "file")
+    return f"{files:,} of {plural(total_files, 'file')}"
+
+
+def _bytes_done(size: int, total_size: int | None) -> str:
+    if not total_size:
+        return f"{human_size(size)} read"
+    return f"{human_size(size)} of {human_size(total_size)}"
 
 
 def _append_path(line: str, path: str, width: int | None) -> str:
@@ -165,6 +179,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         "  ".join(cell.ljust(widths[index]) for index, cell in enumerate(row)).rstrip()
         for row in (headers, *rows)
     ]
+    return "\n".join(lines)
+
+
+def examples(items: Sequence[str], total: int, limit: int) -> str:
+    """Up to limit of the items, one per indented line, then how many more there are."""
+    shown = list(items[:limit])
+    lines = [f"  {item}" for item in shown]
+    if total > len(shown):
+        lines.append(f"  {ELLIPSIS} and {total - len(shown):,} more")
     return "\n".join(lines)
 
 

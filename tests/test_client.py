@@ -12,7 +12,7 @@ from backupctl.protocol import API_VERSION, ErrorCode, Notification, RpcError
 from tests.conftest import DaemonProcess
 
 PROGRESS_KEYS = {"files", "original_size", "deduplicated_size", "path", "percent", "eta"}
-JOB_KEYS = {"id", "kind", "trigger", "state", "started", "finished", "progress", "result", "error"}
+JOB_KEYS = {"id", "kind", "trigger", "state", "started", "finished", "progress", "result", "error", "requested_by"}
 
 
 def test_call_ping_and_status(daemon: DaemonProcess):
