@@ -1,6 +1,7 @@
 """Hostile and broken clients against a real daemon: each gets an error or a closed
 connection, and everyone else is still served."""
 
+import os
 import socket
 import threading
 
@@ -161,8 +162,23 @@ methods = st.sampled_from(["ping", "status", "config", "configure", "snapshot", 
                            "cancel", "subscribe", "restore", ""]) | st.text(max_size=12)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+valid_frames = st.tuples(methods, st.dictionaries(st.text(max_size=8), msgpack_values, max_size=3)).map(
+    lambda t: msgpack.packb([0, 79, t[0], [t[1]]], use_bin_type=True))
+truncated_frames = st.tuples(valid_frames, st.integers(min_value=1)).map(lambda t: t[0][: t[1] % len(t[0])])
+FUZZ_EXAMPLES = int(os.environ.get("BACKUPD_FUZZ_EXAMPLES", "150"))
+MEMORY_BOUND = 150 * 1024 * 1024
+
+
+def resident_bytes(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frame=st.one_of(
+    truncated_frames,
     st.binary(max_size=64),
     msgpack_values.map(lambda value: msgpack.packb(value, use_bin_type=True)),
     st.tuples(methods, st.lists(msgpack_values, max_size=2)).map(
@@ -183,4 +199,5 @@ def test_random_frames_never_take_the_daemon_down(daemon, frame):
             if message[2] is not None:
                 assert isinstance(message[2]["code"], str) and message[2]["code"] != "internal"
     assert daemon.process.poll() is None
+    assert resident_bytes(daemon.process.pid) < MEMORY_BOUND
     assert_still_serving(daemon)
