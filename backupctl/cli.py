@@ -478,13 +478,13 @@ def describe_restore_plan(plan: Mapping[str, Any], taken: float | None, now: flo
         ("Snapshot", f"{plan.get('snapshot')}, taken {fmt.timestamp(taken)} ({fmt.relative_time(taken, now)})"),
         ("Targets", "\n".join(plan.get("targets") or [])),
         ("Written", f"{fmt.plural(written.get('count', 0), 'file')} missing now"),
-        ("Replaced", f"{fmt.plural(replaced.get('count', 0), 'file')} that differ from the snapshot"),
+        ("Replaced", f"{fmt.plural(replaced.get('count', 0), 'file')} changed since the snapshot"),
         ("Removed", f"{fmt.plural(removed.get('count', 0), 'file')} not in the snapshot"),
         ("Unchanged", fmt.plural(plan.get("unchanged", 0), "file")),
         ("To write", fmt.human_size(plan.get("bytes"))),
     ]
     sections = [fmt.fields(pairs)]
-    for title, changes in (("Replaced", replaced), ("Removed", removed)):
+    for title, changes in (("Files to replace", replaced), ("Files to remove", removed)):
         if changes.get("count"):
             sections.append(f"{title}:\n" + fmt.examples(changes.get("paths") or [], changes["count"], EXAMPLE_PATHS))
     return "\n".join(sections)
@@ -529,14 +529,13 @@ def run_reset(invocation: Invocation) -> int:
 
 
 def describe_reset(repository: str | None) -> str:
-    where = f"at {repository} " if repository else ""
-    again = f"`backupctl configure {repository}`" if repository else "`backupctl configure`"
+    where = f" at {repository}" if repository else ""
     return (
         "Reset returns backups on this box to the defaults:\n"
         "  - the configuration goes back to the defaults and automatic backups stop;\n"
         "  - the passphrase and borg's local cache are erased from this box.\n"
-        f"The repository {where}and its snapshots are NOT deleted: {again}\n"
-        "with the same passphrase connects to them again."
+        f"The repository{where} and its snapshots are NOT deleted: configuring\n"
+        "the same location with the same passphrase connects to them again."
     )
 
 

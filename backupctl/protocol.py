@@ -39,6 +39,8 @@ class ErrorCode(StrEnum):
     REPOSITORY_UNREACHABLE = "repository_unreachable"
     REPOSITORY_LOCKED = "repository_locked"
     REPOSITORY_INVALID = "repository_invalid"
+    AUTH_FAILED = "auth_failed"
+    HOST_KEY_CHANGED = "host_key_changed"
     BORG_FAILED = "borg_failed"
     CANCELLED = "cancelled"
     HOOK_FAILED = "hook_failed"

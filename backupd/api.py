@@ -20,6 +20,7 @@ from backupd.errors import invalid_params
 from backupd.jobs import HISTORY_LIMIT
 from backupd.params import Param, check_params
 from backupd.service import Service
+from backupd.ssh import authorized_keys_line, remote_location
 
 DEFAULT_JOBS_LIMIT = 20
 
@@ -95,6 +96,17 @@ async def export_repository_key(call: Call) -> dict[str, Any]:
     return await export_key(call.service, archive_prefix(call.service.settings.hostname))
 
 
+async def ssh_key(call: Call) -> dict[str, Any]:
+    identity = await call.service.ensure_ssh_identity()
+    public_key = identity.public_key.read_text().strip()
+    config = call.service.config
+    server = remote_location(config.repository) if config else None
+    return {
+        "public_key": public_key,
+        "authorized_keys": authorized_keys_line(public_key, server.path if server else None),
+    }
+
+
 async def snapshots(call: Call) -> list[dict[str, Any]]:
     call.service.require_config()
     archives = sorted(call.service.repository.archives, key=lambda archive: archive.time, reverse=True)
@@ -129,6 +141,7 @@ METHODS: dict[str, Method] = {
     "restore": Method(restore, Level.ADMIN, RESTORE_PARAMS),
     "reset": Method(reset_configuration, Level.ADMIN),
     "export_key": Method(export_repository_key, Level.ADMIN),
+    "ssh_key": Method(ssh_key, Level.ADMIN),
     "jobs": Method(jobs, Level.READ, (Param("limit", int),)),
     "cancel": Method(cancel, Level.ADMIN, (Param("job", str, required=True),)),
     "subscribe": Method(subscribe, Level.READ),

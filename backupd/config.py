@@ -10,6 +10,7 @@ from typing import Any
 from backupd.errors import invalid_params
 from backupd.params import Param
 from backupd.schedule import ScheduleError, parse_schedule
+from backupd.ssh import remote_location
 from backupd.settings import DEFAULT_KEEP, Defaults
 
 # Keyfile modes are left out on purpose: they keep the only copy of the key on the box
@@ -22,6 +23,7 @@ ENCRYPTIONS = (
     "none",
 )
 _COMPRESSION = re.compile(r"^(none|lz4|(zstd|zlib|lzma)(,\d{1,2})?|(auto|obfuscate),.+)$")
+_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 _SSH_LOCATION = re.compile(r"^ssh://[^\s/]+(:\d+)?/.+$")
 _SCP_LOCATION = re.compile(r"^[^\s/:@-][^\s/:@]*@[^\s/:]+:.+$")
 
@@ -34,6 +36,9 @@ CONFIGURE_PARAMS = (
     Param("keep", dict, item_kind=int),
     Param("encryption", str),
     Param("compression", str),
+    Param("remote_path", str),
+    Param("host_key", str),
+    Param("append_only", bool),
 )
 
 
@@ -47,6 +52,9 @@ class BackupConfig:
     keep: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_KEEP))
     encryption: str = "repokey-blake2"
     compression: str = "lz4"
+    remote_path: str | None = None
+    host_key: str | None = None
+    append_only: bool = False
 
     def public(self) -> dict[str, Any]:
         """Everything a client may see: the passphrase is only said to be set."""
@@ -72,6 +80,9 @@ class BackupConfig:
             keep=dict(record.get("keep", DEFAULT_KEEP)),
             encryption=record.get("encryption", "repokey-blake2"),
             compression=record.get("compression", "lz4"),
+            remote_path=record.get("remote_path"),
+            host_key=record.get("host_key"),
+            append_only=record.get("append_only", False),
         )
 
 
@@ -86,6 +97,9 @@ def unconfigured_view(defaults: Defaults) -> dict[str, Any]:
         "keep": dict(defaults.keep),
         "encryption": defaults.encryption,
         "compression": defaults.compression,
+        "remote_path": None,
+        "host_key": None,
+        "append_only": False,
     }
 
 
@@ -101,6 +115,10 @@ def config_from_params(params: dict[str, Any], defaults: Defaults) -> BackupConf
         keep=_keep(params.get("keep", defaults.keep)),
         encryption=_one_of("encryption", params.get("encryption", defaults.encryption), ENCRYPTIONS),
         compression=_compression(params.get("compression", defaults.compression)),
+        remote_path=_remote_path(params.get("remote_path")),
+        host_key=_host_key(params.get("host_key"), params["repository"]),
+        # The authorized_keys line the daemon hands out serves remote repositories append-only.
+        append_only=params.get("append_only", remote_location(params["repository"]) is not None),
     )
     return config
 
@@ -117,6 +135,22 @@ def _repository(location: str) -> str:
         f"{location!r} is not a repository location: use an absolute path, "
         "ssh://user@host[:port]/path or user@host:path",
     )
+
+
+def _remote_path(command: str | None) -> str | None:
+    if command is not None and (not command.strip() or command.startswith("-") or any(c in command for c in "\0\n\r")):
+        raise invalid_params("remote_path", f"{command!r} is not a command for the server")
+    return command
+
+
+def _host_key(fingerprint: str | None, repository: str) -> str | None:
+    if fingerprint is None:
+        return None
+    if remote_location(repository) is None:
+        raise invalid_params("host_key", "A host key fingerprint applies to SSH repositories only")
+    if not _FINGERPRINT.match(fingerprint):
+        raise invalid_params("host_key", f"{fingerprint!r} is not an SSH fingerprint such as SHA256:...")
+    return fingerprint
 
 
 def _passphrase(passphrase: str) -> str:

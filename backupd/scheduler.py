@@ -118,8 +118,7 @@ class Scheduler:
                 self._changed = trio.Event()
 
     async def _apply_retention(self) -> None:
-        config = self._service.config
-        if config is None or not any(config.keep.values()):
+        if self._service.retention_off_reason() is not None:
             return
         try:
             job = self._starters["prune"](self._service, "schedule")

@@ -101,8 +101,9 @@ class Server:
             self._connections += 1
             try:
                 await Connection(stream, self._dispatch, self._hub).serve()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+            except Exception:
+                # Whatever one connection does, the others and the daemon carry on.
+                log.exception("a connection failed on a bug")
             finally:
                 self._connections -= 1
 
@@ -148,7 +149,10 @@ class Connection:
     async def _read_requests(self, nursery: trio.Nursery) -> None:
         unpacker = new_unpacker()
         while True:
-            data = await self._stream.receive_some(RECEIVE_SIZE)
+            try:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
             if not data:
                 return
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import shutil
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from backupd.events import EventHub
 from backupd.jobs import HISTORY_LIMIT, Job, JobRunner
 from backupd.schedule import Schedule, interval, parse_schedule
 from backupd.settings import Settings
+from backupd.ssh import SSH_FOLDER, SshIdentity, remote_location
 from backupd.state import Problem, RepositoryState
 from backupd.store import Store
 
@@ -97,8 +99,21 @@ class Service:
             "file_count": repository.file_count,
             "problem": self.problem(),
             "last_check": asdict(repository.last_check) if repository.last_check else None,
+            "host_key": repository.host_key,
+            "retention": self.retention_off_reason() or "old snapshots are pruned after automatic ones",
             "job": running.to_record() if running else None,
         }
+
+    def retention_off_reason(self) -> str | None:
+        """Why old snapshots are not pruned, or None when they are."""
+        config = self.config
+        if config is None:
+            return "off: not configured"
+        if config.append_only:
+            return "off: the server keeps this repository append-only; prune it on the server"
+        if not any(config.keep.values()):
+            return "off: no keep rule"
+        return None
 
     def schedule(self) -> Schedule | None:
         """The automatic schedule, or None when backups are manual or not configured."""
@@ -148,9 +163,28 @@ class Service:
             borg=_low_priority(self.settings.borg) if low_priority else self.settings.borg,
             passphrase=config.passphrase,
             on_event=on_event,
-            env={"BORG_BASE_DIR": str(self.borg_base_dir()), **(env or {})},
+            env={"BORG_BASE_DIR": str(self.borg_base_dir()), **await self._remote_env(config), **(env or {})},
             cwd=cwd,
         )
+
+    @property
+    def ssh(self) -> SshIdentity:
+        return SshIdentity(self.settings.state_dir / SSH_FOLDER)
+
+    async def ensure_ssh_identity(self) -> SshIdentity:
+        identity = self.ssh
+        comment = f"backupd@{self.settings.hostname or socket.gethostname()}"
+        await trio.to_thread.run_sync(identity.ensure, comment)
+        return identity
+
+    async def _remote_env(self, config: BackupConfig) -> dict[str, str]:
+        if remote_location(config.repository) is None:
+            return {}
+        identity = await self.ensure_ssh_identity()
+        env = {"BORG_RSH": identity.borg_rsh(self.settings.ssh_timeout)}
+        if config.remote_path:
+            env["BORG_REMOTE_PATH"] = config.remote_path
+        return env
 
     def borg_base_dir(self) -> Path:
         """Where borg keeps its cache and security records for this daemon."""

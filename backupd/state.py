@@ -68,6 +68,7 @@ class RepositoryState:
     last_attempt: float | None = None
     last_compact: float | None = None
     last_check: CheckRecord | None = None
+    host_key: str | None = None
 
     @property
     def snapshot_count(self) -> int:
@@ -95,4 +96,5 @@ class RepositoryState:
             last_attempt=record.get("last_attempt"),
             last_compact=record.get("last_compact"),
             last_check=CheckRecord.from_record(last_check) if last_check else None,
+            host_key=record.get("host_key"),
         )

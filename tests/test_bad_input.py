@@ -4,6 +4,7 @@ connection, and everyone else is still served."""
 import os
 import socket
 import threading
+import time
 
 import msgpack
 import pytest
@@ -201,3 +202,15 @@ def test_random_frames_never_take_the_daemon_down(daemon, frame):
     assert daemon.process.poll() is None
     assert resident_bytes(daemon.process.pid) < MEMORY_BOUND
     assert_still_serving(daemon)
+
+
+def test_a_subscriber_that_leaves_with_unread_notifications(daemon):
+    for _ in range(3):
+        with raw_connection(daemon) as sock:
+            sock.sendall(msgpack.packb([0, 1, "subscribe", []]))
+            read_messages(sock, 1)
+            with Client(daemon.socket, timeout=TIMEOUT) as other:
+                other.call("reset")
+            time.sleep(0.2)
+        time.sleep(0.2)
+        assert_still_serving(daemon)

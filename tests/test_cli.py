@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import select
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -465,3 +467,155 @@ def test_snapshot_of_a_vanished_repository_reports_borgs_error(
     assert "error: repository_not_found: " in outcome.err
     status = backupctl(configured_daemon.socket, "status")
     assert "Problem:       repository_not_found: " in status.out
+
+
+# restore, reset, export-key
+
+
+CHANGED_CONTENT = b"changed after the snapshot"
+
+
+@dataclass(frozen=True)
+class ChangedData:
+    changed: Path
+    saved: bytes
+    added: Path
+
+
+def change_after_a_snapshot(daemon: DaemonProcess, sample_data: Path) -> ChangedData:
+    """Take a snapshot, then overwrite one file and add another."""
+    take_snapshot(daemon)
+    changed = sample_data / "folder0" / "file1.txt"
+    saved = changed.read_bytes()
+    changed.write_bytes(CHANGED_CONTENT)
+    added = sample_data / "folder0" / "added-after-the-snapshot.txt"
+    added.write_bytes(b"new")
+    return ChangedData(changed, saved, added)
+
+
+def assert_unchanged_since_the_change(data: ChangedData) -> None:
+    assert data.changed.read_bytes() == CHANGED_CONTENT
+    assert data.added.exists()
+
+
+def answer_on_a_terminal(socket: Path, answer: str, *args: str) -> Outcome:
+    """Run backupctl with a terminal as stdin and type answer at its prompt."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backupctl.cli", "--socket", str(socket), *args],
+        stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    os.close(terminal)
+    try:
+        prompt = read_until(process.stderr, b"Type yes to continue: ")
+        os.write(controller, answer.encode() + b"\n")
+        out, err = process.communicate(timeout=SUBPROCESS_TIMEOUT)
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    outcome = Outcome(process.returncode, out.decode(), (prompt + err).decode())
+    assert_no_secret(outcome.out, outcome.err)
+    return outcome
+
+
+def test_restore_dry_run_shows_what_would_change_and_changes_nothing(
+    configured_daemon: DaemonProcess, sample_data: Path, monkeypatch: pytest.MonkeyPatch, backupctl: RunCli
+) -> None:
+    data = change_after_a_snapshot(configured_daemon, sample_data)
+    monkeypatch.chdir(sample_data.parent)
+    outcome = backupctl(configured_daemon.socket, "restore", "--dry-run", "--path", "data/folder0")
+    assert outcome.code == 0, outcome.err
+    assert f"Targets:   {sample_data / 'folder0'}\n" in outcome.out
+    assert "Written:   0 files missing now" in outcome.out
+    assert "Replaced:  1 file changed since the snapshot" in outcome.out
+    assert "Removed:   1 file not in the snapshot" in outcome.out
+    assert f"Files to replace:\n  {data.changed}\n" in outcome.out
+    assert f"Files to remove:\n  {data.added}" in outcome.out
+    assert_unchanged_since_the_change(data)
+
+
+def test_restore_with_yes_brings_back_the_changed_files(
+    configured_daemon: DaemonProcess, sample_data: Path, backupctl: RunCli
+) -> None:
+    data = change_after_a_snapshot(configured_daemon, sample_data)
+    outcome = backupctl(configured_daemon.socket, "restore", "--yes")
+    assert outcome.code == 0, outcome.err
+    assert "Replaced:  1 file" in outcome.out
+    assert f"written to {sample_data}." in outcome.out
+    assert "Restore job " in outcome.err
+    assert data.changed.read_bytes() == data.saved
+    assert not data.added.exists()
+
+
+def test_restore_without_yes_and_without_a_terminal_exits_2_and_changes_nothing(
+    configured_daemon: DaemonProcess, sample_data: Path
+) -> None:
+    data = change_after_a_snapshot(configured_daemon, sample_data)
+    outcome = run_subprocess("--socket", str(configured_daemon.socket), "restore")
+    assert outcome.code == 2
+    assert "pass --yes" in outcome.err
+    assert "Replaced:  1 file" in outcome.out
+    assert_unchanged_since_the_change(data)
+    with configured_daemon.client() as client:
+        assert client.call("jobs", {"limit": 1})[0]["result"]["dry_run"] is True
+
+
+def test_restore_on_a_terminal_goes_ahead_only_after_yes(
+    configured_daemon: DaemonProcess, sample_data: Path
+) -> None:
+    data = change_after_a_snapshot(configured_daemon, sample_data)
+    declined = answer_on_a_terminal(configured_daemon.socket, "no", "restore")
+    assert declined.code == 1
+    assert f"This overwrites {sample_data} with snapshot " in declined.err
+    assert "Nothing was restored." in declined.err
+    assert_unchanged_since_the_change(data)
+    accepted = answer_on_a_terminal(configured_daemon.socket, "yes", "restore")
+    assert accepted.code == 0, accepted.err
+    assert data.changed.read_bytes() == data.saved
+
+
+def test_restore_of_an_unknown_snapshot_is_not_found(configured_daemon: DaemonProcess, backupctl: RunCli) -> None:
+    take_snapshot(configured_daemon)
+    outcome = backupctl(configured_daemon.socket, "restore", "--snapshot", "no-such-snapshot", "--yes")
+    assert outcome.code == 1
+    assert "error: not_found:" in outcome.err
+
+
+def test_reset_with_yes_unconfigures_and_keeps_the_repository(
+    configured_daemon: DaemonProcess, repository: Path, backupctl: RunCli
+) -> None:
+    refused = run_subprocess("--socket", str(configured_daemon.socket), "reset")
+    assert refused.code == 2
+    assert "pass --yes" in refused.err
+    assert json.loads(backupctl(configured_daemon.socket, "--json", "status").out)["state"] == "idle"
+
+    outcome = backupctl(configured_daemon.socket, "reset", "--yes")
+    assert outcome.code == 0, outcome.err
+    assert "automatic backups stop" in outcome.out
+    assert "snapshots are NOT deleted" in outcome.out
+    assert f"The repository at {repository} is still there." in outcome.out
+    assert json.loads(backupctl(configured_daemon.socket, "--json", "status").out)["state"] == "unconfigured"
+    assert (repository / "config").is_file()
+
+
+def test_export_key_writes_a_private_note_and_never_overwrites_it(
+    configured_daemon: DaemonProcess, repository: Path, tmp_path: Path, backupctl: RunCli
+) -> None:
+    note = tmp_path / "recovery-note.txt"
+    outcome = backupctl(configured_daemon.socket, "export-key", "--output", str(note))
+    assert outcome.code == 0, outcome.err
+    assert stat.S_IMODE(note.stat().st_mode) == 0o600
+    text = note.read_text()
+    assert "BORG_KEY " in text and str(repository) in text
+    assert_no_secret(text)
+
+    again = backupctl(configured_daemon.socket, "export-key", "--output", str(note))
+    assert again.code == 1
+    assert "already exists" in again.err
+    assert note.read_text() == text
+
+    printed = backupctl(configured_daemon.socket, "--json", "export-key")
+    assert printed.code == 0, printed.err
+    assert json.loads(printed.out)["key"].startswith("BORG_KEY ")

@@ -217,3 +217,13 @@ async def test_a_check_runs_on_its_own_cadence(tmp_path, autojump_clock):
         await trio.sleep(15 * 86400)
         nursery.cancel_scope.cancel()
     assert [round((when - START) / 86400) for when in checks] == [7, 14]
+
+
+async def test_no_pruning_against_an_append_only_server(tmp_path, autojump_clock):
+    service = make_service(tmp_path, "hourly", configured_at=START)
+    service._set_config(BackupConfig(repository="/srv/repo", passphrase="p", sources=("/data",), schedule="hourly",
+                                     append_only=True))
+    script = ScriptedSnapshots(service)
+    await run_for(service, script, HOUR)
+    assert len(script.runs) == 1 and script.prunes == []
+    assert "append-only" in service.overview()["retention"]

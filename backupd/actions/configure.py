@@ -5,12 +5,15 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import trio
+
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
 from backupd.borg import commands
 from backupd.config import BackupConfig, config_from_params
 from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
+from backupd.ssh import remote_location
 
 
 async def configure(
@@ -26,6 +29,10 @@ async def configure(
 
 async def _connect(service: Service, config: BackupConfig, job: Job, report: ReportProgress) -> dict[str, Any]:
     report({"step": "connecting", "repository": config.repository})
+    server = remote_location(config.repository)
+    if server is not None and config.host_key is not None:
+        identity = await service.ensure_ssh_identity()
+        await trio.to_thread.run_sync(identity.pin, server, config.host_key, service.settings.ssh_timeout)
     async with service.repository_lock:
         created = False
         try:
@@ -37,6 +44,9 @@ async def _connect(service: Service, config: BackupConfig, job: Job, report: Rep
             await service.borg(commands.init(config.repository, config.encryption), config=config)
             created = True
             facts = EMPTY_REPOSITORY
-    await service.update_repository(**facts, problem=None, configured_at=service.clock.now(), last_attempt=None)
+    host_key = await trio.to_thread.run_sync(service.ssh.fingerprint_of, server) if server else None
+    await service.update_repository(
+        **facts, problem=None, configured_at=service.clock.now(), last_attempt=None, host_key=host_key
+    )
     await service.save_config(config)
     return {"created": created, "snapshot_count": service.repository.snapshot_count}

@@ -1,5 +1,5 @@
-"""Reset: back to the operator's defaults. Automatic backups stop, the passphrase and borg's
-local cache are erased from this box; the repository and its archives are not touched."""
+"""Reset: back to the operator's defaults. Automatic backups stop, the passphrase, the SSH key
+and borg's local cache are erased from this box; the repository and its archives are not touched."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ async def _reset(service: Service, job: Job, report: ReportProgress) -> dict[str
     await service.save_config(None)
     await service.update_repository(**_fresh_state())
     base = service.borg_base_dir()
-    await trio.to_thread.run_sync(_erase, [base / part for part in BORG_LOCAL_STATE])
+    await trio.to_thread.run_sync(_erase, [*(base / part for part in BORG_LOCAL_STATE), service.ssh.folder])
     service.next_run = None
     service.publish_status()
     return {"repository": repository}

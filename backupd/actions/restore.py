@@ -168,6 +168,9 @@ class RestoreProgress:
         self._last_path: str | None = None
 
     def update(self, event: ProgressPercent) -> dict[str, Any]:
+        if event.total:
+            # borg knows the size of what this extract selected: better than the whole snapshot's.
+            self.total_size = self._group_base + int(event.total)
         self.done_size = self._group_base + int(event.current or 0)
         path = event.info[0] if event.info else None
         if path is not None and path != self._last_path:

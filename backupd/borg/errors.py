@@ -191,7 +191,28 @@ def borg_error(
             redact(entry.message, secrets)[:_MAX_LINE_LENGTH] for entry in result.log[-LAST_LINES:]
         ],
     }
+    code, message = _ssh_failure(code, message, result, repository)
     return BorgFailed(code, redact(message, secrets), data, result)
+
+
+# What ssh prints, relayed by borg as "Remote: ..." lines, when the link itself was refused.
+_SSH_FAILURES = (
+    ("Host key verification failed", ErrorCode.HOST_KEY_CHANGED,
+     "The SSH host key of {where} is not the one recorded: nothing was sent. If the server was "
+     "reinstalled, check its new key and configure again with its fingerprint."),
+    ("Permission denied", ErrorCode.AUTH_FAILED,
+     "The server at {where} refused this box's SSH key; add the key from `backupctl ssh-key` to its authorized_keys."),
+)
+
+
+def _ssh_failure(code: str, message: str, result: BorgResult, repository: str | None) -> tuple[str, str]:
+    if code != ErrorCode.REPOSITORY_UNREACHABLE:
+        return code, message
+    remote_lines = [entry.message for entry in result.log if entry.message.startswith("Remote: ")]
+    for marker, ssh_code, ssh_message in _SSH_FAILURES:
+        if any(marker in line for line in remote_lines):
+            return ssh_code, ssh_message.format(where=repository or "the configured location")
+    return code, message
 
 
 def _failure_msgids(result: BorgResult) -> list[str | None]:

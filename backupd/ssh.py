@@ -1,0 +1,137 @@
+"""SSH for remote repositories: the daemon's own key, its own known_hosts, and the ssh
+command line borg uses (BORG_RSH). The user's ~/.ssh is never read."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from backupctl.protocol import ErrorCode, RpcError
+
+SSH_FOLDER = "ssh"
+KEY_NAME = "id_ed25519"
+_SSH_URL = re.compile(r"^ssh://(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]]+\]|[^:/]+)(?::(?P<port>\d+))?(?P<path>/.*)$")
+_SCP_STYLE = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[^:/]+):(?P<path>.+)$")
+
+
+@dataclass(frozen=True)
+class RemoteLocation:
+    user: str | None
+    host: str
+    port: int
+    path: str
+
+    @property
+    def known_hosts_name(self) -> str:
+        """How ssh names this server in known_hosts."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+def remote_location(location: str) -> RemoteLocation | None:
+    """The server of an ssh:// or user@host:path location; None for a local path."""
+    if location.startswith("/"):
+        return None
+    match = _SSH_URL.match(location) or _SCP_STYLE.match(location)
+    if match is None:
+        return None
+    port = match.groupdict().get("port")
+    return RemoteLocation(match["user"], match["host"].strip("[]"), int(port) if port else 22, match["path"])
+
+
+@dataclass(frozen=True)
+class SshIdentity:
+    folder: Path
+
+    @property
+    def private_key(self) -> Path:
+        return self.folder / KEY_NAME
+
+    @property
+    def public_key(self) -> Path:
+        return self.folder / f"{KEY_NAME}.pub"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.folder / "known_hosts"
+
+    def ensure(self, comment: str) -> None:
+        """Create the key pair on first use: ed25519, no passphrase, readable only by the daemon."""
+        if self.private_key.exists():
+            return
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(self.private_key)],
+            check=True, stdin=subprocess.DEVNULL, capture_output=True,
+        )
+
+    def borg_rsh(self, timeout: int) -> str:
+        """The ssh command borg runs: only this key, only this known_hosts, no prompts, a link
+        that stops answering for `timeout` seconds is closed."""
+        interval = max(timeout // 3, 1)
+        options = [
+            "-F", "/dev/null",
+            "-i", str(self.private_key),
+            "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "BatchMode=yes",
+            "-o", f"ConnectTimeout={timeout}",
+            "-o", f"ServerAliveInterval={interval}",
+            "-o", "ServerAliveCountMax=3",
+        ]
+        return shlex.join(["ssh", *options])
+
+    def fingerprint_of(self, server: RemoteLocation) -> str | None:
+        """The recorded host key's SHA256 fingerprint, once the server has been seen."""
+        if not self.known_hosts.exists():
+            return None
+        found = subprocess.run(
+            ["ssh-keygen", "-l", "-F", server.known_hosts_name, "-f", str(self.known_hosts)],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        )
+        return _first_fingerprint(found.stdout)
+
+    def pin(self, server: RemoteLocation, fingerprint: str, timeout: int) -> None:
+        """Record the server's host key only if it has the fingerprint the user gave."""
+        scanned = subprocess.run(
+            ["ssh-keyscan", "-T", str(timeout), "-p", str(server.port), server.host],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        )
+        for line in scanned.stdout.splitlines():
+            listed = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=line, capture_output=True, text=True)
+            if _first_fingerprint(listed.stdout) == fingerprint:
+                self.folder.mkdir(mode=0o700, exist_ok=True)
+                self._forget(server)
+                with open(self.known_hosts, "a", encoding="utf-8") as known:
+                    known.write(line.strip() + "\n")
+                return
+        if not scanned.stdout.strip():
+            raise RpcError(ErrorCode.REPOSITORY_UNREACHABLE, f"Cannot reach {server.host} port {server.port} over SSH")
+        raise RpcError(
+            ErrorCode.HOST_KEY_CHANGED,
+            f"The SSH host key of {server.host} does not have the fingerprint {fingerprint}: nothing was sent",
+        )
+
+    def _forget(self, server: RemoteLocation) -> None:
+        if self.known_hosts.exists():
+            subprocess.run(["ssh-keygen", "-R", server.known_hosts_name, "-f", str(self.known_hosts)],
+                           capture_output=True, stdin=subprocess.DEVNULL)
+
+
+def _first_fingerprint(listing: str) -> str | None:
+    for line in listing.splitlines():
+        for word in line.split():
+            if word.startswith("SHA256:"):
+                return word
+    return None
+
+
+def authorized_keys_line(public_key: str, repository_path: str | None) -> str:
+    """An authorized_keys entry that lets this key only append to its own repository."""
+    path = repository_path or "/path/to/this/box/repository"
+    command = f"borg serve --restrict-to-repository {shlex.quote(path)} --append-only"
+    return f'command="{command}",restrict {public_key.strip()}'

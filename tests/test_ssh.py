@@ -1,0 +1,157 @@
+"""Remote repositories over SSH, against a real OpenSSH server on 127.0.0.1."""
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSPHRASE
+from tests.sshd import SshServer, sshd_available
+from tests.test_daemon import call_error, wait_for
+from tests.tree import describe
+
+pytestmark = pytest.mark.skipif(not sshd_available(), reason="needs root and OpenSSH's sshd")
+
+
+@pytest.fixture
+def ssh_server(tmp_path):
+    server = SshServer(tmp_path / "sshd")
+    server.prepare()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def remote_repository(tmp_path) -> Path:
+    return tmp_path / "server-data" / "repo"
+
+
+def authorize_daemon(daemon, server: SshServer, repository: Path, append_only: bool = False) -> dict:
+    repository.parent.mkdir(parents=True, exist_ok=True)
+    with daemon.client() as client:
+        key = client.call("ssh_key")
+    server.authorize(key["public_key"], repository, append_only=append_only)
+    return key
+
+
+def configure_remote(daemon, server, repository, sources, **extra) -> dict:
+    with daemon.client() as client:
+        return client.call("configure", {"repository": server.location(repository), "passphrase": PASSPHRASE,
+                                         "sources": [str(source) for source in sources], **extra})
+
+
+def host_fingerprint(server: SshServer) -> str:
+    listed = subprocess.run(["ssh-keygen", "-l", "-f", str(server.host_key.with_suffix(".pub"))],
+                            capture_output=True, text=True, check=True)
+    return listed.stdout.split()[1]
+
+
+def test_the_daemon_makes_its_own_key_and_an_authorized_keys_line(daemon):
+    with daemon.client() as client:
+        first = client.call("ssh_key")
+        again = client.call("ssh_key")
+    assert first == again and first["public_key"].startswith("ssh-ed25519 ")
+    assert first["authorized_keys"].startswith('command="borg serve --restrict-to-repository ')
+    assert "--append-only" in first["authorized_keys"] and first["public_key"] in first["authorized_keys"]
+    private = daemon.state_dir / "ssh" / "id_ed25519"
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert private.read_text() not in str(first)
+
+
+def test_snapshot_list_and_restore_over_ssh(daemon, ssh_server, remote_repository, sample_data):
+    authorize_daemon(daemon, ssh_server, remote_repository)
+    assert configure_remote(daemon, ssh_server, remote_repository, [sample_data]) == {
+        "created": True, "snapshot_count": 0}
+    saved = describe(sample_data)
+    with daemon.client() as client:
+        status = client.call("status")
+        job = client.call("snapshot", {"wait": True})
+        assert job["state"] == "succeeded", job["error"]
+        assert [s["name"] for s in client.call("snapshots")] == [job["result"]["snapshot"]["name"]]
+        (sample_data / "folder0" / "file0.txt").write_bytes(b"changed")
+        restored = client.call("restore", {"wait": True})
+    assert status["host_key"] == host_fingerprint(ssh_server)
+    assert status["repository"] == ssh_server.location(remote_repository)
+    assert restored["state"] == "succeeded", restored["error"]
+    assert describe(sample_data) == saved
+    assert (remote_repository / "config").exists()
+
+
+def test_a_key_the_server_does_not_know_is_auth_failed(daemon, ssh_server, remote_repository, sample_data, tmp_path):
+    remote_repository.parent.mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    ssh_server.authorize((tmp_path / "other.pub").read_text(), remote_repository)
+    with daemon.client() as client:
+        error = call_error(client, "configure", {"repository": ssh_server.location(remote_repository),
+                                                 "passphrase": PASSPHRASE, "sources": [str(sample_data)]})
+    assert error.code == "auth_failed" and "ssh-key" in error.message
+
+
+def test_an_unreachable_server_is_a_problem_and_the_next_run_succeeds(daemon, ssh_server, remote_repository,
+                                                                         sample_data):
+    authorize_daemon(daemon, ssh_server, remote_repository)
+    configure_remote(daemon, ssh_server, remote_repository, [sample_data])
+    ssh_server.stop()
+    with daemon.client() as client:
+        failed = client.call("snapshot", {"wait": True})
+        assert failed["state"] == "failed" and failed["error"]["code"] == "repository_unreachable"
+        assert client.call("status")["problem"]["code"] == "repository_unreachable"
+        ssh_server.start()
+        assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
+        assert client.call("status")["problem"] is None
+
+
+def test_a_link_dropped_mid_snapshot_leaves_a_consistent_repository(daemon, ssh_server, remote_repository,
+                                                                    large_data):
+    authorize_daemon(daemon, ssh_server, remote_repository)
+    configure_remote(daemon, ssh_server, remote_repository, [large_data])
+    with daemon.client() as client:
+        job = client.call("snapshot")
+        wait_for(lambda: (client.call("status")["job"] or {}).get("progress", {}).get("original_size"))
+        ssh_server.kill_connections()
+        client.set_timeout(120)
+        failed = wait_for(lambda: client.call("jobs", {"limit": 1})[0]["state"] != "running" and
+                          client.call("jobs", {"limit": 1})[0], timeout=90)
+        assert failed["id"] == job["id"] and failed["state"] == "failed"
+        assert failed["error"]["code"] in ("repository_unreachable", "borg_failed")
+        again = client.call("snapshot", {"wait": True})
+        assert again["state"] == "succeeded", again["error"]
+        check = client.call("check", {"wait": True})
+        assert check["state"] == "succeeded" and check["result"]["ok"] is True
+
+
+def test_a_changed_host_key_is_refused_and_a_pinned_one_accepted(daemon, ssh_server, remote_repository,
+                                                                  sample_data):
+    authorize_daemon(daemon, ssh_server, remote_repository)
+    configure_remote(daemon, ssh_server, remote_repository, [sample_data])
+    ssh_server.stop()
+    ssh_server.new_host_key()
+    ssh_server.start()
+    with daemon.client() as client:
+        refused = client.call("snapshot", {"wait": True})
+        assert refused["state"] == "failed" and refused["error"]["code"] == "host_key_changed"
+        assert client.call("status")["problem"]["code"] == "host_key_changed"
+        wrong = call_error(client, "configure", {"repository": ssh_server.location(remote_repository),
+                                                 "passphrase": PASSPHRASE, "sources": [str(sample_data)],
+                                                 "host_key": "SHA256:" + "A" * 43})
+        assert wrong.code == "host_key_changed"
+    result = configure_remote(daemon, ssh_server, remote_repository, [sample_data],
+                              host_key=host_fingerprint(ssh_server))
+    assert result["created"] is False
+    with daemon.client() as client:
+        assert client.call("status")["host_key"] == host_fingerprint(ssh_server)
+        assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
+
+
+def test_an_append_only_server_keeps_snapshots_working(daemon, ssh_server, remote_repository, sample_data):
+    authorize_daemon(daemon, ssh_server, remote_repository, append_only=True)
+    configure_remote(daemon, ssh_server, remote_repository, [sample_data], keep={"hourly": 1})
+    with daemon.client() as client:
+        for _ in range(2):
+            assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
+            time.sleep(1)
+        status = client.call("status")
+        assert client.call("config")["append_only"] is True
+    assert status["snapshot_count"] == 2 and "append-only" in status["retention"]
