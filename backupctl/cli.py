@@ -123,6 +123,10 @@ def describe_overview(overview: Mapping[str, Any], now: float, width: int = 100)
     ]
     if "last_check" in overview:
         pairs.append(("Last check", describe_last_check(overview.get("last_check"), now)))
+    if overview.get("retention"):
+        pairs.append(("Retention", str(overview["retention"])))
+    if overview.get("host_key"):
+        pairs.append(("Host key", str(overview["host_key"])))
     job = overview.get("job")
     if job:
         pairs.append(("Running", describe_running_job(job, now, width - 16)))
@@ -184,7 +188,9 @@ def run_configure(invocation: Invocation) -> int:
         params["exclude"] = list(args.exclude)
     if args.keep:
         params["keep"] = dict(args.keep)
-    for option in ("schedule", "encryption", "compression"):
+    if args.append_only is not None:
+        params["append_only"] = args.append_only
+    for option in ("schedule", "encryption", "compression", "remote_path", "host_key"):
         value = getattr(args, option)
         if value is not None:
             params[option] = value
@@ -562,6 +568,20 @@ def run_export_key(invocation: Invocation) -> int:
     return EXIT_OK
 
 
+def run_ssh_key(invocation: Invocation) -> int:
+    key = invocation.client.call("ssh_key")
+    if invocation.as_json:
+        invocation.emit_json(key)
+        return EXIT_OK
+    invocation.say(
+        f"This box's SSH public key:\n  {key['public_key']}\n\n"
+        "On the backup server, add this line to the authorized_keys of the account that holds the repository;\n"
+        "it lets this key do nothing but add snapshots to its own repository:\n"
+        f"  {key['authorized_keys']}"
+    )
+    return EXIT_OK
+
+
 def write_new_private_file(path: str, text: str) -> None:
     """Create path, readable and writable by its owner only; an existing file is never replaced."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NOTE_FILE_MODE)
@@ -725,6 +745,7 @@ def describe_config(config: Mapping[str, Any]) -> str:
         ("Keep", ", ".join(f"{rule} {count}" for rule, count in keep.items()) or "none"),
         ("Encryption", str(config.get("encryption"))),
         ("Compression", str(config.get("compression"))),
+        ("Append-only", "yes" if config.get("append_only") else "no"),
     ]
     text = fmt.fields(pairs)
     if repository is None:
@@ -746,6 +767,7 @@ COMMANDS: dict[str, Command] = {
     "restore": run_restore,
     "reset": run_reset,
     "export-key": run_export_key,
+    "ssh-key": run_ssh_key,
     "watch": run_watch,
     "ping": run_ping,
     "config": run_config,
@@ -790,6 +812,12 @@ def build_parser() -> argparse.ArgumentParser:
                            help="retention, e.g. daily=7 (repeatable)")
     configure.add_argument("--encryption", help="borg encryption mode for a new repository (default repokey-blake2)")
     configure.add_argument("--compression", help="borg compression, e.g. lz4 or zstd,3")
+    configure.add_argument("--remote-path", help="the borg command on an SSH server (default: borg)")
+    configure.add_argument("--host-key", metavar="SHA256:...",
+                           help="the SSH server's host key fingerprint to trust (default: trust on first use)")
+    configure.add_argument("--append-only", action=argparse.BooleanOptionalAction, default=None,
+                           help="the server keeps the repository append-only, so this box does not prune "
+                                "(default: on for SSH repositories)")
     configure.add_argument(
         "--passphrase-file", metavar="FILE",
         help=f"read the passphrase from the first line of FILE (- for stdin); "
@@ -816,6 +844,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_key = command("export-key", "print the repository key with a recovery note")
     export_key.add_argument("--output", metavar="FILE",
                             help="write to FILE instead of stdout (created with mode 0600, never overwritten)")
+    command("ssh-key", "show this box's SSH key and the authorized_keys line for a backup server")
     command("watch", "print notifications as they come, until Ctrl-C")
     command("ping", "check that backupd answers")
     command("config", "show the backup configuration (never the passphrase)")

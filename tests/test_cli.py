@@ -619,3 +619,10 @@ def test_export_key_writes_a_private_note_and_never_overwrites_it(
     printed = backupctl(configured_daemon.socket, "--json", "export-key")
     assert printed.code == 0, printed.err
     assert json.loads(printed.out)["key"].startswith("BORG_KEY ")
+
+
+def test_ssh_key_shows_the_key_and_the_authorized_keys_line(daemon):
+    completed = subprocess.run([sys.executable, "-m", "backupctl.cli", "--socket", str(daemon.socket), "ssh-key"],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert "ssh-ed25519 " in completed.stdout and 'command="borg serve --restrict-to-repository' in completed.stdout
