@@ -41,8 +41,10 @@ class ErrorCode(StrEnum):
     REPOSITORY_INVALID = "repository_invalid"
     AUTH_FAILED = "auth_failed"
     HOST_KEY_CHANGED = "host_key_changed"
+    DISK_FULL = "disk_full"
     BORG_FAILED = "borg_failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
     HOOK_FAILED = "hook_failed"
     INTERNAL = "internal"
 

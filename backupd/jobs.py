@@ -26,6 +26,7 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -62,13 +63,19 @@ class JobRunner:
     ) -> None:
         self._hub = hub
         self._now = now
-        self._history = history[:HISTORY_LIMIT]
+        self._history: list[Job] = []
         self._on_change = on_change
         self._nursery: trio.Nursery | None = None
         self._done: dict[str, trio.Event] = {}
         self._cancel_scopes: dict[str, trio.CancelScope] = {}
-        self._next_id = max((int(job.id) for job in self._history if job.id.isdigit()), default=0) + 1
+        self._next_id = 1
         self.current: Job | None = None
+        self.restore_history(history)
+
+    def restore_history(self, history: list[Job]) -> None:
+        """Take the history an earlier run saved; new job ids continue after it."""
+        self._history = history[:HISTORY_LIMIT]
+        self._next_id = max((int(job.id) for job in self._history if job.id.isdigit()), default=0) + 1
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -145,9 +152,12 @@ class JobRunner:
             job.state = JobState.FAILED
             job.error = RpcError(ErrorCode.INTERNAL, f"{job.kind} failed on an internal error").to_wire()
         finally:
-            if job.state == JobState.RUNNING:
+            if job.state == JobState.RUNNING and self._cancel_scopes[job.id].cancel_called:
                 job.state = JobState.CANCELLED
                 job.error = RpcError(ErrorCode.CANCELLED, f"The {job.kind} was cancelled").to_wire()
+            elif job.state == JobState.RUNNING:
+                job.state = JobState.INTERRUPTED
+                job.error = interrupted_error(job).to_wire()
             job.finished = self._now()
             self.current = None
             with trio.CancelScope(shield=True):
@@ -156,6 +166,10 @@ class JobRunner:
             self._hub.publish("job.finished", job.to_record())
             self._cancel_scopes.pop(job.id, None)
             self._done.pop(job.id).set()
+
+
+def interrupted_error(job: Job) -> RpcError:
+    return RpcError(ErrorCode.INTERRUPTED, f"The {job.kind} was interrupted: the daemon stopped while it ran")
 
 
 def _first_rpc_error(group: ExceptionGroup, job: Job) -> RpcError:

@@ -2,30 +2,32 @@
 
 from __future__ import annotations
 
+import errno
 import logging
-import socket
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
-from pathlib import Path
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import trio
 
+from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg.commands import BorgCommand
 from backupd.borg.runner import BorgEvent, BorgResult, run_borg
 from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig
 from backupd.errors import not_configured
 from backupd.events import EventHub
-from backupd.jobs import HISTORY_LIMIT, Job, JobRunner
+from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, interrupted_error
 from backupd.schedule import Schedule, interval, parse_schedule
 from backupd.settings import Settings
 from backupd.ssh import SSH_FOLDER, SshIdentity, remote_location
 from backupd.state import Problem, RepositoryState
-from backupd.store import Store
+from backupd.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +51,41 @@ class Service:
         self._schedule: Schedule | None = None
         self.repository = RepositoryState()
         self.repository_lock = trio.Lock()
-        history = [Job.from_record(record) for record in store.load(JOBS_DOCUMENT) or []]
-        self.jobs = JobRunner(self.hub, history, self._job_changed, self.clock.now)
+        self.jobs = JobRunner(self.hub, [], self._job_changed, self.clock.now)
+        self.storage_problem: Problem | None = None
         self.activity = "starting"
 
     def load(self) -> None:
-        """Read configuration and state persisted by an earlier run."""
-        config = self.store.load(CONFIG_DOCUMENT)
-        self._set_config(BackupConfig.from_record(config) if config else None)
-        state = self.store.load(STATE_DOCUMENT)
-        self.repository = RepositoryState.from_record(state) if state else RepositoryState()
+        """Read what an earlier run saved. A document that cannot be read is set aside and
+        reported; the daemon starts with what it can trust and the repository rebuilds the rest."""
+        unreadable: list[str] = []
+        self._set_config(self._load_trusted(CONFIG_DOCUMENT, BackupConfig.from_record, unreadable))
+        state = self._load_trusted(STATE_DOCUMENT, RepositoryState.from_record, unreadable)
+        self.repository = state or RepositoryState()
+        history = self._load_trusted(JOBS_DOCUMENT, _jobs_from_records, unreadable)
+        self.jobs.restore_history(history or [])
+        if CONFIG_DOCUMENT in unreadable:
+            message = "The saved configuration could not be read and was set aside; configure backups again"
+            problem = self.problem_from("config_unreadable", message, "configure")
+            self.repository = replace(self.repository, problem=problem)
+        elif unreadable:
+            message = f"Saved {' and '.join(unreadable)} could not be read and was set aside; reading the repository again"
+            self.repository = replace(self.repository, problem=self.problem_from("state_unreadable", message, "refresh"))
         for job in self.jobs.recent(1):
-            if job.state == "running":
-                job.state = "failed"
-                job.error = {"code": "internal", "message": "The daemon stopped while this job ran"}
-                job.finished = job.finished or time.time()
+            if job.state == JobState.RUNNING:
+                job.state = JobState.INTERRUPTED
+                job.error = interrupted_error(job).to_wire()
+                job.finished = job.finished or self.clock.now()
+
+    def _load_trusted(self, name: str, parse: Callable[[Any], Any], unreadable: list[str]) -> Any:
+        try:
+            document = self.store.load(name)
+            return parse(document) if document is not None else None
+        except (StoreError, KeyError, TypeError, ValueError, AttributeError) as error:
+            aside = self.store.set_aside(name, self.clock.now())
+            log.error("%s could not be read (%s); set aside as %s", name, error, aside)
+            unreadable.append(name)
+            return None
 
     def require_config(self) -> BackupConfig:
         if self.config is None:
@@ -133,8 +155,9 @@ class Service:
         return deadline
 
     def problem(self) -> dict[str, Any] | None:
-        if self.repository.problem is not None:
-            return self.repository.problem.to_wire()
+        for problem in (self.storage_problem, self.repository.problem):
+            if problem is not None:
+                return problem.to_wire()
         overdue_at = self.overdue_at()
         if overdue_at is None or self.clock.now() < overdue_at:
             return None
@@ -160,7 +183,8 @@ class Service:
         config = config or self.require_config()
         return await run_borg(
             command,
-            borg=_low_priority(self.settings.borg) if low_priority else self.settings.borg,
+            borg=(*(_low_priority(self.settings.borg) if low_priority else self.settings.borg),
+                  f"--lock-wait={self.settings.lock_wait}"),
             passphrase=config.passphrase,
             on_event=on_event,
             env={"BORG_BASE_DIR": str(self.borg_base_dir()), **await self._remote_env(config), **(env or {})},
@@ -193,8 +217,24 @@ class Service:
     async def update_repository(self, **changes: Any) -> None:
         """Change what is known about the repository, persist it and tell subscribers."""
         self.repository = replace(self.repository, **changes)
-        await self.store.save(STATE_DOCUMENT, self.repository.to_record())
+        await self._persist(STATE_DOCUMENT, self.repository.to_record())
         self.publish_status()
+
+    async def _persist(self, name: str, document: Any) -> None:
+        """Save a document; a failure (a full disk) is a problem to show, never a crash."""
+        try:
+            await self.store.save(name, document)
+        except OSError as error:
+            self.storage_problem = self._storage_problem(error)
+            log.error("cannot save %s: %s", name, error)
+            return
+        self.storage_problem = None
+
+    def _storage_problem(self, error: OSError) -> Problem:
+        code = ErrorCode.DISK_FULL if error.errno == errno.ENOSPC else "state_unwritable"
+        message = f"The daemon cannot save its state in {self.settings.state_dir}: {error.strerror or error}"
+        since = self.storage_problem.since if self.storage_problem else time.time()
+        return Problem(code=str(code), message=message, since=since, operation="store")
 
     def problem_from(self, code: str, message: str, operation: str) -> Problem:
         current = self.repository.problem
@@ -207,11 +247,17 @@ class Service:
         self._schedule = schedule if schedule and schedule.automatic else None
 
     async def save_config(self, config: BackupConfig | None) -> None:
+        """Persist the configuration first, then adopt it: a configuration that could not be
+        saved would be lost at the next start."""
+        try:
+            if config is None:
+                await trio.to_thread.run_sync(self.store.delete, CONFIG_DOCUMENT)
+            else:
+                await self.store.save(CONFIG_DOCUMENT, config.to_record())
+        except OSError as error:
+            problem = self._storage_problem(error)
+            raise RpcError(problem.code, problem.message) from None
         self._set_config(config)
-        if config is None:
-            await trio.to_thread.run_sync(self.store.delete, CONFIG_DOCUMENT)
-        else:
-            await self.store.save(CONFIG_DOCUMENT, config.to_record())
         for listener in self.config_listeners:
             listener()
 
@@ -219,11 +265,15 @@ class Service:
         self.hub.publish("status.changed", self.overview())
 
     async def _job_changed(self, job: Job) -> None:
-        await self.store.save(JOBS_DOCUMENT, [job.to_record() for job in self.jobs.recent(HISTORY_LIMIT)])
+        await self._persist(JOBS_DOCUMENT, [job.to_record() for job in self.jobs.recent(HISTORY_LIMIT)])
         self.publish_status()
         if job.finished is not None:
             for listener in self.job_listeners:
                 listener()
+
+
+def _jobs_from_records(records: list[dict[str, Any]]) -> list[Job]:
+    return [Job.from_record(record) for record in records]
 
 
 def _low_priority(borg: tuple[str, ...]) -> tuple[str, ...]:

@@ -65,6 +65,7 @@ class Settings:
     timezone: str | None = None
     jitter: int = 300
     ssh_timeout: int = 30
+    lock_wait: int = 10
     check_interval_days: int = 30
     defaults: Defaults = field(default_factory=Defaults)
     access: Access = field(default_factory=Access)
@@ -98,6 +99,7 @@ def parse_settings(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         timezone=reader.get("timezone", str, None),
         jitter=_non_negative(reader.get("jitter", int, 300), "jitter"),
         ssh_timeout=_non_negative(reader.get("ssh_timeout", int, 30), "ssh_timeout") or 30,
+        lock_wait=_non_negative(reader.get("lock_wait", int, 10), "lock_wait"),
         check_interval_days=_non_negative(reader.get("check_interval_days", int, 30), "check_interval_days"),
         defaults=_defaults(reader.section("defaults")),
         access=_access(reader.section("access")),

@@ -65,6 +65,14 @@ class Store:
         os.replace(temporary, path)
         self._sync_folder()
 
+    def set_aside(self, name: str, stamp: float) -> Path:
+        """Move an unreadable document out of the way, keeping it for a person to look at."""
+        path = self._path(name)
+        aside = path.with_name(f"{path.name}.unreadable-{int(stamp)}")
+        os.replace(path, aside)
+        self._sync_folder()
+        return aside
+
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
         self._sync_folder()

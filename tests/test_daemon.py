@@ -103,8 +103,10 @@ def test_connect_to_an_existing_repository_with_snapshots(configured_daemon, rep
     with configured_daemon.client() as client:
         client.call("snapshot", {"wait": True})
         client.call("snapshot", {"wait": True})
+    fresh_box = tmp_path / "fresh-box.toml"
+    fresh_box.write_text(f'borg_base_dir = "{tmp_path / "fresh-box-borg"}"\n[defaults]\nschedule = "manual"\n')
     other = DaemonProcess(socket=tmp_path / "other.sock", state_dir=tmp_path / "other-state",
-                          settings=configured_daemon.settings, log_path=tmp_path / "other.log")
+                          settings=fresh_box, log_path=tmp_path / "other.log")
     other.start()
     try:
         with other.client() as client:
@@ -237,7 +239,7 @@ def test_sigterm_during_a_snapshot_stops_borg_and_records_the_job(daemon, reposi
     daemon.start()
     with daemon.client() as client:
         recorded = client.call("jobs", {"limit": 1})[0]
-    assert recorded["id"] == job["id"] and recorded["state"] == "cancelled"
+    assert recorded["id"] == job["id"] and recorded["state"] == "interrupted" and recorded["error"]["code"] == "interrupted"
 
 
 def test_status_is_answered_from_memory_while_a_snapshot_runs(daemon, repository, large_data):

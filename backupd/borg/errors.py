@@ -66,7 +66,7 @@ BORG_ERRORS: tuple[BorgError, ...] = (
     BorgError("Repository.AtticRepository", 11, _INVALID, "The repository at {where} is an Attic repository that must be upgraded first."),
     BorgError("Repository.CheckNeeded", 12, _INVALID, "The repository at {where} is inconsistent and needs a check."),
     BorgError("Repository.DoesNotExist", 13, _NOT_FOUND, "No repository exists at {where}."),
-    BorgError("Repository.InsufficientFreeSpaceError", 14, _FAILED, "There is not enough free space for the repository at {where}."),
+    BorgError("Repository.InsufficientFreeSpaceError", 14, ErrorCode.DISK_FULL, "There is not enough free space for the repository at {where}."),
     BorgError("Repository.InvalidRepository", 15, _INVALID, "{where} is not a valid Borg repository."),
     BorgError("Repository.InvalidRepositoryConfig", 16, _INVALID, "The repository at {where} has an invalid configuration."),
     BorgError("Repository.ObjectNotFound", 17, _INVALID, "Data is missing from the repository at {where}."),
@@ -192,7 +192,16 @@ def borg_error(
         ],
     }
     code, message = _ssh_failure(code, message, result, repository)
+    code, message = _disk_full(code, message, result, repository)
     return BorgFailed(code, redact(message, secrets), data, result)
+
+
+def _disk_full(code: str, message: str, result: BorgResult, repository: str | None) -> tuple[str, str]:
+    """Borg reports a full disk as a plain OSError; the errno text says which."""
+    if code != ErrorCode.BORG_FAILED or not any("No space left on device" in entry.message for entry in result.log):
+        return code, message
+    where = repository or "the configured location"
+    return ErrorCode.DISK_FULL, f"The disk is full: borg could not write to {where} or to its cache. Free some space; the next run retries."
 
 
 # What ssh prints, relayed by borg as "Remote: ..." lines, when the link itself was refused.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -224,10 +225,21 @@ async def _spawn(
             cwd=cwd,
             pass_fds=pass_fds,
             start_new_session=True,
+            preexec_fn=_end_with_parent,
         )
     finally:
         if read_fd is not None:
             os.close(read_fd)
+
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _end_with_parent() -> None:
+    """In the child before exec: if the daemon dies (even SIGKILL), borg gets SIGTERM,
+    which makes it release the repository lock, instead of running on orphaned."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _passphrase_pipe(passphrase: str) -> int:
