@@ -1,0 +1,108 @@
+"""SIGKILL at random moments: of the daemon during snapshots and restores, of borg itself."""
+
+import os
+import shutil
+import signal
+import time
+
+from tests.conftest import PASSPHRASE
+from tests.faults.conftest import TRIALS, archive_names, children_of, configure, raw_borg
+from tests.test_daemon import wait_for
+from tests.tree import describe
+
+
+def settled_status(daemon, repository):
+    """The overview once the start-up read of the repository has caught up with borg."""
+    expected = len(archive_names(daemon, repository))
+    with daemon.client() as client:
+        return wait_for(lambda: (status := client.call("status"))["snapshot_count"] == expected
+                        and status["problem"] is None and status, timeout=60)
+
+
+def test_the_daemon_killed_during_snapshots_loses_nothing(make_daemon, tmp_path, large_data, rng):
+    repository = tmp_path / "repo"
+    daemon = make_daemon()
+    configure(daemon, repository, [large_data])
+    outcomes = []
+    for trial in range(TRIALS):
+        with daemon.client() as client:
+            job = client.call("snapshot")
+        time.sleep(rng.uniform(0.05, 2.5))
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+        with daemon.client() as client:
+            recorded = next(j for j in client.call("jobs") if j["id"] == job["id"])
+        assert recorded["state"] in ("interrupted", "succeeded"), recorded
+        if recorded["state"] == "interrupted":
+            assert recorded["error"]["code"] == "interrupted"
+        outcomes.append(recorded["state"])
+        settled_status(daemon, repository)
+        with daemon.client() as client:
+            client.set_timeout(300)
+            after = client.call("snapshot", {"wait": True})
+            assert after["state"] == "succeeded", (trial, after["error"], daemon.log()[-2000:])
+        status = settled_status(daemon, repository)
+        assert status["last_snapshot"]["name"] == after["result"]["snapshot"]["name"]
+    print(f"daemon kills during snapshots: {TRIALS} trials, outcomes {outcomes}")
+    assert raw_borg(daemon, "check", str(repository)).returncode == 0
+    assert "interrupted" in outcomes or TRIALS < 3
+
+
+def test_the_daemon_killed_during_restores_leaves_every_target_whole(make_daemon, tmp_path, large_data, rng):
+    target = tmp_path / "box-data"
+    shutil.copytree(large_data, target)
+    (target / "small").mkdir()
+    for index in range(200):
+        (target / "small" / f"note{index}.txt").write_text(f"saved {index}\n")
+    daemon = make_daemon()
+    configure(daemon, tmp_path / "repo", [target])
+    with daemon.client() as client:
+        client.set_timeout(300)
+        assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
+    snapshot_tree = describe(target)
+    for trial in range(TRIALS):
+        (target / "small" / "note7.txt").write_text(f"changed in trial {trial}\n")
+        (target / f"new-in-trial-{trial}").write_text("new")
+        before = describe(target)
+        with daemon.client() as client:
+            client.call("restore", {})
+        time.sleep(rng.uniform(0.05, 3.0))
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+        after = describe(target)
+        assert after in (before, snapshot_tree), f"trial {trial}: a mix of old and new"
+        assert not list(tmp_path.glob(".backupd-*")) and not list(target.glob(".backupd-*"))
+        assert not (daemon.state_dir / "restore-journal.json").exists()
+        if after == before:
+            for path in target.glob("new-in-trial-*"):
+                path.unlink()
+
+
+def test_borg_killed_during_a_snapshot_and_a_check_is_a_typed_failure(make_daemon, tmp_path, large_data):
+    repository = tmp_path / "repo"
+    daemon = make_daemon()
+    configure(daemon, repository, [large_data])
+    for method in ("snapshot", "check"):
+        if method == "check":
+            with daemon.client() as client:
+                client.set_timeout(300)
+                assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
+        with daemon.client() as client:
+            job = client.call(method)
+            borg = wait_for(lambda: children_of(daemon.process.pid), timeout=30)
+            time.sleep(0.2)
+            for pid in borg:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            finished = wait_for(lambda: (j := client.call("jobs", {"limit": 1})[0])["state"] != "running" and j)
+            assert finished["id"] == job["id"]
+            assert finished["state"] == "failed" and finished["error"]["code"] == "borg_failed", finished
+            assert finished["error"]["data"]["exit_code"] in (128 + signal.SIGKILL, -signal.SIGKILL)
+            if method == "snapshot":
+                assert client.call("status")["problem"]["code"] == "borg_failed"
+            client.set_timeout(300)
+            assert client.call(method, {"wait": True})["state"] == "succeeded"
+            assert client.call("status")["problem"] is None
+    assert PASSPHRASE not in daemon.log()
