@@ -120,6 +120,10 @@ async def jobs(call: Call) -> list[dict[str, Any]]:
     return [job.to_record() for job in call.service.jobs.recent(limit)]
 
 
+async def job(call: Call) -> dict[str, Any]:
+    return call.service.jobs.find(call.params["id"]).to_full_record()
+
+
 async def cancel(call: Call) -> dict[str, Any]:
     call.service.jobs.cancel(call.params["job"])
     return {}
@@ -143,6 +147,7 @@ METHODS: dict[str, Method] = {
     "export_key": Method(export_repository_key, Level.ADMIN),
     "ssh_key": Method(ssh_key, Level.ADMIN),
     "jobs": Method(jobs, Level.READ, (Param("limit", int),)),
+    "job": Method(job, Level.READ, (Param("id", str, required=True),)),
     "cancel": Method(cancel, Level.ADMIN, (Param("job", str, required=True),)),
     "subscribe": Method(subscribe, Level.READ),
 }

@@ -18,6 +18,8 @@ from backupd.actions.repository import refresh
 from backupd.actions.restore import journal_path
 from backupd.api import dispatch
 from backupd.events import Subscriber
+from backupd.jobs import JobLogHandler
+from backupd.metrics import keep_metrics_file
 from backupd.scheduler import Scheduler
 from backupd.restore.transaction import RestoreError, recover
 from backupd.server import Server, SocketUnusable, bind_unix_socket
@@ -49,6 +51,7 @@ def setup_logging(verbose: bool) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    logging.getLogger("backupd").addHandler(JobLogHandler())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,7 +91,7 @@ async def run(settings: Settings, read_settings: Callable[[], Settings]) -> None
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(service.jobs.run)
-            server = Server(listener, partial(dispatch, service), service.hub)
+            server = Server(listener, partial(dispatch, service), service.hub, settings.max_connections)
             await nursery.start(server.run)
             log.info("listening on %s", settings.socket)
             service.activity = "idle"
@@ -98,6 +101,8 @@ async def run(settings: Settings, read_settings: Callable[[], Settings]) -> None
             service.job_listeners.append(scheduler.wake)
             await nursery.start(scheduler.run)
             nursery.start_soon(report_status, service, notifier)
+            await nursery.start(service.notify.run)
+            await nursery.start(keep_metrics_file, service)
             nursery.start_soon(refresh, service)
             if (interval := watchdog_interval()) is not None:
                 nursery.start_soon(ping_watchdog, notifier, interval)

@@ -1,12 +1,14 @@
-"""One exclusive job at a time: start, progress fan-out, cancel, wait, history."""
+"""One exclusive job at a time: start, progress fan-out, cancel, wait, history, job logs."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 import trio
@@ -19,6 +21,8 @@ log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.25
 HISTORY_LIMIT = 200
+LOG_LIMIT = 200
+LOG_LINE_LIMIT = 500
 
 
 class JobState(StrEnum):
@@ -27,6 +31,31 @@ class JobState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+
+
+class LogLevel(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @classmethod
+    def of(cls, name: str) -> LogLevel:
+        """The level of a Python or borg level name (DEBUG, INFO, WARNING, ERROR, CRITICAL)."""
+        name = name.upper()
+        if name in ("ERROR", "CRITICAL"):
+            return cls.ERROR
+        return cls.WARNING if name == "WARNING" else cls.INFO
+
+
+@dataclass
+class LogLine:
+    time: float
+    level: str
+    message: str
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> LogLine:
+        return cls(time=record["time"], level=record["level"], message=record["message"])
 
 
 @dataclass
@@ -41,15 +70,54 @@ class Job:
     result: Any = None
     error: dict[str, Any] | None = None
     requested_by: dict[str, Any] | None = None
+    log: list[LogLine] = field(default_factory=list)
 
     def to_record(self) -> dict[str, Any]:
+        """The light record of lists and notifications: the log is only counted."""
+        record = self.to_full_record()
+        del record["log"]
+        record["log_lines"] = len(self.log)
+        record["log_warnings"] = sum(1 for line in self.log if line.level == LogLevel.WARNING)
+        return record
+
+    def to_full_record(self) -> dict[str, Any]:
         record = asdict(self)
         record["state"] = str(self.state)
         return record
 
+    def add_log(self, line: LogLine) -> None:
+        """Keep the newest LOG_LIMIT lines, each at most LOG_LINE_LIMIT characters."""
+        if len(line.message) > LOG_LINE_LIMIT:
+            line.message = line.message[: LOG_LINE_LIMIT - 3] + "..."
+        self.log.append(line)
+        del self.log[:-LOG_LIMIT]
+
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Job:
-        return cls(**{name: record.get(name) for name in cls.__dataclass_fields__ if name in record})
+        fields = {name: record[name] for name in cls.__dataclass_fields__ if name in record}
+        fields["log"] = [LogLine.from_record(line) for line in record.get("log") or ()]
+        return cls(**fields)
+
+
+WriteLog = Callable[[str, str], None]
+_job_log: ContextVar[WriteLog | None] = ContextVar("job_log", default=None)
+
+
+def job_log() -> WriteLog | None:
+    """Where the calling task writes lines about the job it works for: (level, message); None outside a job."""
+    return _job_log.get()
+
+
+class JobLogHandler(logging.Handler):
+    """The daemon's own log records, written while a task works for a job, go into that job's log too."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        write = _job_log.get()
+        if write is not None:
+            write(record.levelname, record.getMessage())
 
 
 ReportProgress = Callable[[dict[str, Any]], None]
@@ -59,10 +127,17 @@ JobChanged = Callable[[Job], Awaitable[None]]
 
 class JobRunner:
     def __init__(
-        self, hub: EventHub, history: list[Job], on_change: JobChanged, now: Callable[[], float] = time.time
+        self,
+        hub: EventHub,
+        history: list[Job],
+        on_change: JobChanged,
+        now: Callable[[], float] = time.time,
+        redact: Callable[[str], str] = str,
     ) -> None:
+        """``redact`` takes the secrets out of every line before it goes into a job's log."""
         self._hub = hub
         self._now = now
+        self._redact = redact
         self._history: list[Job] = []
         self._on_change = on_change
         self._nursery: trio.Nursery | None = None
@@ -99,7 +174,6 @@ class JobRunner:
         self._history.insert(0, job)
         del self._history[HISTORY_LIMIT:]
         self._nursery.start_soon(self._run_job, job, work)
-        log.info("job %s started: %s (%s)", job.id, kind, trigger)
         self._hub.publish("job.started", job.to_record())
         return job
 
@@ -125,7 +199,13 @@ class JobRunner:
     def recent(self, limit: int) -> list[Job]:
         return self._history[:limit]
 
+    def _write_log(self, job: Job, level: str, message: str) -> None:
+        job.add_log(LogLine(time=self._now(), level=LogLevel.of(level), message=self._redact(message)))
+
     async def _run_job(self, job: Job, work: JobWork) -> None:
+        # Every task this one starts inherits it: borg runs and the daemon's log records land in this job's log.
+        _job_log.set(partial(self._write_log, job))
+        log.info("job %s started: %s (%s)", job.id, job.kind, job.trigger)
         last_published = -PROGRESS_INTERVAL
 
         def report(progress: dict[str, Any]) -> None:
@@ -159,13 +239,21 @@ class JobRunner:
                 job.state = JobState.INTERRUPTED
                 job.error = interrupted_error(job).to_wire()
             job.finished = self._now()
+            _log_outcome(job)
             self.current = None
             with trio.CancelScope(shield=True):
                 await self._on_change(job)
-            log.info("job %s %s: %s", job.id, job.state, job.kind)
             self._hub.publish("job.finished", job.to_record())
             self._cancel_scopes.pop(job.id, None)
             self._done.pop(job.id).set()
+
+
+def _log_outcome(job: Job) -> None:
+    if job.error is None:
+        log.info("job %s %s: %s", job.id, job.state, job.kind)
+        return
+    level = logging.INFO if job.state == JobState.CANCELLED else logging.ERROR
+    log.log(level, "job %s %s: %s: %s: %s", job.id, job.state, job.kind, job.error["code"], job.error["message"])
 
 
 def interrupted_error(job: Job) -> RpcError:

@@ -31,7 +31,7 @@ from backupd.events import EventHub, Subscriber, SubscriberOverflow
 
 log = logging.getLogger(__name__)
 
-MAX_CONNECTIONS = 64
+DEFAULT_MAX_CONNECTIONS = 64
 MAX_IN_FLIGHT_PER_CONNECTION = 32
 RECEIVE_SIZE = 64 * 1024
 REFUSAL_TIMEOUT = 5.0
@@ -67,7 +67,7 @@ def bind_unix_socket(path: Path, mode: int = 0o660, group: str | None = None) ->
             raise SocketUnusable(f"socket_group {group!r} is not a group on this system") from None
         os.chown(path, -1, gid)
     os.chmod(path, mode)
-    sock.listen(128)
+    sock.listen(stdlib_socket.SOMAXCONN)
     return trio.socket.from_stdlib_socket(sock)
 
 
@@ -84,8 +84,15 @@ def _answers(path: Path) -> bool:
 
 
 class Server:
-    def __init__(self, listener_socket: trio.socket.SocketType, dispatch: Dispatch, hub: EventHub) -> None:
+    def __init__(
+        self,
+        listener_socket: trio.socket.SocketType,
+        dispatch: Dispatch,
+        hub: EventHub,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
         self._listener = trio.SocketListener(listener_socket)
+        self._max_connections = max_connections
         self._dispatch = dispatch
         self._hub = hub
         self._connections = 0
@@ -95,8 +102,8 @@ class Server:
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         async with stream:
-            if self._connections >= MAX_CONNECTIONS:
-                await _refuse(stream)
+            if self._connections >= self._max_connections:
+                await _refuse(stream, self._max_connections)
                 return
             self._connections += 1
             try:
@@ -108,9 +115,9 @@ class Server:
                 self._connections -= 1
 
 
-async def _refuse(stream: trio.SocketStream) -> None:
+async def _refuse(stream: trio.SocketStream, limit: int) -> None:
     """Answer the first request of a connection over the limit with busy, then close."""
-    error = RpcError(ErrorCode.BUSY, f"Too many connections (at most {MAX_CONNECTIONS}); try again later")
+    error = RpcError(ErrorCode.BUSY, f"Too many connections (at most {limit}); try again later")
     unpacker = new_unpacker()
     with trio.move_on_after(REFUSAL_TIMEOUT):
         try:

@@ -17,12 +17,14 @@ import trio
 
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg.commands import BorgCommand
-from backupd.borg.runner import BorgEvent, BorgResult, run_borg
+from backupd.borg.errors import redact
+from backupd.borg.runner import BorgEvent, BorgResult, LogMessage, run_borg
 from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig
 from backupd.errors import not_configured
 from backupd.events import EventHub
-from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, interrupted_error
+from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, LogLevel, interrupted_error, job_log
+from backupd.notify import OperatorNotifier
 from backupd.schedule import Schedule, interval, parse_schedule
 from backupd.settings import Settings
 from backupd.ssh import SSH_FOLDER, SshIdentity, remote_location
@@ -51,7 +53,10 @@ class Service:
         self._schedule: Schedule | None = None
         self.repository = RepositoryState()
         self.repository_lock = trio.Lock()
-        self.jobs = JobRunner(self.hub, [], self._job_changed, self.clock.now)
+        self.jobs = JobRunner(self.hub, [], self._job_changed, self.clock.now, self.redact)
+        self.notify = OperatorNotifier(
+            lambda: self.settings.notify, self.box_name, self.secrets, self.publish_status, self.clock.now
+        )
         self.storage_problem: Problem | None = None
         self.activity = "starting"
 
@@ -71,11 +76,14 @@ class Service:
         elif unreadable:
             message = f"Saved {' and '.join(unreadable)} could not be read and was set aside; reading the repository again"
             self.repository = replace(self.repository, problem=self.problem_from("state_unreadable", message, "refresh"))
+        interrupted = None
         for job in self.jobs.recent(1):
             if job.state == JobState.RUNNING:
                 job.state = JobState.INTERRUPTED
                 job.error = interrupted_error(job).to_wire()
                 job.finished = job.finished or self.clock.now()
+                interrupted = job
+        self.notify.seed(self.jobs.recent(HISTORY_LIMIT), self.overview(), interrupted)
 
     def _load_trusted(self, name: str, parse: Callable[[Any], Any], unreadable: list[str]) -> Any:
         try:
@@ -86,6 +94,16 @@ class Service:
             log.error("%s could not be read (%s); set aside as %s", name, error, aside)
             unreadable.append(name)
             return None
+
+    def box_name(self) -> str:
+        return self.settings.hostname or socket.gethostname()
+
+    def secrets(self) -> tuple[str, ...]:
+        """What must never leave the daemon in a log line, a record or a notification."""
+        return (self.config.passphrase,) if self.config else ()
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets())
 
     def require_config(self) -> BackupConfig:
         if self.config is None:
@@ -123,6 +141,7 @@ class Service:
             "last_check": asdict(repository.last_check) if repository.last_check else None,
             "host_key": repository.host_key,
             "retention": self.retention_off_reason() or "old snapshots are pruned after automatic ones",
+            "notify": self.notify.health(),
             "job": running.to_record() if running else None,
         }
 
@@ -186,7 +205,7 @@ class Service:
             borg=(*(_low_priority(self.settings.borg) if low_priority else self.settings.borg),
                   f"--lock-wait={self.settings.lock_wait}"),
             passphrase=config.passphrase,
-            on_event=on_event,
+            on_event=_logging_to_job(on_event),
             env={"BORG_BASE_DIR": str(self.borg_base_dir()), **await self._remote_env(config), **(env or {})},
             cwd=cwd,
         )
@@ -262,14 +281,35 @@ class Service:
             listener()
 
     def publish_status(self) -> None:
-        self.hub.publish("status.changed", self.overview())
+        overview = self.overview()
+        self.hub.publish("status.changed", overview)
+        self.notify.status_changed(overview)
 
     async def _job_changed(self, job: Job) -> None:
-        await self._persist(JOBS_DOCUMENT, [job.to_record() for job in self.jobs.recent(HISTORY_LIMIT)])
+        await self._persist(JOBS_DOCUMENT, [job.to_full_record() for job in self.jobs.recent(HISTORY_LIMIT)])
+        if job.finished is None:
+            self.notify.job_started(job.to_record())
+        else:
+            self.notify.job_finished(job.to_record(), self.overview())
         self.publish_status()
         if job.finished is not None:
             for listener in self.job_listeners:
                 listener()
+
+
+def _logging_to_job(on_event: Callable[[BorgEvent], None] | None) -> Callable[[BorgEvent], None] | None:
+    """borg's warnings and errors also go into the log of the job that runs borg, if any."""
+    write_log = job_log()
+    if write_log is None:
+        return on_event
+
+    def on_borg_event(event: BorgEvent) -> None:
+        if isinstance(event, LogMessage) and LogLevel.of(event.levelname) != LogLevel.INFO:
+            write_log(event.levelname, event.message)
+        if on_event is not None:
+            on_event(event)
+
+    return on_borg_event
 
 
 def _jobs_from_records(records: list[dict[str, Any]]) -> list[Job]:

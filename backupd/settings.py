@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from backupctl.protocol import DEFAULT_SOCKET
 
@@ -54,6 +55,18 @@ class Hooks:
 
 
 @dataclass(frozen=True)
+class Notify:
+    """Where the operator is told about failures, recoveries and problems."""
+
+    command: HookCommand | None = None
+    webhook: str | None = None
+    healthcheck: str | None = None
+    on_success: bool = False
+    timeout: int = 10
+    retries: int = 3
+
+
+@dataclass(frozen=True)
 class Settings:
     socket: Path = Path(DEFAULT_SOCKET)
     socket_mode: int = 0o660
@@ -66,10 +79,13 @@ class Settings:
     jitter: int = 300
     ssh_timeout: int = 30
     lock_wait: int = 10
+    max_connections: int = 64
     check_interval_days: int = 30
     defaults: Defaults = field(default_factory=Defaults)
     access: Access = field(default_factory=Access)
     hooks: Hooks = field(default_factory=Hooks)
+    notify: Notify = field(default_factory=Notify)
+    metrics_file: Path | None = None
 
 
 def load_settings(path: Path | None) -> Settings:
@@ -100,10 +116,13 @@ def parse_settings(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         jitter=_non_negative(reader.get("jitter", int, 300), "jitter"),
         ssh_timeout=_non_negative(reader.get("ssh_timeout", int, 30), "ssh_timeout") or 30,
         lock_wait=_non_negative(reader.get("lock_wait", int, 10), "lock_wait"),
+        max_connections=_non_negative(reader.get("max_connections", int, 64), "max_connections") or 64,
         check_interval_days=_non_negative(reader.get("check_interval_days", int, 30), "check_interval_days"),
         defaults=_defaults(reader.section("defaults")),
         access=_access(reader.section("access")),
         hooks=_hooks(reader.section("hooks")),
+        notify=_notify(reader.section("notify")),
+        metrics_file=_optional_path(reader.get("metrics_file", str, None), base),
     )
     reader.reject_unknown()
     return settings
@@ -139,18 +158,40 @@ def _access(reader: _Reader) -> Access:
 
 def _hooks(reader: _Reader) -> Hooks:
     names = ("before_snapshot", "after_snapshot", "before_restore", "after_restore")
-    commands = {name: _hook_command(reader.get(name, (str, list), None), name) for name in names}
+    commands = {name: _hook_command(reader.get(name, (str, list), None), f"hooks.{name}") for name in names}
     hooks = Hooks(**commands, timeout=_non_negative(reader.get("timeout", int, 600), "hooks.timeout"))
     reader.reject_unknown()
     return hooks
 
 
-def _hook_command(value: str | list[Any] | None, name: str) -> HookCommand | None:
+def _hook_command(value: str | list[Any] | None, key: str) -> HookCommand | None:
     if value is None or isinstance(value, str):
         return value or None
     if not value or not all(isinstance(part, str) and part for part in value):
-        raise SettingsError(f"setting 'hooks.{name}' must be a command: a list of strings, or a shell string")
+        raise SettingsError(f"setting '{key}' must be a command: a list of strings, or a shell string")
     return tuple(value)
+
+
+def _notify(reader: _Reader) -> Notify:
+    notify = Notify(
+        command=_hook_command(reader.get("command", (str, list), None), "notify.command"),
+        webhook=_http_url(reader.get("webhook", str, None), "notify.webhook"),
+        healthcheck=_http_url(reader.get("healthcheck", str, None), "notify.healthcheck"),
+        on_success=reader.get("on_success", bool, False),
+        timeout=_positive(reader.get("timeout", int, 10), "notify.timeout"),
+        retries=_non_negative(reader.get("retries", int, 3), "notify.retries"),
+    )
+    reader.reject_unknown()
+    return notify
+
+
+def _http_url(value: str | None, key: str) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise SettingsError(f"setting '{key}' must be an http:// or https:// URL")
+    return value
 
 
 def _borg_command(value: str | list[Any] | None) -> tuple[str, ...]:
@@ -170,6 +211,12 @@ def _socket_mode(text: str) -> int:
     if mode & ~0o777:
         raise SettingsError(f"setting 'socket_mode' {text!r} is not a permission mode")
     return mode
+
+
+def _positive(value: int, key: str) -> int:
+    if value <= 0:
+        raise SettingsError(f"setting '{key}' must be above 0")
+    return value
 
 
 def _non_negative(value: int, key: str) -> int:

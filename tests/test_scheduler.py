@@ -227,3 +227,21 @@ async def test_no_pruning_against_an_append_only_server(tmp_path, autojump_clock
     await run_for(service, script, HOUR)
     assert len(script.runs) == 1 and script.prunes == []
     assert "append-only" in service.overview()["retention"]
+
+
+async def test_clock_jumps_back_and_forth_give_no_duplicate_and_no_lost_run(tmp_path, autojump_clock):
+    service = make_service(tmp_path, "hourly", configured_at=START)
+    script = ScriptedSnapshots(service)
+    scheduler = Scheduler(service, starters={"snapshot": script, "prune": script.prune})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.jobs.run)
+        await nursery.start(scheduler.run)
+        await trio.sleep(50 * 60)
+        assert [local(when) for when, _ in script.runs] == ["11:00"]
+        service.clock.jump(-2 * HOUR)
+        await trio.sleep(60)
+        assert len(script.runs) == 1, "the 11:00 run must not run again after the clock went back"
+        service.clock.jump(2 * HOUR)
+        await trio.sleep(HOUR)
+        nursery.cancel_scope.cancel()
+    assert [local(when) for when, _ in script.runs] == ["11:00", "12:00"]

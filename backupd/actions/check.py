@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any
 
@@ -10,6 +11,8 @@ from backupd.borg.runner import BorgEvent, ProgressPercent
 from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
 from backupd.state import CheckRecord
+
+log = logging.getLogger(__name__)
 
 CHECK_FAILED = "check_failed"
 
@@ -36,9 +39,11 @@ async def _check(service: Service, job: Job, report: ReportProgress) -> dict[str
         message = f"The consistency check found damage in the repository: {summary}"
         problem = service.problem_from(CHECK_FAILED, message, "check")
         record = CheckRecord(time=now, ok=False, message=message)
+        log.warning("%s", message)
     else:
         if problem is not None and problem.operation == "check":
             problem = None
         record = CheckRecord(time=now, ok=True, message="no problems found")
+        log.info("the consistency check found no problems")
     await service.update_repository(last_check=record, problem=problem)
     return {"ok": outcome.ok, "errors": list(outcome.errors)}

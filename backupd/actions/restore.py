@@ -7,6 +7,7 @@ place, so an interruption never leaves a target half old and half new.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +28,8 @@ from backupd.restore.preview import preview
 from backupd.restore.transaction import RestoreError, RestoreTransaction
 from backupd.service import Service
 from backupd.state import ArchiveEntry
+
+log = logging.getLogger(__name__)
 
 RESTORE_PARAMS = (
     Param("snapshot", str),
@@ -84,7 +87,9 @@ async def _restore(service: Service, request: RestoreRequest, job: Job, report: 
         archive = (info.json or {}).get("archives", [{}])[0]
         targets = _targets(service, request.paths, _snapshot_sources(archive))
         if request.dry_run:
+            log.info("dry run: what restoring %s from snapshot %s would change", ", ".join(targets), request.archive.name)
             return await _dry_run(service, config, request, targets)
+        log.info("restoring %s from snapshot %s", ", ".join(targets), request.archive.name)
         return await around_job(
             service.settings.hooks, "restore", job,
             partial(_extract_and_swap, service, config, request, targets, archive, job, report),
@@ -151,6 +156,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
             await trio.to_thread.run_sync(transaction.abort)
         raise
     report(dict(progress.current(), percent=100.0, eta=0.0, step="done"))
+    log.info("restored %d files, %d bytes", progress.files_seen, progress.done_size)
     return {"snapshot": request.archive.name, "targets": list(targets), "files": progress.files_seen,
             "bytes": progress.done_size}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import time
@@ -22,9 +23,11 @@ from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
 from backupd.state import Problem, SnapshotSummary
 
+log = logging.getLogger(__name__)
+
 HEARTBEAT_INTERVAL = 1.0
 Result = TypeVar("Result")
-MAX_WARNINGS = 20
+MAX_WARNINGS = 100
 
 
 def archive_prefix(hostname: str | None) -> str:
@@ -104,15 +107,19 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
         name = archive_name(archive_prefix(service.settings.hostname), time.time())
     estimate = ProgressEstimate(previous.original_size if previous else None)
     warnings: list[str] = []
+    warning_count = 0
 
     def on_event(event: BorgEvent) -> None:
+        nonlocal warning_count
         if isinstance(event, ArchiveProgress) and not event.finished:
             report(estimate.update(event))
-        elif isinstance(event, LogMessage) and event.levelname in ("WARNING", "ERROR"):
+        elif isinstance(event, LogMessage) and event.levelname in ("WARNING", "ERROR", "CRITICAL"):
+            warning_count += 1
             if len(warnings) < MAX_WARNINGS:
                 warnings.append(event.message)
 
     report(estimate.current())
+    log.info("taking snapshot %s of %s", name, ", ".join(config.sources))
     own_files = [f"pp:{service.settings.state_dir}", f"pp:{service.borg_base_dir()}"]
     command = commands.create(
         config.repository, name, config.sources, (*config.exclude, *own_files), config.compression
@@ -123,6 +130,11 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
     archive = borg_json.get("archive", {})
     summary = summary_from_archive(archive)
     report(estimate.finished(summary))
+    log.info("snapshot %s taken: %d files, %d bytes read, %d bytes new", summary.name, summary.files,
+             summary.original_size, summary.deduplicated_size)
+    if warning_count:
+        log.warning("borg reported %d warnings (exit code %d): what it could not read is not in the snapshot",
+                    warning_count, result.exit_code)
     await service.update_repository(
         archives=(*service.repository.archives, archive_entry(archive)),
         last_snapshot=summary,
@@ -130,7 +142,7 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
         file_count=summary.files,
         problem=_problem_after_success(service),
     )
-    return {"snapshot": asdict(summary), "warnings": warnings}
+    return {"snapshot": asdict(summary), "warnings": warnings, "warning_count": warning_count}
 
 
 async def _with_heartbeat(work: Awaitable[Result], estimate: ProgressEstimate, report: ReportProgress) -> Result:
