@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Self
+
+
+class FlatRecord:
+    """A record whose fields are all plain values, read back from its saved map."""
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__})  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
-class SnapshotSummary:
+class SnapshotSummary(FlatRecord):
     name: str
     time: float
     duration: float
@@ -15,24 +23,16 @@ class SnapshotSummary:
     original_size: int
     deduplicated_size: int
 
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> SnapshotSummary:
-        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
-
 
 @dataclass(frozen=True)
-class ArchiveEntry:
+class ArchiveEntry(FlatRecord):
     name: str
     id: str
     time: float
 
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> ArchiveEntry:
-        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
-
 
 @dataclass(frozen=True)
-class Problem:
+class Problem(FlatRecord):
     code: str
     message: str
     since: float
@@ -41,20 +41,12 @@ class Problem:
     def to_wire(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "since": self.since}
 
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Problem:
-        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
-
 
 @dataclass(frozen=True)
-class CheckRecord:
+class CheckRecord(FlatRecord):
     time: float
     ok: bool
     message: str
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> CheckRecord:
-        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from backupctl.client import Client
 from backupctl.protocol import MAX_MESSAGE_SIZE
+from tests.processes import resident_bytes
 
 TIMEOUT = 10.0
 
@@ -168,13 +169,6 @@ valid_frames = st.tuples(methods, st.dictionaries(st.text(max_size=8), msgpack_v
 truncated_frames = st.tuples(valid_frames, st.integers(min_value=1)).map(lambda t: t[0][: t[1] % len(t[0])])
 FUZZ_EXAMPLES = int(os.environ.get("BACKUPD_FUZZ_EXAMPLES", "150"))
 MEMORY_BOUND = 150 * 1024 * 1024
-
-
-def resident_bytes(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -5,29 +5,8 @@ import os
 from pathlib import Path
 
 from tests.conftest import PASSPHRASE
+from tests.processes import process_tree
 from tests.test_daemon import start_large_snapshot, wait_for
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def process_tree(pid: int) -> list[int]:
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        pending.extend(children_of(current))
-    return tree
 
 
 def test_the_passphrase_never_leaves_the_configuration_file(daemon, repository, large_data):

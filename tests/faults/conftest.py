@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import PASSPHRASE, DaemonProcess
 
+
 TRIALS = int(os.environ.get("BACKUPD_FAULT_TRIALS", "4"))
 LOAD_SECONDS = float(os.environ.get("BACKUPD_LOAD_SECONDS", "12"))
 
@@ -66,23 +67,3 @@ def configure(daemon: DaemonProcess, repository: Path, sources: list[Path], **ex
     with daemon.client() as client:
         return client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
                                          "sources": [str(source) for source in sources], **extra})
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def resident_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PASSPHRASE
-from tests.faults.conftest import borg_env, children_of, configure, raw_borg
+from tests.faults.conftest import borg_env, configure, raw_borg
+from tests.processes import children_of
 from tests.test_daemon import wait_for
 
 needs_mounts = pytest.mark.skipif(os.getuid() != 0, reason="needs root to mount small file systems")

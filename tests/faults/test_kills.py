@@ -6,7 +6,8 @@ import signal
 import time
 
 from tests.conftest import PASSPHRASE
-from tests.faults.conftest import TRIALS, archive_names, children_of, configure, raw_borg
+from tests.faults.conftest import TRIALS, archive_names, configure, raw_borg
+from tests.processes import children_of
 from tests.test_daemon import wait_for
 from tests.tree import describe
 

@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.faults.conftest import LOAD_SECONDS, configure, resident_bytes
+from tests.faults.conftest import LOAD_SECONDS, configure
+from tests.processes import resident_bytes
 
 PROCESSES = 4
 CONNECTIONS_PER_PROCESS = 50
