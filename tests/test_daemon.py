@@ -7,7 +7,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -246,7 +245,7 @@ def test_status_is_answered_from_memory_while_a_snapshot_runs(daemon, repository
     client, job = start_large_snapshot(daemon, repository, large_data)
     latencies = []
     with client, daemon.client() as poller:
-        while (status := poller.call("status"))["job"] is not None:
+        while poller.call("status")["job"] is not None:
             started = time.perf_counter()
             poller.call("status")
             latencies.append(time.perf_counter() - started)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from backupctl.protocol import RpcError
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.test_daemon import call_error, wait_for
 from tests.tree import describe
