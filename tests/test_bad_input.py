@@ -169,6 +169,14 @@ valid_frames = st.tuples(methods, st.dictionaries(st.text(max_size=8), msgpack_v
 truncated_frames = st.tuples(valid_frames, st.integers(min_value=1)).map(lambda t: t[0][: t[1] % len(t[0])])
 FUZZ_EXAMPLES = int(os.environ.get("BACKUPD_FUZZ_EXAMPLES", "150"))
 MEMORY_BOUND = 150 * 1024 * 1024
+PEAK_RESIDENT = [0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_peak_memory():
+    yield
+    if PEAK_RESIDENT[0]:
+        print(f"\nfuzzing: {FUZZ_EXAMPLES} examples, daemon peak RSS {PEAK_RESIDENT[0] / 2**20:.1f} MiB")
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -194,7 +202,9 @@ def test_random_frames_never_take_the_daemon_down(daemon, frame):
             if message[2] is not None:
                 assert isinstance(message[2]["code"], str) and message[2]["code"] != "internal"
     assert daemon.process.poll() is None
-    assert resident_bytes(daemon.process.pid) < MEMORY_BOUND
+    resident = resident_bytes(daemon.process.pid)
+    PEAK_RESIDENT[0] = max(PEAK_RESIDENT[0], resident)
+    assert resident < MEMORY_BOUND
     assert_still_serving(daemon)
 
 

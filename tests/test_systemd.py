@@ -188,3 +188,28 @@ def test_units_verify_and_are_hardened():
                             capture_output=True, text=True)
     problems = [line for line in verify.stderr.splitlines() if "is not executable" not in line]
     assert problems == [], verify.stderr
+
+
+def test_under_the_journal_each_log_line_carries_its_priority(tmp_path, notify_socket):
+    path, sock = notify_socket
+    daemon = start_with_notify(tmp_path, path, extra_env={"JOURNAL_STREAM": "8:12345"})
+    messages_until(sock, "READY=1")
+    daemon.stop()
+    lines = [line for line in daemon.log().splitlines() if line]
+    assert lines and all(line[:3] in ("<3>", "<4>", "<6>", "<7>") for line in lines)
+    assert any(line.startswith("<6>backupd: listening on") for line in lines)
+
+
+def test_stopping_during_a_job_asks_systemd_for_more_time(tmp_path, notify_socket, large_data):
+    path, sock = notify_socket
+    daemon = start_with_notify(tmp_path, path, '[defaults]\nschedule = "manual"\n')
+    messages_until(sock, "READY=1")
+    with daemon.client() as client:
+        client.call("configure", {"repository": str(tmp_path / "repo"), "passphrase": "pw",
+                                  "sources": [str(large_data)]})
+        client.call("snapshot")
+    daemon.process.send_signal(signal.SIGTERM)
+    stopping = [line for message in messages_until(sock, "STOPPING=1") for line in message.split("\n")]
+    stopping += [line for message in drain_for(sock, 0.5) for line in message.split("\n")]
+    assert any(line.startswith("EXTEND_TIMEOUT_USEC=") for line in stopping)
+    assert daemon.stop() == 0
