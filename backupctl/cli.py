@@ -35,6 +35,9 @@ CALL_TIMEOUT = 60.0
 JOB_POLL_INTERVAL = 5.0
 PLAIN_PROGRESS_INTERVAL = 2.0
 JOBS_LOOKUP_LIMIT = 20
+LIVE_REFRESH_INTERVAL = 1.0
+WARNINGS_MARKER = "!"
+WARNINGS_SHOWN = 10
 EXAMPLE_PATHS = 10
 CONFIRMATION_WORD = "yes"
 NOTE_FILE_MODE = 0o600
@@ -127,6 +130,8 @@ def describe_overview(overview: Mapping[str, Any], now: float, width: int = 100)
         pairs.append(("Retention", str(overview["retention"])))
     if overview.get("host_key"):
         pairs.append(("Host key", str(overview["host_key"])))
+    if overview.get("notify"):
+        pairs.append(("Notifications", describe_notify(overview["notify"], now)))
     job = overview.get("job")
     if job:
         pairs.append(("Running", describe_running_job(job, now, width - 16)))
@@ -159,6 +164,14 @@ def describe_problem(problem: Mapping[str, Any] | None, now: float) -> str:
     if not problem:
         return "none"
     return f"{problem.get('code')}: {problem.get('message')} (since {fmt.relative_time(problem.get('since'), now)})"
+
+
+def describe_notify(notify: Mapping[str, Any], now: float) -> str:
+    last_sent = notify.get("last_sent")
+    sent = f"last sent {fmt.relative_time(last_sent, now)}" if last_sent else "none sent yet"
+    if notify.get("ok"):
+        return f"working, {sent}"
+    return f"failing: {notify.get('last_error')} ({sent})"
 
 
 def describe_last_check(check: Mapping[str, Any] | None, now: float) -> str:
@@ -384,10 +397,9 @@ def report_finished_job(
 ) -> int:
     if invocation.as_json:
         invocation.emit_json(job)
-    result = job.get("result") or {}
     if not invocation.as_json:
-        for warning in result.get("warnings") or []:
-            invocation.warn(f"warning: {warning}")
+        for line in warning_lines(job):
+            invocation.warn(line)
     if job.get("state") != "succeeded":
         error = job.get("error") or {}
         code = error.get("code", job.get("state"))
@@ -398,6 +410,17 @@ def report_finished_job(
     if not invocation.as_json:
         invocation.say(outcome.text)
     return EXIT_OK if outcome.good else EXIT_ERROR
+
+
+def warning_lines(job: Mapping[str, Any]) -> list[str]:
+    """borg's warnings about a job, the first few, then how to see them all."""
+    result = job.get("result")
+    warnings = (result.get("warnings") or []) if isinstance(result, Mapping) else []
+    lines = [f"warning: {warning}" for warning in warnings[:WARNINGS_SHOWN]]
+    total = max(len(warnings), result.get("warning_count") or 0) if warnings else 0
+    if total > len(lines):
+        lines.append(f"warning: ... and {total - len(lines):,} more: `backupctl log {job.get('id')}` lists them")
+    return lines
 
 
 def job_duration(job: Mapping[str, Any]) -> str:
@@ -621,7 +644,15 @@ def run_jobs(invocation: Invocation) -> int:
     now = time.time()
     invocation.say(fmt.table(("ID", "KIND", "TRIGGER", "STATE", "STARTED", "DURATION", "ERROR"),
                              [job_row(record, now) for record in records]))
+    if any(has_warnings(record) for record in records):
+        invocation.say(f"{WARNINGS_MARKER} with warnings: `backupctl log JOB_ID` shows them")
     return EXIT_OK
+
+
+def has_warnings(job: Mapping[str, Any]) -> bool:
+    """borg could not read some files: the snapshot holds everything else."""
+    result = job.get("result")
+    return isinstance(result, Mapping) and bool(result.get("warnings"))
 
 
 def job_row(job: Mapping[str, Any], now: float) -> tuple[str, ...]:
@@ -632,11 +663,57 @@ def job_row(job: Mapping[str, Any], now: float) -> tuple[str, ...]:
         str(job.get("id")),
         str(job.get("kind")),
         str(job.get("trigger")),
-        str(job.get("state")),
+        str(job.get("state")) + (WARNINGS_MARKER if has_warnings(job) else ""),
         fmt.timestamp(started),
         fmt.duration(ended - started) if started is not None else fmt.UNKNOWN,
         str(error.get("code", "")),
     )
+
+
+def run_log(invocation: Invocation) -> int:
+    job = invocation.client.call("job", {"id": invocation.args.job_id})
+    if invocation.as_json:
+        invocation.emit_json(job)
+    else:
+        invocation.say(describe_job_with_log(job, time.time()))
+    return EXIT_OK
+
+
+def describe_job_with_log(job: Mapping[str, Any], now: float) -> str:
+    started = job.get("started")
+    ended = job.get("finished")
+    took = f", took {job_duration(job)}" if ended else ", still running"
+    pairs = [
+        ("Job", f"{job.get('kind')} job {job.get('id')} ({job.get('trigger')})"),
+        ("State", str(job.get("state"))),
+        ("Started", f"{fmt.timestamp(started)} ({fmt.relative_time(started, now)}){took}"),
+    ]
+    error = job.get("error")
+    if error:
+        pairs.append(("Error", f"{error.get('code')}: {error.get('message')}"))
+    result = job.get("result") or {}
+    snapshot = result.get("snapshot") if job.get("kind") == "snapshot" else None
+    if snapshot:
+        pairs.append(("Snapshot", f"{snapshot.get('name')}: {fmt.plural(snapshot.get('files') or 0, 'file')}, "
+                                  f"{fmt.human_size(snapshot.get('original_size'))} original, "
+                                  f"{fmt.human_size(snapshot.get('deduplicated_size'))} new"))
+    if result.get("warning_count"):
+        shown = len(result.get("warnings") or [])
+        pairs.append(("Warnings", f"borg reported {fmt.plural(result['warning_count'], 'warning')}"
+                                  f" ({shown} listed in the result); what it could not read is not in the snapshot"))
+    log = job.get("log") or []
+    counts = [fmt.plural(len(log), "line")]
+    for level in ("warning", "error"):
+        if count := sum(1 for line in log if line.get("level") == level):
+            counts.append(fmt.plural(count, level))
+    return "\n".join([fmt.fields(pairs), f"Log ({', '.join(counts)}):", *map(describe_log_line, log)])
+
+
+def describe_log_line(line: Mapping[str, Any]) -> str:
+    """"  2024-05-01 14:03:22  warning  message", further lines of the message indented below it."""
+    heading = f"  {fmt.timestamp(line.get('time'))}  {str(line.get('level')):<7}  "
+    first, *rest = str(line.get("message")).strip("\n").splitlines() or [""]
+    return "\n".join([heading + first, *(" " * len(heading) + more for more in rest)])
 
 
 def run_cancel(invocation: Invocation) -> int:
@@ -661,6 +738,8 @@ def run_watch(invocation: Invocation) -> int:
     client = invocation.client
     client.set_timeout(None)
     client.call("subscribe")
+    if not invocation.as_json and invocation.stdout.isatty():
+        return watch_live(invocation)
     if not invocation.as_json:
         invocation.warn(f"Watching backupd at {client.path}; press Ctrl-C to stop.")
     width = terminal_width(invocation.stdout)
@@ -670,6 +749,75 @@ def run_watch(invocation: Invocation) -> int:
         else:
             invocation.say(describe_notification(notification, time.time(), width))
     raise DaemonUnreachable("backupd closed the connection")
+
+
+class LiveScreen:
+    """A block of lines on a terminal, redrawn in place; lines are cut to the width so none wraps."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._height = 0
+
+    def draw(self, text: str) -> None:
+        width = max(shutil.get_terminal_size().columns - 1, 20)
+        lines = [line[:width] for line in text.splitlines()]
+        up = f"\x1b[{self._height}A\r" if self._height else "\r"
+        self.stream.write(up + "\x1b[J" + "".join(line + "\n" for line in lines))
+        self.stream.flush()
+        self._height = len(lines)
+
+    def __enter__(self) -> LiveScreen:
+        self.stream.write("\x1b[?25l")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stream.write("\x1b[?25h")
+        self.stream.flush()
+
+
+def watch_live(invocation: Invocation) -> int:
+    """The overview, redrawn at every notification and every second (for the relative times)."""
+    client = invocation.client
+    overview = client.call("status")
+    client.set_timeout(LIVE_REFRESH_INTERVAL)
+    with LiveScreen(invocation.stdout) as screen:
+        while True:
+            screen.draw(describe_live_overview(overview, client.path, time.time(), terminal_width(invocation.stdout)))
+            try:
+                notification = next(client.events(), None)
+            except TimeoutError:
+                continue
+            if notification is None:
+                raise DaemonUnreachable("backupd closed the connection")
+            overview = updated_overview(overview, notification)
+
+
+def updated_overview(overview: Mapping[str, Any], notification: Notification) -> dict[str, Any]:
+    """The overview after a notification: a new one, or the running job's newest record."""
+    if notification.method == "status.changed":
+        return dict(notification.params)
+    if notification.method in ("job.started", "job.progress"):
+        return {**overview, "job": notification.params}
+    return dict(overview)
+
+
+def describe_live_overview(overview: Mapping[str, Any], path: str, now: float, width: int) -> str:
+    heading = f"backupd at {path}, {fmt.clock(now)} (Ctrl-C to stop)"
+    pairs = [("State", str(overview.get("state")))]
+    if overview.get("state") != "unconfigured":
+        job = overview.get("job")
+        last = (describe_last_snapshot(overview.get("last_snapshot"), now).splitlines() or [""])[0]
+        pairs += [
+            ("Job", describe_running_job(job, now, width - 16) if job else "none running"),
+            ("Automatic", describe_automatic(overview, now)),
+            ("Last snapshot", last),
+            ("Snapshots", f"{overview.get('snapshot_count', 0):,}, {fmt.human_size(overview.get('total_size'))}"),
+            ("Problem", describe_problem(overview.get("problem"), now)),
+        ]
+    notify = overview.get("notify")
+    if notify and not notify.get("ok"):
+        pairs.append(("Notifications", describe_notify(notify, now)))
+    return heading + "\n" + fmt.fields(pairs)
 
 
 def describe_notification(notification: Notification, now: float, width: int = 100) -> str:
@@ -695,7 +843,8 @@ def describe_job_event(method: str, job: Mapping[str, Any], width: int) -> str:
         error = job.get("error")
         if error:
             return f"{name} {job.get('state')} after {took}: {error.get('code')}: {error.get('message')}"
-        return f"{name} {job.get('state')} in {took}"
+        with_warnings = f", with warnings (`backupctl log {job.get('id')}`)" if has_warnings(job) else ""
+        return f"{name} {job.get('state')} in {took}{with_warnings}"
     return f"{name} {job.get('state')}"
 
 
@@ -764,6 +913,7 @@ COMMANDS: dict[str, Command] = {
     "check": run_check,
     "jobs": run_jobs,
     "cancel": run_cancel,
+    "log": run_log,
     "restore": run_restore,
     "reset": run_reset,
     "export-key": run_export_key,
@@ -830,6 +980,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
     jobs = command("jobs", "list recent jobs, newest first")
     jobs.add_argument("--limit", type=positive_int, help="how many (backupd's default is 20)")
+    log = command("log", "show a job with its log: borg's warnings and errors, and what backupd did")
+    log.add_argument("job_id", metavar="JOB_ID")
     cancel = command("cancel", "cancel a running job")
     cancel.add_argument("job_id", metavar="JOB_ID")
     restore = command("restore", "put a snapshot back where it was taken, after showing what that changes")
@@ -845,7 +997,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_key.add_argument("--output", metavar="FILE",
                             help="write to FILE instead of stdout (created with mode 0600, never overwritten)")
     command("ssh-key", "show this box's SSH key and the authorized_keys line for a backup server")
-    command("watch", "print notifications as they come, until Ctrl-C")
+    command("watch", "show the overview live on a terminal (otherwise print notifications as they come), until Ctrl-C")
     command("ping", "check that backupd answers")
     command("config", "show the backup configuration (never the passphrase)")
     return parser

@@ -175,9 +175,13 @@ async def ping_watchdog(notifier: Notifier, interval: float) -> None:
 async def report_status(service: Service, notifier: Notifier) -> None:
     """Keep systemd's STATUS= line current from the daemon's own notifications."""
     subscriber: Subscriber = service.hub.subscribe()
+    shown = None
     try:
         while await subscriber.next_batch():
-            notifier.status(describe(service))
+            # Only changes: each message is a datagram that systemd (or a test) must read.
+            if (status := describe(service)) != shown:
+                notifier.status(status)
+                shown = status
     finally:
         service.hub.unsubscribe(subscriber)
 

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -73,17 +73,16 @@ class Job:
     log: list[LogLine] = field(default_factory=list)
 
     def to_record(self) -> dict[str, Any]:
-        """The light record of lists and notifications: the log is only counted."""
-        record = self.to_full_record()
+        """The record of lists and notifications, without the log: that comes with the `job` method."""
+        record = asdict(replace(self, log=[]))
         del record["log"]
-        record["log_lines"] = len(self.log)
-        record["log_warnings"] = sum(1 for line in self.log if line.level == LogLevel.WARNING)
+        record["state"] = str(self.state)
         return record
 
     def to_full_record(self) -> dict[str, Any]:
-        record = asdict(self)
-        record["state"] = str(self.state)
-        return record
+        # By hand: asdict() would deep-copy every line, slow on the event loop for a history of long logs.
+        log = [{"time": line.time, "level": line.level, "message": line.message} for line in self.log]
+        return {**self.to_record(), "log": log}
 
     def add_log(self, line: LogLine) -> None:
         """Keep the newest LOG_LIMIT lines, each at most LOG_LINE_LIMIT characters."""
@@ -116,8 +115,12 @@ class JobLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         write = _job_log.get()
-        if write is not None:
+        if write is None:
+            return
+        try:
             write(record.levelname, record.getMessage())
+        except Exception:
+            self.handleError(record)
 
 
 ReportProgress = Callable[[dict[str, Any]], None]
@@ -200,7 +203,7 @@ class JobRunner:
         return self._history[:limit]
 
     def _write_log(self, job: Job, level: str, message: str) -> None:
-        job.add_log(LogLine(time=self._now(), level=LogLevel.of(level), message=self._redact(message)))
+        job.add_log(LogLine(time=self._now(), level=str(LogLevel.of(level)), message=self._redact(message)))
 
     async def _run_job(self, job: Job, work: JobWork) -> None:
         # Every task this one starts inherits it: borg runs and the daemon's log records land in this job's log.

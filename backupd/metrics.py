@@ -45,12 +45,14 @@ def collect(overview: Mapping[str, Any], history: Sequence[Job]) -> list[Metric]
         _single("backupd_last_snapshot_files", "Files in the newest snapshot", last.get("files")),
         _single("backupd_snapshots", "Snapshots in the repository", overview.get("snapshot_count")),
         _single("backupd_repository_stored_bytes",
-                "Bytes the repository stores for all snapshots, deduplicated and compressed", overview.get("total_size")),
+                "Bytes the repository stores for all snapshots, deduplicated and compressed",
+                overview.get("total_size")),
         _single("backupd_next_run_timestamp_seconds",
-                "Unix time of the next automatic snapshot; absent when backups are not automatic", overview.get("next_run")),
+                "Unix time of the next automatic snapshot; absent when backups are not automatic",
+                overview.get("next_run")),
         Metric("backupd_problem", "1 for the problem the overview shows, by its code; no sample when there is none",
                (((("code", problem["code"]),), 1.0),) if problem else ()),
-        Metric("backupd_jobs_total", f"Jobs in the kept history (the last {HISTORY_LIMIT}) by kind and final state",
+        Metric("backupd_jobs_total", f"Jobs in the kept history (the last {HISTORY_LIMIT}) by kind and state",
                tuple(((("kind", kind), ("state", state)), float(count))
                      for (kind, state), count in sorted(job_counts.items()))),
     ]
@@ -63,7 +65,8 @@ def render(metrics: Sequence[Metric]) -> str:
         lines.append(f"# TYPE {metric.name} {metric.kind}")
         for labels, value in metric.samples:
             label_text = ",".join(f'{name}="{_escape_label(text)}"' for name, text in labels)
-            lines.append(f"{metric.name}{{{label_text}}} {_number(value)}" if labels else f"{metric.name} {_number(value)}")
+            series = f"{metric.name}{{{label_text}}}" if labels else metric.name
+            lines.append(f"{series} {_number(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -72,12 +75,18 @@ def write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, METRICS_FILE_MODE)
     try:
-        os.fchmod(fd, METRICS_FILE_MODE)
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+        try:
+            os.fchmod(fd, METRICS_FILE_MODE)
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 async def keep_metrics_file(service: Service, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -16,7 +16,7 @@ import logging
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -26,7 +26,7 @@ from backupctl.protocol import RpcError
 from backupd.borg.errors import redact
 from backupd.hooks import run_hook
 from backupd.jobs import Job, JobState
-from backupd.settings import Notify
+from backupd.settings import HookCommand, Notify
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,8 @@ class DeliveryFailed(Exception):
 
 
 class OperatorNotifier:
-    """Queues notices as jobs and the overview change; `run` delivers them, one at a time."""
+    """Queues what to tell as jobs and the overview change; `run` delivers it in order, each
+    notice to its channels side by side."""
 
     def __init__(
         self,
@@ -313,7 +314,8 @@ class OperatorNotifier:
         secrets = [secret for secret in self._secrets() if secret]
         if isinstance(item, Ping):
             return Ping(item.signal, redact(item.text, secrets))
-        return Notice(item.event, item.box, *(_redact_value(value, secrets) for value in (item.job, item.problem, item.status)))
+        return replace(item, job=_redact_value(item.job, secrets), problem=_redact_value(item.problem, secrets),
+                       status=_redact_value(item.status, secrets))
 
 
 def _redact_value(value: Any, secrets: Sequence[str]) -> Any:
@@ -326,7 +328,7 @@ def _redact_value(value: Any, secrets: Sequence[str]) -> Any:
     return value
 
 
-async def _run_command(command: Any, env: dict[str, str], timeout: float) -> None:
+async def _run_command(command: HookCommand, env: dict[str, str], timeout: float) -> None:
     try:
         await run_hook("notify", command, env, timeout)
     except RpcError as error:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import datetime
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,7 @@ class Service:
             borg=(*(_low_priority(self.settings.borg) if low_priority else self.settings.borg),
                   f"--lock-wait={self.settings.lock_wait}"),
             passphrase=config.passphrase,
-            on_event=_logging_to_job(on_event),
+            on_event=_logging_to_job(command, on_event),
             env={"BORG_BASE_DIR": str(self.borg_base_dir()), **await self._remote_env(config), **(env or {})},
             cwd=cwd,
         )
@@ -297,11 +298,14 @@ class Service:
                 listener()
 
 
-def _logging_to_job(on_event: Callable[[BorgEvent], None] | None) -> Callable[[BorgEvent], None] | None:
-    """borg's warnings and errors also go into the log of the job that runs borg, if any."""
+def _logging_to_job(
+    command: BorgCommand, on_event: Callable[[BorgEvent], None] | None
+) -> Callable[[BorgEvent], None] | None:
+    """The log of the job that runs borg, if any, says which borg command ran, then its warnings and errors."""
     write_log = job_log()
     if write_log is None:
         return on_event
+    write_log("INFO", "running borg " + " ".join(takewhile(lambda arg: not arg.startswith("-"), command.args)))
 
     def on_borg_event(event: BorgEvent) -> None:
         if isinstance(event, LogMessage) and LogLevel.of(event.levelname) != LogLevel.INFO:

@@ -626,3 +626,82 @@ def test_ssh_key_shows_the_key_and_the_authorized_keys_line(daemon):
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert "ssh-ed25519 " in completed.stdout and 'command="borg serve --restrict-to-repository' in completed.stdout
+
+
+# log, the warnings marker, watch on a terminal
+
+
+def test_log_shows_a_job_with_what_borg_could_not_read_and_jobs_marks_it(
+    daemon: DaemonProcess, repository: Path, sample_data: Path, tmp_path: Path, backupctl: RunCli
+) -> None:
+    vanishing = tmp_path / "vanishing"
+    vanishing.mkdir()
+    with daemon.client() as client:
+        client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                  "sources": [str(sample_data), str(vanishing)]})
+    vanishing.rmdir()
+    taken = backupctl(daemon.socket, "snapshot")
+    assert taken.code == 0, taken.err
+    assert f"warning: {vanishing}: stat: [Errno 2] No such file or directory" in taken.err
+    with daemon.client() as client:
+        job = client.call("jobs", {"limit": 1})[0]
+
+    listing = backupctl(daemon.socket, "jobs")
+    assert listing.code == 0, listing.err
+    row = next(line.split() for line in listing.out.splitlines() if line.startswith(job["id"] + " "))
+    assert row[3] == "succeeded!"
+    assert listing.out.rstrip().endswith("! with warnings: `backupctl log JOB_ID` shows them")
+
+    shown = backupctl(daemon.socket, "log", job["id"])
+    assert shown.code == 0, shown.err
+    assert f"Job:      snapshot job {job['id']} (manual)\n" in shown.out
+    assert "State:    succeeded\n" in shown.out
+    assert "Warnings: borg reported 1 warning (1 listed in the result); what it could not read is not in" in shown.out
+    assert "Log (7 lines, 2 warnings):\n" in shown.out
+    assert f"  warning  {vanishing}: stat: [Errno 2] No such file or directory" in shown.out
+    assert f"  info     job {job['id']} succeeded: snapshot" in shown.out
+
+    record = json.loads(backupctl(daemon.socket, "--json", "log", job["id"]).out)
+    assert record["id"] == job["id"] and record["log"][-1]["level"] == "info"
+    missing = backupctl(daemon.socket, "log", "9999")
+    assert missing.code == 1 and "error: not_found:" in missing.err
+
+
+def test_watch_on_a_terminal_redraws_the_overview_until_ctrl_c(configured_daemon: DaemonProcess) -> None:
+    controller, terminal = pty.openpty()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "backupctl.cli", "--socket", str(configured_daemon.socket), "watch"],
+        stdin=subprocess.DEVNULL, stdout=terminal, stderr=subprocess.PIPE,
+    )
+    os.close(terminal)
+    screen = open(controller, "rb", buffering=0, closefd=True)
+    try:
+        first = read_until(screen, b"Problem:").decode()
+        take_snapshot(configured_daemon)
+        redrawn = read_until(screen, b"Snapshots:     1,").decode()
+        watcher.send_signal(signal.SIGINT)
+        _, errors = watcher.communicate(timeout=SUBPROCESS_TIMEOUT)
+    finally:
+        screen.close()
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    assert "State:         idle" in first and "Snapshots:     0," in first
+    assert "Last snapshot: none yet" in first and "Problem:       none" in first
+    assert "\x1b[J" in redrawn and "A\r" in redrawn
+    assert "Last snapshot: just now" in redrawn
+    assert watcher.returncode == 130
+    assert b"Traceback" not in errors
+    assert_no_secret(first, redrawn, errors.decode())
+
+
+def test_a_finished_snapshot_shows_its_first_warnings_and_how_to_see_the_rest() -> None:
+    from backupctl.cli import warning_lines
+
+    warnings = [f"/data/file{n}: read: [Errno 5] Input/output error" for n in range(12)]
+    job = {"id": "42", "result": {"warnings": warnings, "warning_count": 150}}
+    lines = warning_lines(job)
+    assert lines[:10] == [f"warning: {warning}" for warning in warnings[:10]]
+    assert lines[10:] == ["warning: ... and 140 more: `backupctl log 42` lists them"]
+    assert warning_lines({"id": "1", "result": {"warnings": ["one"]}}) == ["warning: one"]
+    assert warning_lines({"id": "2", "result": None}) == []

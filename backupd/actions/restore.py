@@ -87,7 +87,7 @@ async def _restore(service: Service, request: RestoreRequest, job: Job, report: 
         archive = (info.json or {}).get("archives", [{}])[0]
         targets = _targets(service, request.paths, _snapshot_sources(archive))
         if request.dry_run:
-            log.info("dry run: what restoring %s from snapshot %s would change", ", ".join(targets), request.archive.name)
+            log.info("dry run of restoring %s from snapshot %s", ", ".join(targets), request.archive.name)
             return await _dry_run(service, config, request, targets)
         log.info("restoring %s from snapshot %s", ", ".join(targets), request.archive.name)
         return await around_job(

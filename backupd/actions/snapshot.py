@@ -130,11 +130,11 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
     archive = borg_json.get("archive", {})
     summary = summary_from_archive(archive)
     report(estimate.finished(summary))
-    log.info("snapshot %s taken: %d files, %d bytes read, %d bytes new", summary.name, summary.files,
+    log.info("snapshot %s taken: files %d, bytes read %d, bytes new %d", summary.name, summary.files,
              summary.original_size, summary.deduplicated_size)
     if warning_count:
-        log.warning("borg reported %d warnings (exit code %d): what it could not read is not in the snapshot",
-                    warning_count, result.exit_code)
+        log.warning("borg reported %d %s (exit code %d): what it could not read is not in the snapshot",
+                    warning_count, "warning" if warning_count == 1 else "warnings", result.exit_code)
     await service.update_repository(
         archives=(*service.repository.archives, archive_entry(archive)),
         last_snapshot=summary,
