@@ -109,7 +109,7 @@ async def ssh_key(call: Call) -> dict[str, Any]:
 
 async def snapshots(call: Call) -> list[dict[str, Any]]:
     call.service.require_config()
-    archives = sorted(call.service.repository.archives, key=lambda archive: archive.time, reverse=True)
+    archives = sorted(call.service.repository.archives, key=lambda archive: (archive.time, archive.name), reverse=True)
     return [{"name": archive.name, "id": archive.id, "time": archive.time} for archive in archives]
 
 

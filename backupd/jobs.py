@@ -147,6 +147,7 @@ class JobRunner:
         self._done: dict[str, trio.Event] = {}
         self._cancel_scopes: dict[str, trio.CancelScope] = {}
         self._next_id = 1
+        self._finished_records: dict[str, dict[str, Any]] = {}
         self.current: Job | None = None
         self.restore_history(history)
 
@@ -201,6 +202,20 @@ class JobRunner:
 
     def recent(self, limit: int) -> list[Job]:
         return self._history[:limit]
+
+    def history_records(self) -> list[dict[str, Any]]:
+        """Full records of the kept history, to save; a finished job's record is built only once."""
+        records = []
+        cache: dict[str, dict[str, Any]] = {}
+        for job in self._history:
+            if job.finished is None:
+                records.append(job.to_full_record())
+                continue
+            record = self._finished_records.get(job.id) or job.to_full_record()
+            cache[job.id] = record
+            records.append(record)
+        self._finished_records = cache
+        return records
 
     def _write_log(self, job: Job, level: str, message: str) -> None:
         job.add_log(LogLine(time=self._now(), level=str(LogLevel.of(level)), message=self._redact(message)))

@@ -4,11 +4,9 @@ atomically at start and whenever the overview changes, for node_exporter's textf
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -16,6 +14,7 @@ import trio
 from backupd.events import Subscriber
 from backupd.jobs import HISTORY_LIMIT, Job
 from backupd.service import Service
+from backupd.store import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -70,25 +69,6 @@ def render(metrics: Sequence[Metric]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """A temporary file in the same folder, synced, then renamed over path: readers see the old or the new file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, METRICS_FILE_MODE)
-    try:
-        try:
-            os.fchmod(fd, METRICS_FILE_MODE)
-            data = memoryview(text.encode("utf-8"))
-            while data:
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 async def keep_metrics_file(service: Service, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Write the file now and after every change of the overview (a job started or ended, the schedule moved)."""
     subscriber: Subscriber = service.hub.subscribe()
@@ -115,7 +95,7 @@ class _MetricsWriter:
             return
         text = render(collect(service.overview(), service.jobs.recent(HISTORY_LIMIT)))
         try:
-            await trio.to_thread.run_sync(write_atomically, path, text)
+            await trio.to_thread.run_sync(write_atomically, path, text.encode("utf-8"), METRICS_FILE_MODE)
         except OSError as error:
             message = f"cannot write the metrics file {path}: {error.strerror or error}"
             if message != self._last_error:

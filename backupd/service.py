@@ -287,7 +287,7 @@ class Service:
         self.notify.status_changed(overview)
 
     async def _job_changed(self, job: Job) -> None:
-        await self._persist(JOBS_DOCUMENT, [job.to_full_record() for job in self.jobs.recent(HISTORY_LIMIT)])
+        await self._persist(JOBS_DOCUMENT, self.jobs.history_records())
         if job.finished is None:
             self.notify.job_started(job.to_record())
         else:

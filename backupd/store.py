@@ -16,6 +16,9 @@ from typing import Any
 import trio
 
 
+PRIVATE_FILE_MODE = 0o600
+
+
 class StoreError(Exception):
     """The state folder or one of its files cannot be used safely."""
 
@@ -53,17 +56,8 @@ class Store:
 
     def write(self, name: str, document: Any) -> None:
         data = json.dumps(document, separators=(",", ":")).encode("utf-8")
-        path = self._path(name)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-        self._sync_folder()
+        write_atomically(self._path(name), data, PRIVATE_FILE_MODE)
+        sync_folder(self.folder)
 
     def set_aside(self, name: str, stamp: float) -> Path:
         """Move an unreadable document out of the way, keeping it for a person to look at."""
@@ -86,8 +80,32 @@ class Store:
         return self.folder / f"{name}.json"
 
     def _sync_folder(self) -> None:
-        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        sync_folder(self.folder)
+
+
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """A temporary file in the same folder, created with its final mode, written, synced,
+    then renamed over path: readers see the old file or the new one, never a part."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
         try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

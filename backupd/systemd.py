@@ -19,6 +19,9 @@ class Notifier:
 
     def __init__(self) -> None:
         self._notifier = SystemdNotifier() if os.environ.get("NOTIFY_SOCKET") else None
+        if self._notifier is not None and self._notifier.socket is not None:
+            # Sent from the event loop: a manager that does not read must never stall it.
+            self._notifier.socket.setblocking(False)
 
     def send(self, *assignments: str) -> None:
         if self._notifier is not None:
