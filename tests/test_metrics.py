@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backupd.jobs import Job
-from backupd.metrics import collect, render, write_atomically
+from backupd.metrics import collect, render
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.test_daemon import wait_for
 
@@ -146,7 +146,7 @@ def test_render_escapes_labels_and_help_and_the_parser_reads_them_back(tmp_path:
     history = [Job(id=str(n), kind="snapshot", trigger="schedule", started=0.0, state=state)
                for n, state in enumerate(("succeeded", "succeeded", "failed"))]
     path = tmp_path / "metrics.prom"
-    write_atomically(path, render(collect(overview, history)))
+    path.write_text(render(collect(overview, history)))
     families = read_metrics(path)
     assert families["backupd_problem"].samples == {(("code", 'odd "code"\\\nhere'),): 1}
     assert value(families, "backupd_repository_stored_bytes") == 2**40
