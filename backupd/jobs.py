@@ -181,6 +181,11 @@ class JobRunner:
         self._hub.publish("job.started", job.to_record())
         return job
 
+    def start_after_job(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run work that need not hold up the job's answer (cleaning up after it) beside the jobs."""
+        assert self._nursery is not None, "JobRunner.run() must be started first"
+        self._nursery.start_soon(work)
+
     async def wait(self, job: Job) -> Job:
         done = self._done.get(job.id)
         if done is not None:

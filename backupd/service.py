@@ -18,7 +18,7 @@ import trio
 
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg.commands import BorgCommand
-from backupd.borg.errors import redact
+from backupd.borg.errors import BorgFailed, host_key_changed, redact
 from backupd.borg.runner import BorgEvent, BorgResult, LogMessage, run_borg
 from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig
@@ -59,6 +59,7 @@ class Service:
             lambda: self.settings.notify, self.box_name, self.secrets, self.publish_status, self.clock.now
         )
         self.storage_problem: Problem | None = None
+        self.restore_cleaned_up = _already_set()
         self.activity = "starting"
 
     def load(self) -> None:
@@ -201,6 +202,28 @@ class Service:
         so a long maintenance run leaves CPU and disk to the box's own services.
         """
         config = config or self.require_config()
+        try:
+            return await self._run_borg(command, config, on_event, env, low_priority, cwd)
+        except BorgFailed as failure:
+            if failure.code == ErrorCode.REPOSITORY_UNREACHABLE and await self._host_key_changed(config):
+                raise host_key_changed(config.repository) from None
+            raise
+
+    async def _host_key_changed(self, config: BackupConfig) -> bool:
+        server = remote_location(config.repository)
+        if server is None:
+            return False
+        return await trio.to_thread.run_sync(self.ssh.host_key_changed, server, self.settings.ssh_timeout)
+
+    async def _run_borg(
+        self,
+        command: BorgCommand,
+        config: BackupConfig,
+        on_event: Callable[[BorgEvent], None] | None,
+        env: dict[str, str] | None,
+        low_priority: bool,
+        cwd: str | None,
+    ) -> BorgResult:
         return await run_borg(
             command,
             borg=(*(_low_priority(self.settings.borg) if low_priority else self.settings.borg),
@@ -314,6 +337,12 @@ def _logging_to_job(
             on_event(event)
 
     return on_borg_event
+
+
+def _already_set() -> trio.Event:
+    event = trio.Event()
+    event.set()
+    return event
 
 
 def _jobs_from_records(records: list[dict[str, Any]]) -> list[Job]:

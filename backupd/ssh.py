@@ -95,13 +95,25 @@ class SshIdentity:
         )
         return _first_fingerprint(found.stdout)
 
-    def pin(self, server: RemoteLocation, fingerprint: str, timeout: int) -> None:
-        """Record the server's host key only if it has the fingerprint the user gave."""
-        scanned = subprocess.run(
-            ["ssh-keyscan", "-T", str(timeout), "-p", str(server.port), server.host],
+    def host_key_changed(self, server: RemoteLocation, timeout: int) -> bool:
+        """Whether the server now shows keys of which none is the one recorded for it.
+        (borg does not always relay ssh's own words about it.)"""
+        if not self.known_hosts.exists():
+            return False
+        recorded = subprocess.run(
+            ["ssh-keygen", "-F", server.known_hosts_name, "-f", str(self.known_hosts)],
             capture_output=True, text=True, stdin=subprocess.DEVNULL,
         )
-        for line in scanned.stdout.splitlines():
+        known = _keys_in(recorded.stdout)
+        if not known:
+            return False
+        scanned = _keys_in(_scan(server, timeout))
+        return bool(scanned) and not known & scanned
+
+    def pin(self, server: RemoteLocation, fingerprint: str, timeout: int) -> None:
+        """Record the server's host key only if it has the fingerprint the user gave."""
+        scanned = _scan(server, timeout)
+        for line in scanned.splitlines():
             listed = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=line, capture_output=True, text=True)
             if _first_fingerprint(listed.stdout) == fingerprint:
                 self.folder.mkdir(mode=0o700, exist_ok=True)
@@ -109,7 +121,7 @@ class SshIdentity:
                 with open(self.known_hosts, "a", encoding="utf-8") as known:
                     known.write(line.strip() + "\n")
                 return
-        if not scanned.stdout.strip():
+        if not scanned.strip():
             raise RpcError(ErrorCode.REPOSITORY_UNREACHABLE, f"Cannot reach {server.host} port {server.port} over SSH")
         raise RpcError(
             ErrorCode.HOST_KEY_CHANGED,
@@ -120,6 +132,24 @@ class SshIdentity:
         if self.known_hosts.exists():
             subprocess.run(["ssh-keygen", "-R", server.known_hosts_name, "-f", str(self.known_hosts)],
                            capture_output=True, stdin=subprocess.DEVNULL)
+
+
+def _scan(server: RemoteLocation, timeout: int) -> str:
+    """The server's host keys as known_hosts lines, or nothing when it cannot be reached."""
+    scanned = subprocess.run(
+        ["ssh-keyscan", "-T", str(timeout), "-p", str(server.port), server.host],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    )
+    return scanned.stdout
+
+
+def _keys_in(known_hosts_lines: str) -> set[tuple[str, str]]:
+    keys = set()
+    for line in known_hosts_lines.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and not line.startswith("#"):
+            keys.add((fields[1], fields[2]))
+    return keys
 
 
 def _first_fingerprint(listing: str) -> str | None:

@@ -11,7 +11,8 @@ class FlatRecord:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Self:
-        return cls(**{name: record[name] for name in cls.__dataclass_fields__})  # type: ignore[attr-defined]
+        fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+        return cls(**{name: record[name] for name in fields if name in record})
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class ArchiveEntry(FlatRecord):
     name: str
     id: str
     time: float
+    # Known for the snapshots this daemon took; a restore of the others asks borg.
+    sources: tuple[str, ...] | None = None
+    files: int | None = None
+    original_size: int | None = None
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def test_a_changed_host_key_is_refused_and_a_pinned_one_accepted(daemon, ssh_ser
     ssh_server.start()
     with daemon.client() as client:
         refused = client.call("snapshot", {"wait": True})
-        assert refused["state"] == "failed" and refused["error"]["code"] == "host_key_changed"
+        assert refused["state"] == "failed" and refused["error"]["code"] == "host_key_changed", refused["error"]
         assert client.call("status")["problem"]["code"] == "host_key_changed"
         wrong = call_error(client, "configure", {"repository": ssh_server.location(remote_repository),
                                                  "passphrase": PASSPHRASE, "sources": [str(sample_data)],

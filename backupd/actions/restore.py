@@ -82,27 +82,44 @@ def _restore_path(path: str) -> str:
 async def _restore(service: Service, request: RestoreRequest, job: Job, report: ReportProgress) -> dict[str, Any]:
     config = service.require_config()
     report({"step": "reading the snapshot"})
+    await service.restore_cleaned_up.wait()
     async with service.repository_lock:
-        info = await service.borg(commands.info_archive(config.repository, request.archive.name))
-        archive = (info.json or {}).get("archives", [{}])[0]
-        targets = _targets(service, request.paths, _snapshot_sources(archive))
+        contents = await _snapshot_contents(service, config, request.archive)
+        targets = _targets(service, request.paths, list(contents.sources))
         if request.dry_run:
             log.info("dry run of restoring %s from snapshot %s", ", ".join(targets), request.archive.name)
             return await _dry_run(service, config, request, targets)
         log.info("restoring %s from snapshot %s", ", ".join(targets), request.archive.name)
         return await around_job(
             service.settings.hooks, "restore", job,
-            partial(_extract_and_swap, service, config, request, targets, archive, job, report),
+            partial(_extract_and_swap, service, config, request, targets, contents, job, report),
         )
 
 
-def _snapshot_sources(archive: dict[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class SnapshotContents:
+    sources: tuple[str, ...]
+    files: int
+    original_size: int
+
+
+async def _snapshot_contents(service: Service, config: BackupConfig, archive: ArchiveEntry) -> SnapshotContents:
+    """What the snapshot holds: remembered for the daemon's own snapshots, else asked of borg."""
+    if archive.sources:
+        return SnapshotContents(tuple(archive.sources), archive.files or 0, archive.original_size or 0)
+    info = await service.borg(commands.info_archive(config.repository, archive.name))
+    details = (info.json or {}).get("archives", [{}])[0]
+    stats = details.get("stats", {})
+    return SnapshotContents(_sources_in(details), stats.get("nfiles") or 0, stats.get("original_size") or 0)
+
+
+def _sources_in(archive: dict[str, Any]) -> tuple[str, ...]:
     """The paths the snapshot was taken of: the arguments after REPO::ARCHIVE in its command line."""
     command_line = archive.get("command_line") or []
     for index, argument in enumerate(command_line):
         if "::" in argument:
-            return [os.path.normpath(source) for source in command_line[index + 1:] if os.path.isabs(source)]
-    return []
+            return tuple(os.path.normpath(source) for source in command_line[index + 1:] if os.path.isabs(source))
+    return ()
 
 
 def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tuple[str, ...]:
@@ -128,10 +145,9 @@ async def _dry_run(service: Service, config: BackupConfig, request: RestoreReque
 
 
 async def _extract_and_swap(service: Service, config: BackupConfig, request: RestoreRequest,
-                            targets: tuple[str, ...], archive: dict[str, Any], job: Job,
+                            targets: tuple[str, ...], contents: SnapshotContents, job: Job,
                             report: ReportProgress) -> dict[str, Any]:
-    stats = archive.get("stats", {})
-    progress = RestoreProgress(total_size=stats.get("original_size") or 0, total_files=stats.get("nfiles") or 0)
+    progress = RestoreProgress(total_size=contents.original_size, total_files=contents.files)
     try:
         transaction = await trio.to_thread.run_sync(
             RestoreTransaction.prepare, journal_path(service), job.id, targets
@@ -150,15 +166,33 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
                                on_event=on_event, cwd=str(group.cwd))
             progress.group_done()
         report(dict(progress.current(), step="swapping"))
-        await trio.to_thread.run_sync(transaction.commit)
+        await trio.to_thread.run_sync(transaction.swap_into_place)
     except BaseException:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(transaction.abort)
         raise
+    _clean_up_after_the_job(service, transaction)
     report(dict(progress.current(), percent=100.0, eta=0.0, step="done"))
     log.info("restored %d files, %d bytes", progress.files_seen, progress.done_size)
     return {"snapshot": request.archive.name, "targets": list(targets), "files": progress.files_seen,
             "bytes": progress.done_size}
+
+
+def _clean_up_after_the_job(service: Service, transaction: RestoreTransaction) -> None:
+    """Deleting the previous content can take a while; the restore is done without waiting
+    for it, and the next restore waits for it instead."""
+    cleaned_up = trio.Event()
+    service.restore_cleaned_up = cleaned_up
+
+    async def clean_up() -> None:
+        try:
+            await trio.to_thread.run_sync(transaction.clean_up)
+        except RestoreError as error:
+            log.error("cleaning up after a restore failed: %s", error)
+        finally:
+            cleaned_up.set()
+
+    service.jobs.start_after_job(clean_up)
 
 
 class RestoreProgress:

@@ -7,7 +7,7 @@ import re
 import socket
 import time
 from collections.abc import Awaitable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any, TypeVar
@@ -136,7 +136,8 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
         log.warning("borg reported %d %s (exit code %d): what it could not read is not in the snapshot",
                     warning_count, "warning" if warning_count == 1 else "warnings", result.exit_code)
     await service.update_repository(
-        archives=(*service.repository.archives, archive_entry(archive)),
+        archives=(*service.repository.archives, replace(archive_entry(archive), sources=config.sources,
+                                                          files=summary.files, original_size=summary.original_size)),
         last_snapshot=summary,
         total_size=stored_size(borg_json),
         file_count=summary.files,

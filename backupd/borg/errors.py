@@ -205,13 +205,19 @@ def _disk_full(code: str, message: str, result: BorgResult, repository: str | No
 
 
 # What ssh prints, relayed by borg as "Remote: ..." lines, when the link itself was refused.
+_HOST_KEY_CHANGED = (
+    "The SSH host key of {where} is not the one recorded: nothing was sent. If the server was "
+    "reinstalled, check its new key and configure again with its fingerprint."
+)
 _SSH_FAILURES = (
-    ("Host key verification failed", ErrorCode.HOST_KEY_CHANGED,
-     "The SSH host key of {where} is not the one recorded: nothing was sent. If the server was "
-     "reinstalled, check its new key and configure again with its fingerprint."),
+    ("Host key verification failed", ErrorCode.HOST_KEY_CHANGED, _HOST_KEY_CHANGED),
     ("Permission denied", ErrorCode.AUTH_FAILED,
      "The server at {where} refused this box's SSH key; add the key from `backupctl ssh-key` to its authorized_keys."),
 )
+
+
+def host_key_changed(repository: str) -> RpcError:
+    return RpcError(ErrorCode.HOST_KEY_CHANGED, _HOST_KEY_CHANGED.format(where=repository))
 
 
 def _ssh_failure(code: str, message: str, result: BorgResult, repository: str | None) -> tuple[str, str]:

@@ -276,6 +276,12 @@ class RestoreTransaction:
         folders and remove the journal. Nothing is swapped unless the snapshot held every
         target. If a step fails, the steps done so far are undone and RestoreError is raised.
         After any RestoreError, abort() deletes whatever is left."""
+        self.swap_into_place()
+        self.clean_up()
+
+    def swap_into_place(self) -> None:
+        """The first half of commit(): after it, every target holds the snapshot's content and
+        the journal says so; the previous content still waits aside for clean_up()."""
         if self._commit_started or self._journal.removed:
             raise RestoreError("this restore was already committed or aborted")
         self._commit_started = True
@@ -289,6 +295,11 @@ class RestoreTransaction:
         except BaseException as failure:
             self._undo_after(failure)
             raise
+
+    def clean_up(self) -> None:
+        """The second half of commit(): delete the previous content and the staging folders,
+        and remove the journal. A crash before it ends is finished by recover()."""
+        journal = self._journal
         try:
             _finish(journal)
         except OSError as error:
