@@ -173,9 +173,10 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
         raise
     _clean_up_after_the_job(service, transaction)
     report(dict(progress.current(), percent=100.0, eta=0.0, step="done"))
-    log.info("restored %d files, %d bytes", progress.files_seen, progress.done_size)
-    return {"snapshot": request.archive.name, "targets": list(targets), "files": progress.files_seen,
-            "bytes": progress.done_size}
+    # borg names a file in its progress only now and then: a whole restore counts the snapshot's files.
+    files = contents.files if not request.paths else progress.files_seen
+    log.info("restored %d files, %d bytes", files, progress.done_size)
+    return {"snapshot": request.archive.name, "targets": list(targets), "files": files, "bytes": progress.done_size}
 
 
 def _clean_up_after_the_job(service: Service, transaction: RestoreTransaction) -> None:
