@@ -19,6 +19,7 @@ run: setup
 	$(BIN)/python examples/run_demo.py
 
 test: setup
+	$(BIN)/python -m pyflakes backupd backupctl bench tests examples
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
