@@ -152,6 +152,8 @@ class Service:
         config = self.config
         if config is None:
             return "off: not configured"
+        if self._schedule is None:
+            return "off: snapshots are manual, and pruning follows automatic snapshots"
         if config.append_only:
             return "off: the server keeps this repository append-only; prune it on the server"
         if not any(config.keep.values()):

@@ -147,7 +147,7 @@ def test_a_changed_host_key_is_refused_and_a_pinned_one_accepted(daemon, ssh_ser
 
 def test_an_append_only_server_keeps_snapshots_working(daemon, ssh_server, remote_repository, sample_data):
     authorize_daemon(daemon, ssh_server, remote_repository, append_only=True)
-    configure_remote(daemon, ssh_server, remote_repository, [sample_data], keep={"hourly": 1})
+    configure_remote(daemon, ssh_server, remote_repository, [sample_data], keep={"hourly": 1}, schedule="0 0 1 1 *")
     with daemon.client() as client:
         for _ in range(2):
             assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
