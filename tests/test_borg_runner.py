@@ -306,12 +306,13 @@ async def cancel_create_once_it_runs(
             feeder.release()
 
 
-async def assert_unlocked_and_usable(repository: str, borg_env: dict[str, str]) -> None:
+async def assert_unlocked_and_usable(repository: str, borg_env: dict[str, str], archive_may_exist: bool) -> None:
     assert not (Path(repository) / "lock.exclusive").exists()
     assert not (Path(repository) / "lock.roster").exists()
     with trio.fail_after(10):
         listed = await run_borg(commands.list_archives(repository), borg=BORG, passphrase=PASSPHRASE, env=borg_env)
-    assert "interrupted" not in [archive["name"] for archive in listed.json["archives"]]
+    if not archive_may_exist:
+        assert "interrupted" not in [archive["name"] for archive in listed.json["archives"]]
 
 
 async def test_cancelled_create_stops_on_sigint_within_grace_period_and_leaves_no_lock(
@@ -323,7 +324,8 @@ async def test_cancelled_create_stops_on_sigint_within_grace_period_and_leaves_n
         repository, FifoFeeder(tmp_path / "stream"), 4 * 2**20, borg_env, grace_period
     )
     assert stopped_after < grace_period
-    await assert_unlocked_and_usable(repository, borg_env)
+    # borg finishes the file it is in; on a slow machine that can be the whole archive.
+    await assert_unlocked_and_usable(repository, borg_env, archive_may_exist=True)
 
 
 async def test_cancelled_create_of_an_endless_file_stops_on_sigterm_and_leaves_no_lock(
@@ -333,7 +335,7 @@ async def test_cancelled_create_of_an_endless_file_stops_on_sigterm_and_leaves_n
         repository, FifoFeeder(tmp_path / "stream"), None, borg_env, grace_period=0.5
     )
     assert stopped_after < 3
-    await assert_unlocked_and_usable(repository, borg_env)
+    await assert_unlocked_and_usable(repository, borg_env, archive_may_exist=False)
 
 
 async def test_borg_that_ignores_sigint_and_sigterm_is_killed(tmp_path: Path) -> None:

@@ -56,5 +56,6 @@ def test_two_hundred_clients_while_snapshots_run_back_to_back(make_daemon, tmp_p
           f"{finished} job.finished received, RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB")
     assert errors == []
     assert snapshots and all(state == "succeeded" for state in snapshots)
-    assert finished >= (len(snapshots) - 1) * PROCESSES * CONNECTIONS_PER_PROCESS // 2
+    # A subscriber may connect after the first snapshot ended and stops at the deadline, before the last.
+    assert finished >= (len(snapshots) - 2) * PROCESSES * CONNECTIONS_PER_PROCESS // 2
     assert rss_after - rss_before < 20 * 2**20
