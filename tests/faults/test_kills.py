@@ -107,3 +107,62 @@ def test_borg_killed_during_a_snapshot_and_a_check_is_a_typed_failure(make_daemo
             assert client.call(method, {"wait": True})["state"] == "succeeded"
             assert client.call("status")["problem"] is None
     assert PASSPHRASE not in daemon.log()
+
+
+def test_borg_killed_during_a_prune_is_a_typed_failure_and_the_next_prune_succeeds(make_daemon, tmp_path,
+                                                                                  sample_data):
+    repository = tmp_path / "repo"
+    daemon = make_daemon()
+    configure(daemon, repository, [sample_data], schedule="hourly", keep={"hourly": 1})
+    with daemon.client() as client:
+        for _ in range(3):
+            assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
+            time.sleep(1)
+    killed_prune = run_catch_up_and_kill_the_prune(daemon)
+    assert killed_prune["state"] == "failed" and killed_prune["error"]["code"] == "borg_failed", killed_prune
+    with daemon.client() as client:
+        assert client.call("ping")["api"] == 1
+    assert raw_borg(daemon, "check", str(repository)).returncode == 0
+    daemon.stop()
+    age_last_attempt(daemon)
+    daemon.start()
+    with daemon.client() as client:
+        prune = wait_for(lambda: next((j for j in client.call("jobs") if j["kind"] == "prune"
+                                       and j["id"] != killed_prune["id"] and j["state"] != "running"), None),
+                         timeout=120)
+        assert prune["state"] == "succeeded", prune
+        assert client.call("status")["snapshot_count"] == 1
+
+
+def age_last_attempt(daemon) -> None:
+    """Make the last automatic attempt look hours old, so an automatic snapshot is due at start."""
+    import json
+
+    path = daemon.state_dir / "state.json"
+    state = json.loads(path.read_text())
+    for key in ("last_attempt", "configured_at"):
+        if state.get(key):
+            state[key] -= 5 * 3600
+    state["last_snapshot"]["time"] -= 5 * 3600
+    path.write_text(json.dumps(state))
+
+
+def run_catch_up_and_kill_the_prune(daemon) -> dict:
+    daemon.stop()
+    age_last_attempt(daemon)
+    daemon.start()
+    with daemon.client() as client:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = client.call("status")["job"]
+            borg = children_of(daemon.process.pid)
+            if job and job["kind"] == "prune" and borg:
+                for pid in borg:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                return wait_for(lambda: (j := next(x for x in client.call("jobs") if x["id"] == job["id"]))
+                                ["state"] != "running" and j)
+            time.sleep(0.005)
+    raise AssertionError("no prune job ran")
