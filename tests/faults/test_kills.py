@@ -28,7 +28,8 @@ def test_the_daemon_killed_during_snapshots_loses_nothing(make_daemon, tmp_path,
     for trial in range(TRIALS):
         with daemon.client() as client:
             job = client.call("snapshot")
-        time.sleep(rng.uniform(0.05, 2.5))
+        wait_for(lambda: children_of(daemon.process.pid), timeout=30)
+        time.sleep(rng.uniform(0.0, 0.6))
         daemon.stop(signal.SIGKILL)
         daemon.start()
         with daemon.client() as client:
@@ -46,7 +47,7 @@ def test_the_daemon_killed_during_snapshots_loses_nothing(make_daemon, tmp_path,
         assert status["last_snapshot"]["name"] == after["result"]["snapshot"]["name"]
     print(f"daemon kills during snapshots: {TRIALS} trials, outcomes {outcomes}")
     assert raw_borg(daemon, "check", str(repository)).returncode == 0
-    assert "interrupted" in outcomes or TRIALS < 3
+    assert outcomes.count("interrupted") >= TRIALS // 3
 
 
 def test_the_daemon_killed_during_restores_leaves_every_target_whole(make_daemon, tmp_path, large_data, rng):
