@@ -1,4 +1,4 @@
 """Benchmarks of backupd against raw borg: the performance budgets of DESIGN section 8.
 
-Run with `python -m bench` (`--quick` for a small data set); see `bench/__main__.py`.
+Run with `python -m bench` (`--smoke`, `--quick` or `--large` for other sizes); see `bench/__main__.py`.
 """

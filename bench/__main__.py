@@ -1,11 +1,12 @@
-"""`python -m bench [--quick] [--pairs N] [--json FILE]`: measure, print, exit 0."""
+"""`python -m bench [--smoke | --quick | --large] [--pairs N] [--seed N] [--json FILE] [--markdown FILE]`:
+measure, print the figures as Markdown, exit 0."""
 
 from __future__ import annotations
 
 import sys
 
 from bench.options import parse_options
-from bench.report import render, write_json
+from bench.report import render, write_json, write_markdown
 from bench.run import run_bench
 from bench.workspace import temporary_workspace
 
@@ -17,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render(figures))
     if options.json_path is not None:
         write_json(options.json_path, figures)
+    if options.markdown_path is not None:
+        write_markdown(options.markdown_path, figures)
     return 0
 
 

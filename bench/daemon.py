@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from backupctl.client import Client
+from backupd.actions.restore import JOURNAL_DOCUMENT
 from bench.options import COMPRESSION, ENCRYPTION, PASSPHRASE
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
 CALL_TIMEOUT = 600.0
 HOSTNAME = "benchbox"
+CLEAN_UP_POLL_SECONDS = 0.05
 
 
 class DaemonFailed(Exception):
@@ -101,6 +103,15 @@ class BenchDaemon:
 
     def restore(self) -> dict[str, Any]:
         return self.succeeded(self.call("restore", {"wait": True}))
+
+    def wait_for_restore_clean_up(self) -> None:
+        """The restore journal stays in the state folder until the replaced content is deleted."""
+        journal = self.state_dir / f"{JOURNAL_DOCUMENT}.json"
+        deadline = time.monotonic() + CALL_TIMEOUT
+        while journal.exists():
+            if time.monotonic() > deadline:
+                raise DaemonFailed(f"the restore clean-up did not end within {CALL_TIMEOUT:.0f} s")
+            time.sleep(CLEAN_UP_POLL_SECONDS)
 
     def succeeded(self, job: dict[str, Any]) -> dict[str, Any]:
         if job["state"] != "succeeded":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.options import COMPRESSION, ENCRYPTION, PASSPHRASE
 
@@ -46,8 +48,10 @@ class RawBorg:
     def init(self, repository: Path) -> None:
         self.run("init", f"--encryption={ENCRYPTION}", str(repository))
 
-    def create(self, repository: Path, archive: str, data: Path) -> None:
-        self.run("create", "--json", f"--compression={COMPRESSION}", f"{repository}::{archive}", str(data))
+    def create(self, repository: Path, archive: str, data: Path) -> dict[str, Any]:
+        """What `borg create --json` reports."""
+        output = self.run("create", "--json", f"--compression={COMPRESSION}", f"{repository}::{archive}", str(data))
+        return json.loads(output)
 
     def extract(self, repository: Path, archive: str, into: Path) -> None:
         self.run("extract", f"{repository}::{archive}", cwd=into)

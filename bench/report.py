@@ -1,175 +1,254 @@
-"""The figures of one run: one line per budget with PASS or FAIL, the medians, and JSON."""
+"""The figures of one run as a Markdown table (figure, daemon, reference, ratio, budget, within budget),
+with the machine, the date and notes around it; the same as JSON."""
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.background import SnapshotComparison
 from bench.dataset import Dataset
+from bench.figures import MIB, Budget, Figure, Limit, Unit
 from bench.idle import IdleFigures
-from bench.latency import LatencyFigures, LatencySamples
-from bench.options import MB
-from bench.pairs import PairedResults, PairedSeries
-from bench.throughput import ThroughputFigures
+from bench.machine import Machine
+from bench.options import MB, Preset
+from bench.pairs import BorgmaticResults, PairedResults, PairedSeries
+from bench.samples import LatencySamples, LoadSamples
+from bench.status_process import ProcessTimes
+from bench.throughput import ClientSpread
 
-MIB = 1024 * 1024
 FULL_SNAPSHOT_RATIO = 1.05
 UNCHANGED_SNAPSHOT_RATIO = 1.10
+RESTORE_RATIO = 1.10
 STATUS_P99_SECONDS = 0.002
 STATUS_CALLS_PER_SECOND = 5_000
 IDLE_RESIDENT_BYTES = 40 * MIB
 # "No CPU": one tick of rounding is allowed, not a timer that wakes up.
 IDLE_CPU_TICKS = 1
-RESTORE_RATIO = 1.10
+COLUMNS = ("figure", "daemon", "reference", "ratio", "budget", "within budget")
+
+
+@dataclass(frozen=True)
+class StatusFigures:
+    poll_rate: float
+    spread: ClientSpread
+    one_client_idle: LatencySamples
+    one_client: SnapshotComparison
+    many_clients_idle: LoadSamples
+    many_clients: SnapshotComparison
 
 
 @dataclass(frozen=True)
 class BenchFigures:
+    machine: Machine
+    preset: Preset
     dataset: Dataset
+    compressed_fraction: float
     pair_count: int
     pairs: PairedResults
-    latency: LatencyFigures
-    throughput: ThroughputFigures
+    borgmatic: BorgmaticResults | None
+    status: StatusFigures
+    processes: ProcessTimes
     idle: IdleFigures
     resident_bytes_at_end: int
-    borg_version: str
     wall_seconds: float
-    cpu_count: int
-    load_average_at_start: float
 
 
-@dataclass(frozen=True)
-class BudgetLine:
-    name: str
-    measured: str
-    budget: str
-    passed: bool
-    details: str
+def figures_of(bench: BenchFigures) -> list[Figure]:
+    return [*_snapshot_figures(bench), *_status_figures(bench.status), *_resource_figures(bench)]
 
 
-def budget_lines(figures: BenchFigures) -> list[BudgetLine]:
-    pairs, latency, throughput, idle = figures.pairs, figures.latency, figures.throughput, figures.idle
+def _snapshot_figures(bench: BenchFigures) -> list[Figure]:
+    pairs = bench.pairs
+    figures = [
+        _paired("full_snapshot", "full snapshot of new data", pairs.full_snapshot, "raw borg",
+                Budget(Limit.RATIO_AT_MOST, FULL_SNAPSHOT_RATIO)),
+        _paired("unchanged_snapshot", "snapshot of unchanged data", pairs.unchanged_snapshot, "raw borg",
+                Budget(Limit.RATIO_AT_MOST, UNCHANGED_SNAPSHOT_RATIO)),
+        _paired("restore", "restore of a snapshot", pairs.restore, "raw borg extract",
+                Budget(Limit.RATIO_AT_MOST, RESTORE_RATIO)),
+    ]
+    if bench.borgmatic is not None:
+        figures += [
+            _paired("borgmatic_full_snapshot", "full snapshot of new data, against borgmatic",
+                    bench.borgmatic.full_snapshot, "borgmatic create"),
+            _paired("borgmatic_unchanged_snapshot", "snapshot of unchanged data, against borgmatic",
+                    bench.borgmatic.unchanged_snapshot, "borgmatic create"),
+        ]
+    return figures
+
+
+def _paired(key: str, name: str, series: PairedSeries, reference_name: str, budget: Budget | None = None) -> Figure:
+    return Figure(key, name, Unit.SECONDS, series.daemon_median, series.reference_median, reference_name, budget,
+                  ratio_of_pairs=series.ratio_median)
+
+
+def _status_figures(status: StatusFigures) -> list[Figure]:
+    rate, clients = f"{status.poll_rate:.0f}/s", status.spread.connections
+    one, many = status.one_client, status.many_clients
+    beside = "beside raw borg"
+    during_one = f"status, 1 client polling {rate}, during a snapshot"
+    during_many = f"status, {clients} clients, during a snapshot"
+    idle_one = f"status, 1 client polling {rate}, idle"
+    idle_many = f"status, {clients} clients, idle"
     return [
-        _ratio_line("full snapshot of new data", pairs.full_snapshot, FULL_SNAPSHOT_RATIO),
-        _ratio_line("snapshot of unchanged data", pairs.unchanged_snapshot, UNCHANGED_SNAPSHOT_RATIO),
-        _latency_line(latency),
-        BudgetLine(
-            f"status throughput, {throughput.connections} clients",
-            f"{throughput.calls_per_second:,.0f}/s", f">= {STATUS_CALLS_PER_SECOND:,}/s",
-            throughput.calls_per_second >= STATUS_CALLS_PER_SECOND,
-            f"{len(throughput.workers)} processes x {throughput.connections_per_process} connections, "
-            f"{throughput.calls:,} calls in {throughput.seconds:.0f} s",
-        ),
-        BudgetLine(
-            "idle daemon: resident memory",
-            f"{idle.resident_bytes / MIB:.1f} MiB", f"<= {IDLE_RESIDENT_BYTES // MIB} MiB",
-            idle.resident_bytes <= IDLE_RESIDENT_BYTES,
-            f"after start, configure, one snapshot; {figures.resident_bytes_at_end / MIB:.1f} MiB after the whole bench",
-        ),
-        BudgetLine(
-            f"idle daemon: CPU in {idle.seconds:.0f} s",
-            f"{idle.cpu_ticks} ticks", f"<= {IDLE_CPU_TICKS} tick",
-            idle.cpu_ticks <= IDLE_CPU_TICKS,
-            f"utime+stime, {idle.ticks_per_second} ticks/s",
-        ),
-        _ratio_line("restore of a snapshot", pairs.restore, RESTORE_RATIO),
+        *_percentiles("status_one_client_snapshot", during_one, one.during_snapshot.samples,
+                      one.beside_raw_borg.samples, beside,
+                      p99_budget=Budget(Limit.AT_MOST, STATUS_P99_SECONDS)),
+        *_percentiles("status_one_client_idle", idle_one, status.one_client_idle),
+        Figure("status_many_clients_idle_calls_per_second", f"{idle_many}: calls per second", Unit.CALLS_PER_SECOND,
+               status.many_clients_idle.calls_per_second,
+               budget=Budget(Limit.AT_LEAST, STATUS_CALLS_PER_SECOND)),
+        *_percentiles("status_many_clients_idle", idle_many, status.many_clients_idle.samples),
+        Figure("status_many_clients_snapshot_calls_per_second", f"{during_many}: calls per second",
+               Unit.CALLS_PER_SECOND, many.during_snapshot.calls_per_second,
+               many.beside_raw_borg.calls_per_second, beside),
+        *_percentiles("status_many_clients_snapshot", during_many, many.during_snapshot.samples,
+                      many.beside_raw_borg.samples, beside),
     ]
 
 
-def render(figures: BenchFigures) -> str:
-    dataset = figures.dataset
+def _percentiles(key: str, name: str, samples: LatencySamples, reference: LatencySamples | None = None,
+                 reference_name: str | None = None, p99_budget: Budget | None = None) -> list[Figure]:
+    def figure(suffix: str, daemon: float, control: float | None, budget: Budget | None = None) -> Figure:
+        return Figure(f"{key}_{suffix}", f"{name}: {suffix}", Unit.LATENCY_SECONDS, daemon, control,
+                      reference_name if control is not None else None, budget)
+
+    return [
+        figure("p50", samples.p50, reference.p50 if reference else None),
+        figure("p99", samples.p99, reference.p99 if reference else None, p99_budget),
+        figure("max", samples.worst, reference.worst if reference else None),
+    ]
+
+
+def _resource_figures(bench: BenchFigures) -> list[Figure]:
+    idle, processes = bench.idle, bench.processes
+    return [
+        Figure("idle_resident_memory", "idle daemon: resident memory", Unit.BYTES, idle.resident_bytes,
+               budget=Budget(Limit.AT_MOST, IDLE_RESIDENT_BYTES)),
+        Figure("idle_cpu", f"idle daemon: CPU time over {idle.seconds:.0f} s", Unit.CLOCK_TICKS, idle.cpu_ticks,
+               budget=Budget(Limit.AT_MOST, IDLE_CPU_TICKS)),
+        Figure("resident_memory_at_end", "daemon resident memory after the whole bench", Unit.BYTES,
+               bench.resident_bytes_at_end),
+        Figure("backupctl_status_process",
+               f"`backupctl status`, whole process, median of {len(processes.backupctl_status)}", Unit.SECONDS,
+               processes.backupctl_median, processes.borg_info_median, "borg info --json"),
+    ]
+
+
+def markdown_table(figures: list[Figure]) -> str:
+    rows = [COLUMNS, tuple("---" for _ in COLUMNS), *(figure.cells() for figure in figures)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+
+
+def title(bench: BenchFigures) -> str:
+    dataset = bench.dataset
+    return (f"backupd bench, {bench.preset.name} run: {dataset.total_bytes / MB:,.0f} MB in {dataset.file_count:,} "
+            f"files (seed {dataset.seed}), {dataset.random_bytes / dataset.total_bytes:.0%} random bytes and "
+            f"{dataset.text_bytes / dataset.total_bytes:.0%} text, lz4 keeps {bench.compressed_fraction:.0%} of it; "
+            f"{bench.pair_count} pair(s)")
+
+
+def notes(bench: BenchFigures) -> list[str]:
+    status = bench.status
+    one, many = status.one_client, status.many_clients
+    spread = status.spread
     lines = [
-        f"backupd bench: {dataset.total_bytes / MB:.0f} MB in {dataset.file_count:,} files of random bytes, "
-        f"{figures.pair_count} pairs, borg {figures.borg_version}; {figures.cpu_count} cores, "
-        f"load average {figures.load_average_at_start:.2f} at start",
-        "",
-        f"{'budget':<38} {'measured':>12}  {'budget':<14} {'result':<6} details",
+        "Snapshots start with the data in the page cache, restores with the repository out of it; each pair "
+        "alternates which side goes first; their ratio is the median of the per-pair ratios.",
+        "raw borg: the same borg command run directly on a twin repository. beside raw borg: the idle daemon "
+        "while raw `borg create` of the same data runs, the same load on the machine without a job in the daemon.",
+        f"status, 1 client: {one.during_snapshot.samples.count:,} calls during {one.snapshots} snapshot(s), "
+        f"{one.beside_raw_borg.samples.count:,} beside raw borg, {status.one_client_idle.count:,} idle. "
+        f"{spread.connections} clients ({spread.processes} processes x {spread.connections_per_process} "
+        f"connections, one call in flight each): {many.during_snapshot.samples.count:,} calls in "
+        f"{many.during_snapshot.seconds:.1f} s of {many.snapshots} snapshot(s), "
+        f"{many.beside_raw_borg.samples.count:,} in {many.beside_raw_borg.seconds:.1f} s beside raw borg, "
+        f"{status.many_clients_idle.samples.count:,} in {status.many_clients_idle.seconds:.1f} s idle.",
+        f"Idle daemon: after start, configure and one snapshot; CPU is utime+stime at "
+        f"{bench.idle.ticks_per_second} ticks/s.",
+        f"`backupctl status` is `python -m backupctl.cli --socket S status`; `borg info --json` reads the same "
+        f"repository with a warm cache; {len(bench.processes.borg_info)} runs each, medians.",
     ]
-    for line in budget_lines(figures):
-        verdict = "PASS" if line.passed else "FAIL"
-        lines.append(f"{line.name:<38} {line.measured:>12}  {line.budget:<14} {verdict:<6} {line.details}")
-    lines += ["", "per pair (daemon s / raw s, * = daemon first):"]
-    for name, series in _series(figures.pairs):
+    if bench.borgmatic is None:
+        lines.append("borgmatic: not installed, its figures are left out.")
+    else:
+        lines.append(f"borgmatic: {bench.borgmatic.version}, `borgmatic create` on a twin repository.")
+    return lines
+
+
+def render(bench: BenchFigures) -> str:
+    lines = [f"## {title(bench)}", "", bench.machine.describe(), "", markdown_table(figures_of(bench))]
+    lines += [f"- {note}" for note in notes(bench)]
+    lines += ["", "Per pair (daemon s / reference s, * = daemon first):", ""]
+    for name, series in _series(bench):
         cells = "  ".join(
-            f"{pair.daemon_seconds:.3f}/{pair.raw_seconds:.3f}{'*' if pair.daemon_first else ''}"
+            f"{pair.daemon_seconds:.3f}/{pair.reference_seconds:.3f}{'*' if pair.daemon_first else ''}"
             for pair in series.pairs
         )
-        lines.append(f"  {name:<20} {cells}")
-    lines += [
-        "",
-        "snapshots start with the data in the page cache, restores with the repository out of it;",
-        "ratios are medians of the per-pair ratios",
-        f"bench wall time {figures.wall_seconds:.0f} s",
-    ]
+        lines.append(f"    {name:<32} {cells}")
+    lines += ["", f"Bench wall time {bench.wall_seconds:.0f} s."]
     return "\n".join(lines)
 
 
-def write_json(path: Path, figures: BenchFigures) -> None:
+def write_markdown(path: Path, bench: BenchFigures) -> None:
+    path.write_text(markdown_table(figures_of(bench)), encoding="utf-8")
+
+
+def write_json(path: Path, bench: BenchFigures) -> None:
+    dataset, status = bench.dataset, bench.status
     document: dict[str, Any] = {
-        "dataset": {"total_bytes": figures.dataset.total_bytes, "file_count": figures.dataset.file_count},
-        "pair_count": figures.pair_count,
-        "borg_version": figures.borg_version,
-        "wall_seconds": figures.wall_seconds,
-        "cpu_count": figures.cpu_count,
-        "load_average_at_start": figures.load_average_at_start,
-        "budgets": [asdict(line) for line in budget_lines(figures)],
-        "pairs": {name: _series_document(series) for name, series in _series(figures.pairs)},
-        "status_latency": {
-            "poll_rate": figures.latency.poll_rate, "snapshots": figures.latency.snapshots,
-            "during_snapshot": _latency_document(figures.latency.during_snapshot),
-            "beside_raw_borg_create": _latency_document(figures.latency.beside_raw_borg),
+        "title": title(bench),
+        "machine": asdict(bench.machine) | {"described": bench.machine.describe()},
+        "run": {
+            "preset": bench.preset.name, "pair_count": bench.pair_count, "seed": dataset.seed,
+            "dataset": {"total_bytes": dataset.total_bytes, "file_count": dataset.file_count,
+                        "text_bytes": dataset.text_bytes, "random_bytes": dataset.random_bytes,
+                        "lz4_compressed_fraction": bench.compressed_fraction},
+            "status_poll_rate": status.poll_rate, "status_clients": asdict(status.spread),
+            "wall_seconds": bench.wall_seconds,
         },
-        "status_throughput": {
-            "calls_per_second": figures.throughput.calls_per_second, "calls": figures.throughput.calls,
-            "connections": figures.throughput.connections, "processes": len(figures.throughput.workers),
-            "seconds": figures.throughput.seconds,
+        "figures": [figure.document() for figure in figures_of(bench)],
+        "notes": notes(bench),
+        "pairs": {name: _series_document(series) for name, series in _series(bench)},
+        "borgmatic": None if bench.borgmatic is None else {"version": bench.borgmatic.version},
+        "status_calls": {
+            "one_client_during_snapshot": _load_document(status.one_client.during_snapshot),
+            "one_client_beside_raw_borg": _load_document(status.one_client.beside_raw_borg),
+            "one_client_idle": {"calls": status.one_client_idle.count},
+            "many_clients_during_snapshot": _load_document(status.many_clients.during_snapshot),
+            "many_clients_beside_raw_borg": _load_document(status.many_clients.beside_raw_borg),
+            "many_clients_idle": _load_document(status.many_clients_idle),
+            "snapshots_under_one_client": status.one_client.snapshots,
+            "snapshots_under_many_clients": status.many_clients.snapshots,
         },
-        "idle": asdict(figures.idle) | {"resident_bytes_at_end": figures.resident_bytes_at_end},
+        "idle": asdict(bench.idle) | {"resident_bytes_at_end": bench.resident_bytes_at_end},
+        "processes": {"backupctl_status_seconds": bench.processes.backupctl_status,
+                      "borg_info_seconds": bench.processes.borg_info},
     }
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _ratio_line(name: str, series: PairedSeries, budget: float) -> BudgetLine:
-    ratio = series.ratio_median
-    return BudgetLine(
-        name, f"{ratio:.3f} x", f"<= {budget:.2f} x", not math.isnan(ratio) and ratio <= budget,
-        f"median daemon {series.daemon_median:.3f} s, raw borg {series.raw_median:.3f} s",
-    )
-
-
-def _latency_line(latency: LatencyFigures) -> BudgetLine:
-    during, control = latency.during_snapshot, latency.beside_raw_borg
-    return BudgetLine(
-        "status round trip during a snapshot",
-        f"p99 {_ms(during.p99)}", f"p99 <= {_ms(STATUS_P99_SECONDS)}",
-        during.p99 <= STATUS_P99_SECONDS,
-        f"p50 {_ms(during.p50)}, max {_ms(during.worst)}; {len(during.seconds)} calls at {latency.poll_rate:.0f}/s "
-        f"over {latency.snapshots} snapshot(s); control, idle daemon beside raw borg create: "
-        f"p50 {_ms(control.p50)}, p99 {_ms(control.p99)}, max {_ms(control.worst)}",
-    )
-
-
-def _series(pairs: PairedResults) -> list[tuple[str, PairedSeries]]:
-    return [("full snapshot", pairs.full_snapshot), ("unchanged snapshot", pairs.unchanged_snapshot),
-            ("restore", pairs.restore)]
+def _series(bench: BenchFigures) -> list[tuple[str, PairedSeries]]:
+    pairs = bench.pairs
+    series = [("full snapshot", pairs.full_snapshot), ("unchanged snapshot", pairs.unchanged_snapshot),
+              ("restore", pairs.restore)]
+    if bench.borgmatic is not None:
+        series += [("full snapshot vs borgmatic", bench.borgmatic.full_snapshot),
+                   ("unchanged snapshot vs borgmatic", bench.borgmatic.unchanged_snapshot)]
+    return series
 
 
 def _series_document(series: PairedSeries) -> dict[str, Any]:
     return {
         "ratio_median": series.ratio_median,
         "daemon_median_seconds": series.daemon_median,
-        "raw_median_seconds": series.raw_median,
+        "reference_median_seconds": series.reference_median,
         "pairs": [asdict(pair) | {"ratio": pair.ratio} for pair in series.pairs],
     }
 
 
-def _latency_document(samples: LatencySamples) -> dict[str, Any]:
-    return {"p50_seconds": samples.p50, "p99_seconds": samples.p99, "max_seconds": samples.worst,
-            "calls": len(samples.seconds)}
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
+def _load_document(load: LoadSamples) -> dict[str, Any]:
+    return {"calls": load.samples.count, "seconds": load.seconds, "calls_per_second": load.calls_per_second}

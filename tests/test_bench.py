@@ -1,0 +1,107 @@
+"""The bench runs end to end on the smoke size and reports every figure with a number (no timing is judged here)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_TIMEOUT = 120.0
+EXPECTED_FIGURES = {
+    "full_snapshot", "unchanged_snapshot", "restore",
+    "status_one_client_snapshot_p50", "status_one_client_snapshot_p99", "status_one_client_snapshot_max",
+    "status_one_client_idle_p50", "status_one_client_idle_p99", "status_one_client_idle_max",
+    "status_many_clients_idle_calls_per_second",
+    "status_many_clients_idle_p50", "status_many_clients_idle_p99", "status_many_clients_idle_max",
+    "status_many_clients_snapshot_calls_per_second",
+    "status_many_clients_snapshot_p50", "status_many_clients_snapshot_p99", "status_many_clients_snapshot_max",
+    "idle_resident_memory", "idle_cpu", "resident_memory_at_end", "backupctl_status_process",
+}
+WITH_REFERENCE = {
+    "full_snapshot", "unchanged_snapshot", "restore", "backupctl_status_process",
+    "status_one_client_snapshot_p50", "status_one_client_snapshot_p99", "status_one_client_snapshot_max",
+    "status_many_clients_snapshot_calls_per_second", "status_many_clients_snapshot_p50",
+    "status_many_clients_snapshot_p99", "status_many_clients_snapshot_max",
+}
+WITH_BUDGET = {
+    "full_snapshot", "unchanged_snapshot", "restore", "status_one_client_snapshot_p99",
+    "status_many_clients_idle_calls_per_second", "idle_resident_memory", "idle_cpu",
+}
+BORGMATIC_FIGURES = {"borgmatic_full_snapshot", "borgmatic_unchanged_snapshot"}
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    document: dict[str, Any]
+    markdown: str
+
+    @property
+    def figures(self) -> dict[str, dict[str, Any]]:
+        return {figure["key"]: figure for figure in self.document["figures"]}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+    folder = tmp_path_factory.mktemp("bench")
+    json_path, markdown_path = folder / "figures.json", folder / "figures.md"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--json", str(json_path), "--markdown", str(markdown_path)],
+        cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return SmokeRun(
+        returncode=completed.returncode, stdout=completed.stdout, stderr=completed.stderr,
+        document=json.loads(json_path.read_text(encoding="utf-8")),
+        markdown=markdown_path.read_text(encoding="utf-8"),
+    )
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def test_every_figure_is_reported(smoke_run: SmokeRun) -> None:
+    keys = set(smoke_run.figures)
+    assert EXPECTED_FIGURES <= keys
+    assert keys - EXPECTED_FIGURES <= BORGMATIC_FIGURES
+
+
+def test_every_figure_has_a_number(smoke_run: SmokeRun) -> None:
+    for key, figure in smoke_run.figures.items():
+        assert is_number(figure["daemon"]), key
+        if key in WITH_REFERENCE or key in BORGMATIC_FIGURES:
+            assert is_number(figure["reference"]), key
+            assert is_number(figure["ratio"]), key
+
+
+def test_budgets_are_judged(smoke_run: SmokeRun) -> None:
+    judged = {key for key, figure in smoke_run.figures.items() if figure["budget"] is not None}
+    assert judged == WITH_BUDGET
+    for key in WITH_BUDGET:
+        assert isinstance(smoke_run.figures[key]["within_budget"], bool), key
+
+
+def test_machine_and_run_are_described(smoke_run: SmokeRun) -> None:
+    machine, run = smoke_run.document["machine"], smoke_run.document["run"]
+    assert machine["cores"] >= 1 and machine["memory_bytes"] > 0
+    assert machine["kernel"] and machine["borg_version"] and machine["measured_at"]
+    assert len(machine["load_average_at_start"]) == 3
+    assert run["preset"] == "smoke" and run["pair_count"] == 1
+    assert run["dataset"]["file_count"] == 100 and 0 < run["dataset"]["text_bytes"] < run["dataset"]["total_bytes"]
+
+
+def test_markdown_table_has_a_row_per_figure(smoke_run: SmokeRun) -> None:
+    rows = smoke_run.markdown.strip().splitlines()
+    assert rows[0] == "| figure | daemon | reference | ratio | budget | within budget |"
+    assert len(rows) == 2 + len(smoke_run.figures)
+    assert smoke_run.markdown in smoke_run.stdout
