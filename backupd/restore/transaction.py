@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backupd.store import PRIVATE_FILE_MODE, write_atomically
+
 JOURNAL_VERSION = 1
 
 # journal phases
@@ -907,18 +909,7 @@ def _remove_folder_if_empty(path: str) -> None:
 
 
 def _write_atomically(path: Path, document: Any) -> None:
-    data = json.dumps(document, separators=(",", ":")).encode("utf-8")
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        unwritten = memoryview(data)
-        while unwritten:
-            unwritten = unwritten[os.write(fd, unwritten):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(document, separators=(",", ":")).encode("utf-8"), PRIVATE_FILE_MODE)
     _sync_folder(str(path.parent))
 
 
