@@ -194,7 +194,7 @@ def test_progress_arrives_every_second_with_percent_from_the_previous_snapshot(d
         for event in client.events():
             if event.method == "job.finished":
                 break
-        (large_data / "new.bin").write_bytes(os.urandom(1024))
+        (large_data / "new.bin").write_bytes(os.urandom(100 * 1024 * 1024))
         second = client.call("snapshot")
         progress_times, percents = [], []
         for event in client.events():
