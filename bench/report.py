@@ -27,6 +27,7 @@ STATUS_CALLS_PER_SECOND = 5_000
 IDLE_RESIDENT_BYTES = 40 * MIB
 # "No CPU": one tick of rounding is allowed, not a timer that wakes up.
 IDLE_CPU_TICKS = 1
+SIZES_FOR_CHECKING_ONLY = ("smoke", "quick")
 COLUMNS = ("figure", "daemon", "reference", "ratio", "budget", "within budget")
 
 
@@ -172,6 +173,9 @@ def notes(bench: BenchFigures) -> list[str]:
         f"`backupctl status` is `python -m backupctl.cli --socket S status`; `borg info --json` reads the same "
         f"repository with a warm cache; {len(bench.processes.borg_info)} runs each, medians.",
     ]
+    if bench.preset.name in SIZES_FOR_CHECKING_ONLY:
+        lines.append(f"The budgets are set for the default data set; a {bench.preset.name} run shows that every phase "
+                     "works, its small samples and short runs judge nothing.")
     if bench.borgmatic is None:
         lines.append("borgmatic: not installed, its figures are left out.")
     else:
