@@ -1,19 +1,19 @@
 """Who may call what: clients running as other users against a real daemon."""
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from functools import partial
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSPHRASE, DaemonProcess
+from hypothesis import given
 
-NOBODY = 65534
+from tests.conftest import PASSPHRASE, DaemonProcess
+from tests.frames import answers_to, fuzz_settings, hostile_frames
+from tests.users import NOBODY, Connector, call_as_user, copy_client_packages
+
 READ_METHODS = ["ping", "status", "config", "snapshots", "jobs"]
 ADMIN_CALLS = [
     ("snapshot", {}),
@@ -31,17 +31,7 @@ pytestmark = pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"),
 
 @pytest.fixture(scope="module")
 def client_packages():
-    """The client and msgpack copied where any user can read them, wherever the project lives."""
-    import msgpack
-
-    import backupctl
-
-    folder = Path(tempfile.mkdtemp(prefix="backupd-client-"))
-    for package in (backupctl, msgpack):
-        source = Path(package.__file__).parent
-        shutil.copytree(source, folder / source.name, ignore=shutil.ignore_patterns("__pycache__"))
-    for path in [folder, *folder.rglob("*")]:
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    folder = copy_client_packages()
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -49,27 +39,6 @@ def client_packages():
 @pytest.fixture
 def call_as(client_packages):
     return partial(call_as_user, client_packages)
-
-
-def call_as_user(packages: Path, uid: int, socket: Path, method: str, params: dict | None = None) -> dict:
-    """One call from a process running as uid (no groups); returns {'result'} or {'error'}."""
-    script = (
-        "import json, sys\n"
-        "from backupctl.client import Client\n"
-        "from backupctl.protocol import RpcError\n"
-        f"client = Client({str(socket)!r}, timeout=30)\n"
-        "try:\n"
-        f"    print(json.dumps({{'result': client.call({method!r}, {params!r})}}))\n"
-        "except RpcError as error:\n"
-        "    print(json.dumps({'error': error.to_wire()}))\n"
-    )
-    completed = subprocess.run(
-        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-c", script],
-        capture_output=True, text=True, timeout=60, cwd="/",
-        env={**os.environ, "PYTHONPATH": str(packages)},
-    )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout)
 
 
 @pytest.fixture
@@ -135,3 +104,29 @@ def test_a_listed_admin_may_start_a_snapshot_and_is_named_in_the_job(shared_daem
 def test_the_socket_file_has_the_configured_mode(shared_daemon):
     daemon = shared_daemon("")
     assert oct(os.stat(daemon.socket).st_mode & 0o777) == "0o666"
+
+
+@pytest.fixture(params=["", "read_uids = [1234]"], ids=["reader", "unlisted"])
+def stranger(request, shared_daemon):
+    """A configured daemon with one snapshot, and connections to it made by uid nobody."""
+    daemon = shared_daemon(request.param)
+    with daemon.client() as client:
+        before = {"config": client.call("config"), "jobs": client.call("jobs")}
+    with Connector(NOBODY, daemon.socket) as connector:
+        yield daemon, connector, request.param == "", before
+
+
+@fuzz_settings
+@given(frame=hostile_frames)
+def test_random_frames_from_another_user_get_no_data_they_may_not_see_and_change_nothing(stranger, frame):
+    daemon, connector, may_read, before = stranger
+    answers = answers_to(connector.connect(), frame)
+    assert PASSPHRASE not in repr(answers)
+    if not may_read:
+        assert all(answer[3] is None for answer in answers), answers
+        assert all(answer[2]["code"] in ("forbidden", "method_not_found", "invalid_request") for answer in answers)
+    assert daemon.process.poll() is None
+    with daemon.client() as client:
+        assert client.call("status")["state"] == "idle"
+        assert client.call("config") == before["config"]
+        assert client.call("jobs") == before["jobs"]

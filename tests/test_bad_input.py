@@ -1,18 +1,17 @@
 """Hostile and broken clients against a real daemon: each gets an error or a closed
 connection, and everyone else is still served."""
 
-import os
 import socket
 import threading
 import time
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import given
 
 from backupctl.client import Client
 from backupctl.protocol import MAX_MESSAGE_SIZE
+from tests.frames import FUZZ_EXAMPLES, answers_to, fuzz_settings, hostile_frames
 from tests.processes import resident_bytes
 
 TIMEOUT = 10.0
@@ -154,20 +153,6 @@ def test_a_hundred_clients_at_once(daemon):
     assert_still_serving(daemon)
 
 
-msgpack_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=20)
-    | st.binary(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=12,
-)
-methods = st.sampled_from(["ping", "status", "config", "configure", "snapshot", "snapshots", "jobs",
-                           "cancel", "subscribe", "restore", ""]) | st.text(max_size=12)
-
-
-valid_frames = st.tuples(methods, st.dictionaries(st.text(max_size=8), msgpack_values, max_size=3)).map(
-    lambda t: msgpack.packb([0, 79, t[0], [t[1]]], use_bin_type=True))
-truncated_frames = st.tuples(valid_frames, st.integers(min_value=1)).map(lambda t: t[0][: t[1] % len(t[0])])
-FUZZ_EXAMPLES = int(os.environ.get("BACKUPD_FUZZ_EXAMPLES", "150"))
 MEMORY_BOUND = 150 * 1024 * 1024
 PEAK_RESIDENT = [0]
 
@@ -179,28 +164,10 @@ def report_peak_memory():
         print(f"\nfuzzing: {FUZZ_EXAMPLES} examples, daemon peak RSS {PEAK_RESIDENT[0] / 2**20:.1f} MiB")
 
 
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(frame=st.one_of(
-    truncated_frames,
-    st.binary(max_size=64),
-    msgpack_values.map(lambda value: msgpack.packb(value, use_bin_type=True)),
-    st.tuples(methods, st.lists(msgpack_values, max_size=2)).map(
-        lambda t: msgpack.packb([0, 77, t[0], t[1]], use_bin_type=True)),
-    st.tuples(methods, st.dictionaries(st.sampled_from(["wait", "limit", "job", "repository", "passphrase",
-                                                         "sources", "x"]), msgpack_values, max_size=3)).map(
-        lambda t: msgpack.packb([0, 77, t[0], [t[1]]], use_bin_type=True)),
-))
+@fuzz_settings
+@given(frame=hostile_frames)
 def test_random_frames_never_take_the_daemon_down(daemon, frame):
-    with raw_connection(daemon) as sock:
-        sock.sendall(frame + msgpack.packb([0, 78, "ping", []]))
-        sock.shutdown(socket.SHUT_WR)
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-        while data := sock.recv(65536):
-            unpacker.feed(data)
-        for message in unpacker:
-            assert message[0] == 1
-            if message[2] is not None:
-                assert isinstance(message[2]["code"], str) and message[2]["code"] != "internal"
+    answers_to(raw_connection(daemon), frame)
     assert daemon.process.poll() is None
     resident = resident_bytes(daemon.process.pid)
     PEAK_RESIDENT[0] = max(PEAK_RESIDENT[0], resident)
