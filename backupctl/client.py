@@ -1,26 +1,19 @@
-"""Clients of the backupd socket: `Client` (blocking) and `AsyncClient` (trio).
+"""The blocking client of the backupd socket; needs nothing but msgpack.
 
     with Client() as client:
         overview = client.call("status")
 
-    async with AsyncClient.connect() as client:
-        await client.call("subscribe")
-        async for event in client.events():
-            ...
+`backupctl.async_client.AsyncClient` is the same for trio programs.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
-
-import trio
 
 from backupctl.protocol import (
     DEFAULT_SOCKET,
@@ -45,7 +38,7 @@ def socket_path(path: str | os.PathLike[str] | None = None) -> str:
     return os.fspath(path) if path else os.environ.get("BACKUPD_SOCKET") or DEFAULT_SOCKET
 
 
-def _result(response: Response) -> Any:
+def result_of(response: Response) -> Any:
     if response.error is not None:
         raise response.error
     return response.result
@@ -73,8 +66,8 @@ class Client:
         self._send(pack(Request(msgid, method, params or {})))
         while True:
             message = self._receive()
-            if isinstance(message, Response) and message.msgid == msgid:
-                return _result(message)
+            if isinstance(message, Response) and message.msgid in (msgid, None):
+                return result_of(message)
             if isinstance(message, Notification):
                 self._notifications.append(message)
 
@@ -123,83 +116,4 @@ class Client:
             self._unpacker.feed(data)
 
 
-class AsyncClient:
-    """A trio client: concurrent calls on one connection, answered in any order."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self._stream = stream
-        self._send_lock = trio.Lock()
-        self._msgids = itertools.count(1)
-        self._waiting: dict[int, trio.MemorySendChannel[Response]] = {}
-        self._events_in, self._events_out = trio.open_memory_channel[Notification](math.inf)
-        self._closed = False
-
-    @classmethod
-    @asynccontextmanager
-    async def connect(cls, path: str | os.PathLike[str] | None = None) -> AsyncIterator[AsyncClient]:
-        target = socket_path(path)
-        try:
-            stream = await trio.open_unix_socket(target)
-        except OSError as error:
-            raise DaemonUnreachable(f"cannot connect to backupd at {target}: {error.strerror or error}") from None
-        client = cls(stream)
-        try:
-            async with stream, trio.open_nursery() as nursery:
-                nursery.start_soon(client._read_messages)
-                try:
-                    yield client
-                finally:
-                    nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            # The caller's own error (RpcError, ...) comes out as itself, not wrapped by the nursery.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
-
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        msgid = next(self._msgids)
-        reply_in, reply_out = trio.open_memory_channel[Response](1)
-        self._waiting[msgid] = reply_in
-        try:
-            async with self._send_lock:
-                try:
-                    await self._stream.send_all(pack(Request(msgid, method, params or {})))
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
-                    raise DaemonUnreachable(f"lost the connection to backupd: {error}") from None
-            try:
-                response = await reply_out.receive()
-            except trio.EndOfChannel:
-                raise DaemonUnreachable("backupd closed the connection") from None
-            return _result(response)
-        finally:
-            self._waiting.pop(msgid, None)
-
-    async def events(self) -> AsyncIterator[Notification]:
-        """Notifications, after a call to subscribe; ends when the daemon closes."""
-        async for notification in self._events_out:
-            yield notification
-
-    async def _read_messages(self) -> None:
-        unpacker = new_unpacker()
-        try:
-            while data := await self._stream.receive_some(RECEIVE_SIZE):
-                unpacker.feed(data)
-                for value in unpacker:
-                    self._deliver(parse(value))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            for reply_in in self._waiting.values():
-                reply_in.close()
-            self._events_in.close()
-
-    def _deliver(self, message: Notification | Response | Request) -> None:
-        if isinstance(message, Response):
-            reply_in = self._waiting.get(message.msgid)
-            if reply_in is not None:
-                reply_in.send_nowait(message)
-        elif isinstance(message, Notification):
-            self._events_in.send_nowait(message)
-
-
-__all__ = ["AsyncClient", "Client", "DaemonUnreachable", "RpcError", "socket_path"]
+__all__ = ["Client", "DaemonUnreachable", "RpcError", "result_of", "socket_path"]

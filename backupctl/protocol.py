@@ -96,7 +96,7 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
-    msgid: int
+    msgid: int | None  # nil when the daemon could not read the request it answers
     error: RpcError | None
     result: Any
 
@@ -147,7 +147,7 @@ def parse(value: Any) -> Message:
         msgid = _msgid(value[1])
         return Request(msgid, _method(value[2], msgid), _params(value[3], msgid))
     if kind == MessageType.RESPONSE and len(value) == 4 and type(kind) is int:
-        msgid = _msgid(value[1])
+        msgid = None if value[1] is None and value[2] is not None else _msgid(value[1])
         error = RpcError.from_wire(value[2]) if value[2] is not None else None
         return Response(msgid, error, value[3])
     if kind == MessageType.NOTIFICATION and len(value) == 3 and type(kind) is int:

@@ -206,7 +206,7 @@ class Connection:
 
     async def _send_error(self, msgid: int | None, message: str) -> None:
         error = RpcError(ErrorCode.INVALID_REQUEST, message)
-        await self._send(pack(Response(msgid, error, None)))  # type: ignore[arg-type]
+        await self._send(pack(Response(msgid, error, None)))
 
     async def _send(self, data: bytes) -> None:
         try:

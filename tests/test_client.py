@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import msgpack
 
 import pytest
 import trio
 
-from backupctl.client import AsyncClient, Client, DaemonUnreachable
+from backupctl.async_client import AsyncClient
+from backupctl.client import Client, DaemonUnreachable
 from backupctl.protocol import API_VERSION, ErrorCode, Notification, RpcError
 from tests.conftest import DaemonProcess
+from tests.users import copy_client_packages
 
 PROGRESS_KEYS = {"files", "original_size", "deduplicated_size", "path", "percent", "eta"}
 JOB_KEYS = {"id", "kind", "trigger", "state", "started", "finished", "progress", "result", "error", "requested_by"}
@@ -146,3 +154,32 @@ async def test_async_call_after_the_daemon_stopped_is_daemon_unreachable(daemon:
                 await client.call("ping")
                 await trio.to_thread.run_sync(daemon.stop)
                 await client.call("ping")
+
+
+def test_the_blocking_client_and_the_cli_need_nothing_but_msgpack(configured_daemon: DaemonProcess):
+    packages = copy_client_packages()
+    try:
+        script = ("import sys\n"
+                  "from backupctl.client import Client\n"
+                  "import backupctl.cli\n"
+                  "assert 'trio' not in sys.modules and 'backupd' not in sys.modules, sorted(sys.modules)\n"
+                  "print(Client(sys.argv[1]).call('status')['state'])\n")
+        only_the_client = {"PYTHONPATH": str(packages), "PATH": os.environ["PATH"]}
+        completed = subprocess.run([sys.executable, "-S", "-c", script, str(configured_daemon.socket)],
+                                   env=only_the_client, capture_output=True, text=True, timeout=60, cwd=packages)
+        assert completed.returncode == 0, completed.stderr
+        assert completed.stdout.strip() == "idle"
+        trio_import = subprocess.run([sys.executable, "-S", "-c", "import trio"], env=only_the_client,
+                                     capture_output=True, timeout=60, cwd=packages)
+        assert trio_import.returncode != 0
+    finally:
+        shutil.rmtree(packages, ignore_errors=True)
+
+
+def test_an_unreadable_request_fails_the_call_that_follows_it(daemon: DaemonProcess):
+    with Client(daemon.socket) as client:
+        client._sock.sendall(msgpack.packb(["not", "a", "request"]))
+        with pytest.raises(RpcError) as error:
+            client.call("ping")
+        assert error.value.code == ErrorCode.INVALID_REQUEST
+        assert client.call("status")["state"] == "unconfigured"

@@ -32,6 +32,13 @@ def test_response_carries_error_map():
     assert isinstance(parsed, Response) and parsed.error.code == "busy" and parsed.error.data["job"]["id"] == "3"
 
 
+def test_an_error_answering_an_unreadable_request_has_a_nil_msgid():
+    parsed = parse([1, None, {"code": "invalid_request", "message": "not a msgpack-rpc message"}, None])
+    assert parsed == Response(None, parsed.error, None) and parsed.error.code == "invalid_request"
+    with pytest.raises(ProtocolError):
+        parse([1, None, None, {"state": "idle"}])
+
+
 def test_notification_round_trip():
     wire = msgpack.unpackb(pack(Notification("job.progress", {"id": "1"})))
     assert wire == [2, "job.progress", [{"id": "1"}]]
