@@ -24,8 +24,6 @@ ENCRYPTIONS = (
 )
 _COMPRESSION = re.compile(r"^(none|lz4|(zstd|zlib|lzma)(,\d{1,2})?|(auto|obfuscate),.+)$")
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
-_SSH_LOCATION = re.compile(r"^ssh://[^\s/]+(:\d+)?/.+$")
-_SCP_LOCATION = re.compile(r"^[^\s/:@-][^\s/:@]*@[^\s/:]+:.+$")
 
 CONFIGURE_PARAMS = (
     Param("repository", str, required=True),
@@ -128,12 +126,12 @@ def _repository(location: str) -> str:
         raise invalid_params("repository", "The repository location is empty or holds control characters")
     if location.startswith("-") or "::" in location:
         raise invalid_params("repository", f"{location!r} is not a repository location")
-    if os.path.isabs(location) or _SSH_LOCATION.match(location) or _SCP_LOCATION.match(location):
+    if os.path.isabs(location) or remote_location(location) is not None:
         return location
     raise invalid_params(
         "repository",
         f"{location!r} is not a repository location: use an absolute path, "
-        "ssh://user@host[:port]/path or user@host:path",
+        "ssh://user@host[:port]/path or user@host:path (with no password: the daemon signs in with its SSH key)",
     )
 
 

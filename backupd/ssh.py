@@ -13,8 +13,12 @@ from backupctl.protocol import ErrorCode, RpcError
 
 SSH_FOLDER = "ssh"
 KEY_NAME = "id_ed25519"
-_SSH_URL = re.compile(r"^ssh://(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]]+\]|[^:/]+)(?::(?P<port>\d+))?(?P<path>/.*)$")
-_SCP_STYLE = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[^:/]+):(?P<path>.+)$")
+# A user or host never starts with "-" (ssh would read it as an option) and a user holds no
+# ":" (no password in a location: the daemon signs in with its own key).
+_USER = r"(?P<user>[A-Za-z0-9_.][A-Za-z0-9_.-]*)"
+_HOST = r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_][A-Za-z0-9_.-]*)"
+_SSH_URL = re.compile(rf"^ssh://(?:{_USER}@)?{_HOST}(?::(?P<port>\d{{1,5}}))?(?P<path>/\S.*)$")
+_SCP_STYLE = re.compile(rf"^{_USER}@{_HOST}:(?P<path>(?!//)\S.*)$")
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ def remote_location(location: str) -> RemoteLocation | None:
     """The server of an ssh:// or user@host:path location; None for a local path."""
     if location.startswith("/"):
         return None
-    match = _SSH_URL.match(location) or _SCP_STYLE.match(location)
+    match = (_SSH_URL if location.startswith("ssh://") else _SCP_STYLE).match(location)
     if match is None:
         return None
     port = match.groupdict().get("port")

@@ -41,14 +41,17 @@ def test_record_round_trip(tmp_path):
 
 @pytest.mark.parametrize(
     "repository",
-    ["", "relative/path", "-x", "--rsh=evil", "/srv/repo::archive", " /srv/repo", "/srv/\nrepo", "ftp://host/x"],
+    ["", "relative/path", "-x", "--rsh=evil", "/srv/repo::archive", " /srv/repo", "/srv/\nrepo", "ftp://host/x",
+     "ssh://borg:s3cret@nas/repo", "borg:s3cret@nas:repo", "ssh://-oProxyCommand=touch/repo",
+     "borg@-oProxyCommand=touch:repo", "-oProxyCommand=touch:repo", "ssh://nas", "ssh://nas/ repo", "nas:repo"],
 )
 def test_bad_repository_locations(repository, tmp_path):
     error = rejected({"repository": repository, "passphrase": "p", "sources": [str(tmp_path)]})
     assert error.data["param"] == "repository"
 
 
-@pytest.mark.parametrize("repository", ["/srv/repo", "ssh://borg@backup.example:2222/./repo", "borg@nas:repo"])
+@pytest.mark.parametrize("repository", ["/srv/repo", "ssh://borg@backup.example:2222/./repo", "borg@nas:repo",
+                                        "ssh://borg@[fd00:1:2:3:4:5:6:7]:2222/srv/repo", "ssh://nas.local/~/repo"])
 def test_good_repository_locations(repository, tmp_path):
     assert configure({"repository": repository, "passphrase": "p", "sources": [str(tmp_path)]}).repository == repository
 
