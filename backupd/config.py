@@ -107,7 +107,7 @@ def config_from_params(params: dict[str, Any], defaults: Defaults) -> BackupConf
     config = BackupConfig(
         repository=_repository(params["repository"]),
         passphrase=_passphrase(params["passphrase"]),
-        sources=_sources(params.get("sources", list(defaults.sources))),
+        sources=_sources(params["sources"]) if "sources" in params else _default_sources(defaults.sources),
         exclude=_exclude(params.get("exclude", list(defaults.exclude))),
         schedule=_schedule(params.get("schedule", defaults.schedule)),
         keep=_keep(params.get("keep", defaults.keep)),
@@ -168,6 +168,11 @@ def _sources(sources: list[str]) -> tuple[str, ...]:
         if not os.path.lexists(source):
             raise invalid_params("sources", f"Source {source} does not exist")
     return tuple(os.path.normpath(source) for source in sources)
+
+
+def _default_sources(sources: tuple[str, ...]) -> tuple[str, ...]:
+    """The operator's default sources; none leaves a configuration to restore from, not to back up."""
+    return _sources(list(sources)) if sources else ()
 
 
 def _exclude(patterns: list[str]) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from backupd.actions.check import start_check
 from backupd.actions.retention import start_prune
 from backupd.actions.snapshot import start_snapshot
 from backupd.jobs import Job, JobState
-from backupd.schedule import next_run, parse_schedule
+from backupd.schedule import next_run
 from backupd.service import Service
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,9 @@ class Scheduler:
         return Plan(last + check_interval, "schedule", "check")
 
     def _snapshot_plan(self, now: float) -> Plan | None:
-        config = self._service.config
-        if config is None:
+        schedule = self._service.schedule()
+        if schedule is None:
             return None
-        schedule = parse_schedule(config.schedule)
         repository = self._service.repository
         anchors = [t for t in (repository.last_success, repository.last_attempt, repository.configured_at) if t]
         regular = next_run(schedule, max(anchors, default=now), self._service.zone)

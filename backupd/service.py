@@ -289,7 +289,7 @@ class Service:
     def _set_config(self, config: BackupConfig | None) -> None:
         self.config = config
         schedule = parse_schedule(config.schedule) if config else None
-        self._schedule = schedule if schedule and schedule.automatic else None
+        self._schedule = schedule if schedule and schedule.automatic and config and config.sources else None
 
     async def save_config(self, config: BackupConfig | None) -> None:
         """Persist the configuration first, then adopt it: a configuration that could not be

@@ -224,6 +224,25 @@ def test_reset_keeps_the_remote_archives_and_forgets_the_secrets(restorable, rep
         assert len(client.call("snapshots")) == 2
 
 
+def test_connecting_with_only_location_and_passphrase_is_enough_to_restore(restorable, repository, rich_data):
+    snapshot(restorable)
+    saved = describe(rich_data)
+    with restorable.client() as client:
+        client.call("reset")
+    shutil.rmtree(rich_data)
+    with restorable.client() as client:
+        connected = client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                              "schedule": "daily"})
+        assert connected == {"created": False, "snapshot_count": 1}
+        status = client.call("status")
+        assert status["state"] == "idle" and status["automatic"] is False and status["next_run"] is None
+        refused = call_error(client, "snapshot")
+        assert refused.code == "not_configured" and refused.data["param"] == "sources"
+        assert "no sources" in refused.message
+    assert restore(restorable)["state"] == "succeeded"
+    assert describe(rich_data) == saved
+
+
 def test_reset_is_refused_while_a_job_runs(daemon, repository, large_data):
     with daemon.client() as client:
         client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
