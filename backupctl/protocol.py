@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     AUTH_FAILED = "auth_failed"
     HOST_KEY_CHANGED = "host_key_changed"
     DISK_FULL = "disk_full"
+    STATE_UNWRITABLE = "state_unwritable"
     BORG_FAILED = "borg_failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"

@@ -117,7 +117,8 @@ class Server:
 
 async def _refuse(stream: trio.SocketStream, limit: int) -> None:
     """Answer the first request of a connection over the limit with busy, then close."""
-    error = RpcError(ErrorCode.BUSY, f"Too many connections (at most {limit}); try again later")
+    error = RpcError(ErrorCode.BUSY, f"Too many connections (at most {limit}); try again later",
+                     {"job": None, "connections": limit})
     unpacker = new_unpacker()
     with trio.move_on_after(REFUSAL_TIMEOUT):
         try:

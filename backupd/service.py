@@ -276,7 +276,7 @@ class Service:
         self.storage_problem = None
 
     def _storage_problem(self, error: OSError) -> Problem:
-        code = ErrorCode.DISK_FULL if error.errno == errno.ENOSPC else "state_unwritable"
+        code = ErrorCode.DISK_FULL if error.errno == errno.ENOSPC else ErrorCode.STATE_UNWRITABLE
         message = f"The daemon cannot save its state in {self.settings.state_dir}: {error.strerror or error}"
         since = self.storage_problem.since if self.storage_problem else time.time()
         return Problem(code=str(code), message=message, since=since, operation="store")

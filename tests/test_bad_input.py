@@ -148,7 +148,7 @@ def test_a_hundred_clients_at_once(daemon):
     refused = [r for r in results if isinstance(r, list) and r[2] is not None]
     assert len(results) == 100
     assert len(answered) >= 64 and all(r[3]["state"] == "unconfigured" for r in answered)
-    assert all(r[2]["code"] == "busy" for r in refused)
+    assert all(r[2]["code"] == "busy" and r[2]["data"] == {"job": None, "connections": 64} for r in refused)
     assert len(answered) + len(refused) == 100
     assert_still_serving(daemon)
 

@@ -78,12 +78,6 @@ def test_info_latest() -> None:
     )
 
 
-def test_break_lock() -> None:
-    assert commands.break_lock("/srv/repo") == BorgCommand(
-        ("break-lock", "--log-json", "--", "/srv/repo"), json_output=False, repository="/srv/repo"
-    )
-
-
 def test_placeholders_in_repository_and_archive_are_escaped() -> None:
     command = commands.create("/srv/{hostname}", "snap-{now}", ["/data"])
     assert "/srv/{{hostname}}::snap-{{now}}" in command.args
@@ -98,9 +92,8 @@ def test_placeholders_in_repository_and_archive_are_escaped() -> None:
         lambda value: commands.create(value, "archive", ["/data"]),
         lambda value: commands.list_archives(value),
         lambda value: commands.info_latest(value),
-        lambda value: commands.break_lock(value),
     ],
-    ids=["init", "create", "list_archives", "info_latest", "break_lock"],
+    ids=["init", "create", "list_archives", "info_latest"],
 )
 @pytest.mark.parametrize("repository", ["", "-x", "--remote-path=/bin/sh", "/r::a"])
 def test_rejects_bad_repository(build, repository: str) -> None:
@@ -132,7 +125,7 @@ def test_rejects_empty_option_values(build) -> None:
 
 
 def test_commands_are_immutable() -> None:
-    command = commands.break_lock("/r")
+    command = commands.info_latest("/r")
     with pytest.raises(AttributeError):
         command.args = ()  # type: ignore[misc]
 

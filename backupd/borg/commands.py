@@ -144,15 +144,6 @@ def _check_archive_paths(paths: Sequence[str]) -> None:
             raise ValueError(f"an archive path is relative and not empty: {path!r}")
 
 
-def break_lock(repository: str) -> BorgCommand:
-    _check_repository(repository)
-    return BorgCommand(
-        ("break-lock", "--log-json", "--", _literal(repository)),
-        json_output=False,
-        repository=repository,
-    )
-
-
 def prune(repository: str, prefix: str, keep: Mapping[str, int], dry_run: bool = False) -> BorgCommand:
     """Delete the archives named ``prefix*`` that no keep rule holds; ``--list`` logs each decision.
 

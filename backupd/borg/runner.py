@@ -29,6 +29,8 @@ BORG_SETTINGS: Mapping[str, str] = {
     "BORG_DISPLAY_PASSPHRASE": "no",
     "BORG_RELOCATED_REPO_ACCESS_IS_OK": "no",
     "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "no",
+    # Lets borg remove a lock whose holder on this host is dead; a live holder's lock stays.
+    "BORG_HOSTNAME_IS_UNIQUE": "yes",
 }
 
 KEPT_LOG_MESSAGES = 50
