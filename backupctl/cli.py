@@ -938,7 +938,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backupctl",
         description="Control backupd, the Edgebox backup daemon.",
-        epilog="Exit codes: 0 ok, 1 backupd reported an error, 2 usage error, 3 backupd unreachable.",
+        epilog="Exit codes: 0 ok, 1 backupd reported an error, 2 usage error, 3 backupd unreachable, "
+               "130 interrupted.",
     )
     add_global_options(parser, default_socket=None, default_json=False)
     # The same options after the command name; SUPPRESS keeps the values given before it.

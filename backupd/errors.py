@@ -15,6 +15,11 @@ def not_configured() -> RpcError:
     return RpcError(ErrorCode.NOT_CONFIGURED, "Backups are not configured yet: call configure first")
 
 
+def no_sources() -> RpcError:
+    return RpcError(ErrorCode.NOT_CONFIGURED, "Nothing to back up: no sources are configured. "
+                    "Configure the folders to back up first.", {"param": "sources"})
+
+
 def busy(job: dict[str, Any]) -> RpcError:
     return RpcError(
         ErrorCode.BUSY, f"Another operation is running: {job['kind']} job {job['id']}", {"job": job}

@@ -23,6 +23,8 @@ PROGRESS_INTERVAL = 0.25
 HISTORY_LIMIT = 200
 LOG_LIMIT = 200
 LOG_LINE_LIMIT = 500
+# The daemon's own upkeep gives way to what a person asks for; it runs again later.
+MAINTENANCE_KINDS = frozenset({"check", "prune"})
 
 
 class JobState(StrEnum):
@@ -30,7 +32,6 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
 
 
 class LogLevel(StrEnum):
@@ -146,6 +147,7 @@ class JobRunner:
         self._nursery: trio.Nursery | None = None
         self._done: dict[str, trio.Event] = {}
         self._cancel_scopes: dict[str, trio.CancelScope] = {}
+        self._stop_reasons: dict[str, str] = {}
         self._next_id = 1
         self._finished_records: dict[str, dict[str, Any]] = {}
         self.current: Job | None = None
@@ -165,19 +167,26 @@ class JobRunner:
     def start(self, kind: str, trigger: str, work: JobWork, requested_by: dict[str, Any] | None = None) -> Job:
         """Start work as a job now, or raise busy when another job runs.
 
-        requested_by names the client that asked for it (uid, pid, command); None for the daemon's own jobs.
+        A manual job stops automatic upkeep (check, prune) that is running and starts once it has
+        ended. requested_by names the client that asked for it (uid, pid, command); None for the
+        daemon's own jobs.
         """
-        if self.current is not None:
-            raise busy(self.current.to_record())
+        previous = self.current
+        if previous is not None and not _gives_way(previous, trigger):
+            raise busy(previous.to_record())
         assert self._nursery is not None, "JobRunner.run() must be started first"
         job = Job(id=str(self._next_id), kind=kind, trigger=trigger, started=self._now(), requested_by=requested_by)
+        if previous is not None:
+            self._stop_reasons[previous.id] = (f"The automatic {previous.kind} gave way to the {kind} "
+                                               f"asked for as job {job.id}; it runs again later")
+            self._cancel_scopes[previous.id].cancel()
         self._next_id += 1
         self.current = job
         self._done[job.id] = trio.Event()
         self._cancel_scopes[job.id] = trio.CancelScope()
         self._history.insert(0, job)
         del self._history[HISTORY_LIMIT:]
-        self._nursery.start_soon(self._run_job, job, work)
+        self._nursery.start_soon(self._run_job, job, work, previous)
         self._hub.publish("job.started", job.to_record())
         return job
 
@@ -225,7 +234,7 @@ class JobRunner:
     def _write_log(self, job: Job, level: str, message: str) -> None:
         job.add_log(LogLine(time=self._now(), level=str(LogLevel.of(level)), message=self._redact(message)))
 
-    async def _run_job(self, job: Job, work: JobWork) -> None:
+    async def _run_job(self, job: Job, work: JobWork, previous: Job | None) -> None:
         # Every task this one starts inherits it: borg runs and the daemon's log records land in this job's log.
         _job_log.set(partial(self._write_log, job))
         log.info("job %s started: %s (%s)", job.id, job.kind, job.trigger)
@@ -242,6 +251,8 @@ class JobRunner:
         try:
             with self._cancel_scopes[job.id]:
                 await self._on_change(job)
+                if previous is not None:
+                    await self.wait(previous)
                 job.result = await work(job, report)
                 job.state = JobState.SUCCEEDED
         except RpcError as error:
@@ -255,20 +266,26 @@ class JobRunner:
             job.state = JobState.FAILED
             job.error = RpcError(ErrorCode.INTERNAL, f"{job.kind} failed on an internal error").to_wire()
         finally:
+            stop_reason = self._stop_reasons.pop(job.id, None)
             if job.state == JobState.RUNNING and self._cancel_scopes[job.id].cancel_called:
                 job.state = JobState.CANCELLED
-                job.error = RpcError(ErrorCode.CANCELLED, f"The {job.kind} was cancelled").to_wire()
+                job.error = RpcError(ErrorCode.CANCELLED, stop_reason or f"The {job.kind} was cancelled").to_wire()
             elif job.state == JobState.RUNNING:
-                job.state = JobState.INTERRUPTED
+                job.state = JobState.FAILED
                 job.error = interrupted_error(job).to_wire()
             job.finished = self._now()
             _log_outcome(job)
-            self.current = None
+            if self.current is job:
+                self.current = None
             with trio.CancelScope(shield=True):
                 await self._on_change(job)
             self._hub.publish("job.finished", job.to_record())
             self._cancel_scopes.pop(job.id, None)
             self._done.pop(job.id).set()
+
+
+def _gives_way(running: Job, trigger: str) -> bool:
+    return running.kind in MAINTENANCE_KINDS and running.trigger == "schedule" and trigger == "manual"
 
 
 def _log_outcome(job: Job) -> None:

@@ -31,7 +31,6 @@ from backupd.settings import HookCommand, Notify
 log = logging.getLogger(__name__)
 
 WATCHED_KINDS = frozenset({"snapshot", "restore", "check"})
-FAILED_STATES = frozenset({JobState.FAILED, JobState.INTERRUPTED})
 OVERDUE = "overdue"
 QUEUE_SIZE = 100
 RETRY_FIRST_DELAY = 2.0
@@ -109,7 +108,7 @@ class EventWatcher:
         for job in reversed(history):
             if job.kind not in WATCHED_KINDS or job.finished is None:
                 continue
-            if job.state in FAILED_STATES and job.error:
+            if job.state == JobState.FAILED and job.error:
                 self._failing[job.kind] = job.error.get("code", "")
             elif job.state == JobState.SUCCEEDED:
                 self._failing.pop(job.kind, None)
@@ -130,7 +129,7 @@ class EventWatcher:
         watched = kind in WATCHED_KINDS
         covered: str | None = None
         recovered = False
-        if watched and state in FAILED_STATES:
+        if watched and state == JobState.FAILED:
             covered = error.get("code")
             if self._failing.get(kind) != covered:
                 outgoing.append(self._notice(Event.FAILURE, overview, job))

@@ -81,7 +81,7 @@ class Service:
         interrupted = None
         for job in self.jobs.recent(1):
             if job.state == JobState.RUNNING:
-                job.state = JobState.INTERRUPTED
+                job.state = JobState.FAILED
                 job.error = interrupted_error(job).to_wire()
                 job.finished = job.finished or self.clock.now()
                 interrupted = job

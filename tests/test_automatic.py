@@ -4,6 +4,7 @@ import json
 import time
 
 from tests.conftest import PASSPHRASE
+from tests.faults.conftest import hold_lock
 from tests.test_daemon import wait_for
 
 
@@ -65,3 +66,40 @@ def test_check_on_demand_reports_damage_as_a_problem(configured_daemon, reposito
         status = client.call("status")
         assert damaged["result"]["ok"] is False and status["last_check"]["ok"] is False
         assert status["problem"]["code"] == "check_failed" and "damage" in status["problem"]["message"]
+
+
+def test_a_manual_snapshot_stops_an_automatic_check_which_runs_again_afterwards(configured_daemon, repository):
+    daemon = configured_daemon
+    with daemon.client() as client:
+        assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
+    daemon.stop()
+    daemon.settings.write_text("lock_wait = 300\n" + daemon.settings.read_text())
+    state = json.loads((daemon.state_dir / "state.json").read_text())
+    state["configured_at"] -= 40 * 86400
+    (daemon.state_dir / "state.json").write_text(json.dumps(state))
+    holder = hold_lock(daemon, repository, 300)  # keeps the automatic check waiting, so it is surely running
+    try:
+        daemon.start()
+        with daemon.client() as client:
+            check = wait_for(lambda: (client.call("status")["job"] or {}).get("kind") == "check" and
+                             client.call("status")["job"])
+            assert check["trigger"] == "schedule"
+            taken = client.call("snapshot")
+            assert taken["kind"] == "snapshot" and taken["state"] == "running"
+            stopped = wait_for(lambda: client.call("job", {"id": check["id"]})["state"] != "running" and
+                               client.call("job", {"id": check["id"]}))
+            assert stopped["state"] == "cancelled" and "gave way to the snapshot" in stopped["error"]["message"]
+            assert client.call("status")["job"]["id"] == taken["id"]
+    finally:
+        holder.terminate()
+        holder.wait()
+    with daemon.client() as client:
+        done = wait_for(lambda: client.call("job", {"id": taken["id"]})["state"] != "running" and
+                        client.call("job", {"id": taken["id"]}), timeout=120)
+        assert done["state"] == "succeeded", done["error"]
+        again = wait_for(lambda: next((j for j in client.call("jobs") if j["kind"] == "check" and
+                                       int(j["id"]) > int(taken["id"]) and j["state"] != "running"), None),
+                         timeout=120)
+        assert again["trigger"] == "schedule" and again["state"] == "succeeded", again["error"]
+        status = client.call("status")
+    assert status["snapshot_count"] == 2 and status["last_check"]["ok"] is True and status["problem"] is None

@@ -238,7 +238,7 @@ def test_sigterm_during_a_snapshot_stops_borg_and_records_the_job(daemon, reposi
     daemon.start()
     with daemon.client() as client:
         recorded = client.call("jobs", {"limit": 1})[0]
-    assert recorded["id"] == job["id"] and recorded["state"] == "interrupted" and recorded["error"]["code"] == "interrupted"
+    assert recorded["id"] == job["id"] and recorded["state"] == "failed" and recorded["error"]["code"] == "interrupted"
 
 
 def test_status_is_answered_from_memory_while_a_snapshot_runs(daemon, repository, large_data):

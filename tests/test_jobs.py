@@ -123,3 +123,59 @@ async def test_a_typed_error_from_inside_a_nursery_keeps_its_code():
         await runner.wait(job)
         nursery.cancel_scope.cancel()
     assert job.error["code"] == "repository_not_found"
+
+
+async def test_a_manual_job_stops_automatic_upkeep_and_starts_once_it_has_ended(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        runner, _, _ = await start_runner(nursery)
+        order: list[str] = []
+
+        async def upkeep(job, report):
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(3)  # borg takes a moment to let go of the repository
+                order.append(f"{job.kind} ended")
+
+        async def snapshot(job, report):
+            order.append("snapshot started")
+            return {"done": True}
+
+        check = runner.start("check", "schedule", upkeep)
+        await trio.sleep(1)
+        taken = runner.start("snapshot", "manual", snapshot)
+        assert runner.current is taken
+        await runner.wait(taken)
+        prune = runner.start("prune", "schedule", upkeep)
+        await trio.sleep(1)
+        restore = runner.start("restore", "manual", snapshot)
+        await runner.wait(restore)
+        nursery.cancel_scope.cancel()
+    assert order == ["check ended", "snapshot started", "prune ended", "snapshot started"]
+    assert (check.state, check.error["code"]) == ("cancelled", "cancelled")
+    assert "gave way to the snapshot" in check.error["message"] and prune.state == "cancelled"
+    assert taken.state == "succeeded" and restore.state == "succeeded" and runner.current is None
+
+
+async def test_manual_work_and_automatic_snapshots_do_not_give_way():
+    async with trio.open_nursery() as nursery:
+        runner, _, _ = await start_runner(nursery)
+        gate = trio.Event()
+
+        async def work(job, report):
+            await gate.wait()
+
+        for kind, trigger in [("check", "manual"), ("snapshot", "schedule"), ("restore", "manual")]:
+            running = runner.start(kind, trigger, work)
+            for asked in ("snapshot", "restore", "check"):
+                with pytest.raises(RpcError) as raised:
+                    runner.start(asked, "manual", work)
+                assert raised.value.code == ErrorCode.BUSY
+            with pytest.raises(RpcError):
+                runner.start("prune", "schedule", work)
+            gate.set()
+            await runner.wait(running)
+            gate = trio.Event()
+        nursery.cancel_scope.cancel()
+    assert [job.state for job in runner.recent(10)] == ["succeeded"] * 3

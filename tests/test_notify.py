@@ -324,7 +324,7 @@ def test_cancelled_and_unwatched_jobs_tell_nothing_but_a_failed_check_or_restore
     assert watcher.job_finished(job_record("1", "snapshot", "cancelled", "cancelled"), overview()) == []
     assert watcher.job_finished(job_record("2", "prune", "failed", "prune_refused"), overview()) == []
     assert events(watcher.job_finished(job_record("3", "restore", "failed", "borg_failed"), overview())) == ["failure"]
-    interrupted = job_record("4", "check", "interrupted", "interrupted")
+    interrupted = job_record("4", "check", "failed", "interrupted")
     assert events(watcher.job_finished(interrupted, overview())) == ["failure"]
     assert events(watcher.job_finished(job_record("5", "restore", "succeeded"), overview())) == ["recovery"]
 

@@ -191,7 +191,8 @@ def test_a_restore_killed_during_extract_leaves_the_old_data_whole(daemon, repos
     with daemon.client() as client:
         jobs = client.call("jobs", {"limit": 1})
     assert describe(target) == before and leftovers(target) == []
-    assert jobs[0]["kind"] == "restore" and jobs[0]["state"] == "interrupted"
+    assert jobs[0]["kind"] == "restore" and jobs[0]["state"] == "failed"
+    assert jobs[0]["error"]["code"] == "interrupted"
     assert not (daemon.state_dir / "restore-journal.json").exists()
 
 

@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 
 import trio
 
-from backupctl.protocol import ErrorCode, RpcError
+from backupctl.protocol import RpcError
 from backupd.actions.repository import archive_entry, stored_size, summary_from_archive
 from backupd.borg import commands
 from backupd.borg.runner import ArchiveProgress, BorgEvent, LogMessage
+from backupd.errors import no_sources
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
@@ -44,8 +45,7 @@ def archive_name(prefix: str, now: float) -> str:
 def start_snapshot(service: Service, trigger: str, requested_by: dict[str, Any] | None = None) -> Job:
     """Start a snapshot, or return the one already running."""
     if not service.require_config().sources:
-        raise RpcError(ErrorCode.NOT_CONFIGURED, "Nothing to back up: no sources are configured. "
-                       "Configure the folders to back up first.", {"param": "sources"})
+        raise no_sources()
     running = service.jobs.current
     if running is not None and running.kind == "snapshot":
         return running

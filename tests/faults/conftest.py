@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,6 +58,17 @@ def raw_borg(daemon: DaemonProcess, *args: str, check: bool = True) -> subproces
     """borg run by hand against the daemon's repository, as an administrator would."""
     return subprocess.run([sys.executable, "-m", "borg", *args], env=borg_env(daemon),
                           capture_output=True, text=True, check=check, timeout=300)
+
+
+def hold_lock(daemon: DaemonProcess, repository: Path, seconds: int) -> subprocess.Popen[bytes]:
+    """Another borg process holding the repository's lock, as a person's `borg with-lock` would."""
+    holder = subprocess.Popen([sys.executable, "-m", "borg", "with-lock", str(repository), "sleep", str(seconds)],
+                              env=borg_env(daemon), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not list(repository.glob("lock.exclusive/*")):
+        assert holder.poll() is None and time.monotonic() < deadline, "borg with-lock did not take the lock"
+        time.sleep(0.05)
+    return holder
 
 
 def archive_names(daemon: DaemonProcess, repository: Path) -> list[str]:

@@ -3,16 +3,14 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import PASSPHRASE
-from tests.faults.conftest import borg_env, configure, raw_borg
+from tests.faults.conftest import configure, hold_lock, raw_borg
 from tests.processes import children_of
-from tests.test_daemon import wait_for
 
 needs_mounts = pytest.mark.skipif(os.getuid() != 0, reason="needs root to mount small file systems")
 
@@ -79,13 +77,6 @@ def test_a_full_state_folder_is_a_problem_not_a_crash(make_daemon, small_mount, 
     daemon.restart()
     with daemon.client() as client:
         assert client.call("status")["snapshot_count"] == 2
-
-
-def hold_lock(daemon, repository: Path, seconds: int) -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-m", "borg", "with-lock", str(repository), "sleep", str(seconds)],
-                              env=borg_env(daemon), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: list(repository.glob("lock.exclusive/*")), timeout=30)
-    return holder
 
 
 def test_a_live_lock_is_reported_and_never_broken(make_daemon, tmp_path, sample_data):
