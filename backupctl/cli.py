@@ -217,8 +217,18 @@ def run_configure(invocation: Invocation) -> int:
         invocation.say(f"Created a new repository at {params['repository']} ({count}).")
     else:
         invocation.say(f"Connected to the existing repository at {params['repository']} ({count}).")
-    invocation.say("Backups are configured.")
+    invocation.say(describe_configured(invocation.client.call("status"), invocation.client.call("config")))
     return EXIT_OK
+
+
+def describe_configured(overview: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    if not config.get("sources"):
+        return ("Nothing will be backed up: no folders are configured. Restores work; configure again "
+                "with --source PATH to take snapshots.")
+    folders = fmt.plural(len(config["sources"]), "folder")
+    if overview.get("automatic"):
+        return f"Backups are configured: {folders}, automatic snapshots {config.get('schedule')}."
+    return f"Backups are configured: {folders}, snapshots only when asked for (backupctl snapshot)."
 
 
 def repository_location(location: str) -> str:

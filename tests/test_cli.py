@@ -126,6 +126,7 @@ def test_configure_with_passphrase_file_creates_then_connects(
     assert created.code == 0, created.err
     assert f"Created a new repository at {repository}" in created.out
     assert "0 snapshots" in created.out
+    assert "Backups are configured: 1 folder, snapshots only when asked for" in created.out
 
     connected = run_subprocess("--json", *common)
     assert connected.code == 0, connected.err
@@ -159,6 +160,15 @@ def test_configure_connects_to_a_repository_with_snapshots(
     assert outcome.code == 0, outcome.err
     assert "Connected to the existing repository" in outcome.out
     assert "(1 snapshot)" in outcome.out
+    with configured_daemon.client() as client:
+        client.call("reset")
+    restore_only = backupctl(configured_daemon.socket, "configure", str(repository), "--schedule", "daily",
+                             "--passphrase-file", str(secret))
+    assert restore_only.code == 0, restore_only.err
+    assert "(1 snapshot)" in restore_only.out and "Nothing will be backed up" in restore_only.out
+    again = backupctl(configured_daemon.socket, "configure", str(repository), "--schedule", "daily",
+                      "--source", str(sample_data), "--passphrase-file", str(secret))
+    assert "Backups are configured: 1 folder, automatic snapshots daily." in again.out
 
 
 def test_configure_with_wrong_passphrase_fails_without_showing_it(
