@@ -1,12 +1,15 @@
 """Fan-out of notifications to subscribers that never slows the publisher.
 
-Each subscriber keeps its own queue. Progress is coalesced: a subscriber that falls behind
-gets only the newest progress of each job, but every other notification in order.
+Each subscriber keeps its own queue. Progress and the overview are coalesced: a subscriber
+that falls behind gets only the newest progress of each job and the newest overview, each in
+the place of its latest publication, and every other notification (job.started,
+job.finished) in order. Only those can fill a queue, so a subscriber loses job.finished only
+after it has left MAX_PENDING of them unread.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import itertools
 from typing import Any
 
 import trio
@@ -22,8 +25,9 @@ class SubscriberOverflow(Exception):
 
 class Subscriber:
     def __init__(self) -> None:
-        self._pending: deque[Notification] = deque()
-        self._latest_progress: dict[Any, Notification] = {}
+        self._pending: dict[int, Notification] = {}
+        self._sequence = itertools.count()
+        self._coalesced: dict[Any, int] = {}
         self._wakeup = trio.Event()
         self.overflowed = False
         self.closed = False
@@ -34,14 +38,19 @@ class Subscriber:
         self._wakeup.set()
 
     def push(self, notification: Notification, coalesce_key: Any = None) -> None:
+        """Queue a notification; one with a coalesce key replaces the unread one with the same key."""
         if coalesce_key is not None:
-            if coalesce_key not in self._latest_progress:
-                self._pending.append(notification)
-            self._latest_progress[coalesce_key] = notification
-        elif len(self._pending) >= MAX_PENDING:
+            replaced = self._coalesced.pop(coalesce_key, None)
+            if replaced is not None:
+                del self._pending[replaced]
+        elif len(self._pending) - len(self._coalesced) >= MAX_PENDING:
             self.overflowed = True
-        else:
-            self._pending.append(notification)
+            self._wakeup.set()
+            return
+        position = next(self._sequence)
+        self._pending[position] = notification
+        if coalesce_key is not None:
+            self._coalesced[coalesce_key] = position
         self._wakeup.set()
 
     async def next_batch(self) -> list[Notification]:
@@ -53,15 +62,10 @@ class Subscriber:
             return []
         if self.overflowed:
             raise SubscriberOverflow()
-        batch = [self._resolve(notification) for notification in self._pending]
+        batch = list(self._pending.values())
         self._pending.clear()
-        self._latest_progress.clear()
+        self._coalesced.clear()
         return batch
-
-    def _resolve(self, notification: Notification) -> Notification:
-        if notification.method == "job.progress":
-            return self._latest_progress.get(notification.params.get("id"), notification)
-        return notification
 
 
 class EventHub:
@@ -70,7 +74,7 @@ class EventHub:
 
     def publish(self, method: str, params: dict[str, Any]) -> None:
         notification = Notification(method, params)
-        coalesce_key = params.get("id") if method == "job.progress" else None
+        coalesce_key = _coalesce_key(method, params)
         for subscriber in self._subscribers:
             subscriber.push(notification, coalesce_key)
 
@@ -81,3 +85,12 @@ class EventHub:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
+
+
+def _coalesce_key(method: str, params: dict[str, Any]) -> Any:
+    """What a newer notification supersedes: the same job's progress, or the overview."""
+    if method == "job.progress":
+        return ("job.progress", params.get("id"))
+    if method == "status.changed":
+        return "status.changed"
+    return None
