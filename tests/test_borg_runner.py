@@ -380,6 +380,40 @@ async def test_borg_that_ignores_sigint_and_sigterm_is_killed(tmp_path: Path) ->
         os.kill(pids[0], 0)
 
 
+async def test_a_long_silent_run_is_not_ended_by_the_daemon_idling(tmp_path: Path) -> None:
+    # Worker threads of trio end after 10 idle seconds; borg must not end with the one that started it.
+    silent = python_script(tmp_path, "silent.py", """
+        import time
+        time.sleep(13)
+        print("done")
+        """)
+    result = await run_borg(BorgCommand(("wait",), json_output=False), borg=silent)
+    assert result.exit_code == 0 and result.stdout.strip() == "done"
+
+
+async def test_borg_ends_when_the_daemon_is_killed(tmp_path: Path) -> None:
+    marker = tmp_path / "borg.pid"
+    daemon_like = python_script(tmp_path, "daemon_like.py", f"""
+        import trio
+        from backupd.borg.commands import BorgCommand
+        from backupd.borg.runner import run_borg
+
+        trio.run(lambda: run_borg(BorgCommand(("wait",), json_output=False),
+                                  borg=["sh", "-c", "echo $$ > {marker}; exec sleep 600"]))
+        """)
+    process = await trio.lowlevel.open_process(daemon_like, cwd=str(Path(__file__).parent.parent))
+    with trio.fail_after(20):
+        while not marker.exists() or not marker.read_text().strip():
+            await trio.sleep(0.05)
+    borg_pid = int(marker.read_text())
+    os.kill(borg_pid, 0)
+    process.kill()
+    await process.wait()
+    with trio.fail_after(5):
+        while Path(f"/proc/{borg_pid}").exists() and "Z" not in Path(f"/proc/{borg_pid}/stat").read_text().split()[2]:
+            await trio.sleep(0.05)
+
+
 GARBLED_BORG = """
 import sys
 err = sys.stderr.buffer
@@ -504,6 +538,7 @@ def test_environment_for_borg() -> None:
         "BORG_DISPLAY_PASSPHRASE": "no",
         "BORG_RELOCATED_REPO_ACCESS_IS_OK": "no",
         "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "no",
+        "BORG_HOSTNAME_IS_UNIQUE": "yes",
         "BORG_RSH": "ssh -i key",
     }
     assert borg_environment({"BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes"}, base={})[

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
-import subprocess
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ import trio
 
 from backupd.borg import errors
 from backupd.borg.commands import BorgCommand
+from backupd.borg.process import ChildProcess
 
 PASSPHRASE_VARIABLES = frozenset(
     {"BORG_PASSPHRASE", "BORG_PASSCOMMAND", "BORG_NEW_PASSPHRASE", "BORG_PASSPHRASE_FD"}
@@ -180,7 +179,7 @@ async def run_borg(
     secrets = (passphrase,) if passphrase else ()
     environment = borg_environment(env)
     output = _BorgOutput(on_event, secrets)
-    process = await _spawn([*borg, *command.args], environment, passphrase, cwd)
+    process = _spawn([*borg, *command.args], environment, passphrase, cwd)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(output.read_stdout, process.stdout)
@@ -204,12 +203,12 @@ async def run_borg(
     return result
 
 
-async def _spawn(
+def _spawn(
     argv: list[str],
     environment: dict[str, str],
     passphrase: str | None,
     cwd: str | None,
-) -> trio.Process:
+) -> ChildProcess:
     """Start borg in its own session (no terminal to prompt on), stdin /dev/null."""
     pass_fds: tuple[int, ...] = ()
     read_fd = None
@@ -218,30 +217,10 @@ async def _spawn(
         environment["BORG_PASSPHRASE_FD"] = str(read_fd)
         pass_fds = (read_fd,)
     try:
-        return await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=environment,
-            cwd=cwd,
-            pass_fds=pass_fds,
-            start_new_session=True,
-            preexec_fn=_end_with_parent,
-        )
+        return ChildProcess(argv, environment, cwd, pass_fds)
     finally:
         if read_fd is not None:
             os.close(read_fd)
-
-
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _end_with_parent() -> None:
-    """In the child before exec: if the daemon dies (even SIGKILL), borg gets SIGTERM,
-    which makes it release the repository lock, instead of running on orphaned."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _passphrase_pipe(passphrase: str) -> int:
@@ -267,7 +246,7 @@ def _passphrase_pipe(passphrase: str) -> int:
     return read_fd
 
 
-async def _stop(process: trio.Process, grace_period: float, kill_delay: float) -> None:
+async def _stop(process: ChildProcess, grace_period: float, kill_delay: float) -> None:
     """Ask borg to stop (SIGINT), insist (SIGTERM), then force (SIGKILL), reading its output meanwhile.
 
     To ``borg create`` a first SIGINT means "write a checkpoint, stop after the current file",
@@ -288,13 +267,13 @@ async def _stop(process: trio.Process, grace_period: float, kill_delay: float) -
         nursery.cancel_scope.cancel()
 
 
-async def _close_pipes(process: trio.Process) -> None:
+async def _close_pipes(process: ChildProcess) -> None:
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             await stream.aclose()
 
 
-def _kill_process_group(process: trio.Process) -> None:
+def _kill_process_group(process: ChildProcess) -> None:
     # Not reaped yet, so the process group id cannot have been reused.
     if process.returncode is None:
         try:

@@ -1,0 +1,76 @@
+"""A child process the event loop can read and wait on, started from the daemon's main thread.
+
+The child's parent-death signal (PR_SET_PDEATHSIG) fires when the *thread* that forked it
+exits. trio starts processes from a worker thread, which ends after ten idle seconds and
+would take a long borg run down with it; forking from the main thread ties the signal to
+the daemon itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from typing import IO
+
+import trio
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _end_with_parent() -> None:
+    """In the child before exec: if the daemon dies (even SIGKILL), the child gets SIGTERM."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class ChildProcess:
+    """stdin /dev/null, stdout and stderr as trio streams, its own session, ended with the daemon."""
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, pass_fds: Sequence[int]) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("a child process that ends with the daemon is started from the main thread")
+        self._popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            cwd=cwd,
+            pass_fds=tuple(pass_fds),
+            start_new_session=True,
+            preexec_fn=_end_with_parent,
+        )
+        self.pid = self._popen.pid
+        self._exited: int | None = os.pidfd_open(self.pid)
+        self.stdout = _stream_of(self._popen.stdout)
+        self.stderr = _stream_of(self._popen.stderr)
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once reaped; -N when a signal N ended it."""
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        if self._popen.returncode is None:
+            assert self._exited is not None
+            await trio.lowlevel.wait_readable(self._exited)
+            self._popen.wait()
+        if self._exited is not None:
+            os.close(self._exited)
+            self._exited = None
+        return self._popen.returncode
+
+    def send_signal(self, signal_number: int) -> None:
+        """Signal the child unless it has been reaped (its pid may belong to another process then)."""
+        self._popen.send_signal(signal_number)
+
+
+def _stream_of(pipe: IO[bytes] | None) -> trio.lowlevel.FdStream:
+    assert pipe is not None
+    fd = os.dup(pipe.fileno())
+    pipe.close()
+    return trio.lowlevel.FdStream(fd)
