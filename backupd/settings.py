@@ -79,6 +79,7 @@ class Settings:
     jitter: int = 300
     ssh_timeout: int = 30
     lock_wait: int = 10
+    upload_limit: int = 0
     max_connections: int = 64
     check_interval_days: int = 30
     defaults: Defaults = field(default_factory=Defaults)
@@ -116,6 +117,7 @@ def parse_settings(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         jitter=_non_negative(reader.get("jitter", int, 300), "jitter"),
         ssh_timeout=_non_negative(reader.get("ssh_timeout", int, 30), "ssh_timeout") or 30,
         lock_wait=_non_negative(reader.get("lock_wait", int, 10), "lock_wait"),
+        upload_limit=_non_negative(reader.get("upload_limit", int, 0), "upload_limit"),
         max_connections=_non_negative(reader.get("max_connections", int, 64), "max_connections") or 64,
         check_interval_days=_non_negative(reader.get("check_interval_days", int, 30), "check_interval_days"),
         defaults=_defaults(reader.section("defaults")),

@@ -50,6 +50,13 @@ def test_create_defaults_to_lz4_without_excludes() -> None:
     )
 
 
+def test_create_with_an_upload_limit() -> None:
+    assert commands.create("/r", "a", ["/data"], upload_limit=512).args[4:6] == (
+        "--compression=lz4", "--upload-ratelimit=512")
+    with pytest.raises(ValueError):
+        commands.create("/r", "a", ["/data"], upload_limit=-1)
+
+
 def test_create_keeps_option_like_sources_and_patterns_positional_or_attached() -> None:
     command = commands.create("/r", "a", ["-rf", "--help"], exclude=["-x"])
     assert command.args[-5:] == ("--exclude=-x", "--", "/r::a", "-rf", "--help")

@@ -35,6 +35,8 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
         ({"defaults": {"keep": {"daily": True}}}, "defaults.keep.daily"),
         ({"borg": []}, "borg"),
         ({"access": {"admin_groups": [1]}}, "access.admin_groups"),
+        ({"upload_limit": -1}, "upload_limit"),
+        ({"upload_limit": "1M"}, "upload_limit"),
     ],
 )
 def test_bad_settings_name_the_key(raw, fragment):

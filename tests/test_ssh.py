@@ -1,12 +1,14 @@
 """Remote repositories over SSH, against a real OpenSSH server on 127.0.0.1."""
 
+import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSPHRASE
+from tests.conftest import PASSPHRASE, DaemonProcess
+from tests.processes import children_of
 from tests.sshd import SshServer, sshd_available
 from tests.test_daemon import call_error, wait_for
 from tests.tree import describe
@@ -77,6 +79,36 @@ def test_snapshot_list_and_restore_over_ssh(daemon, ssh_server, remote_repositor
     assert restored["state"] == "succeeded", restored["error"]
     assert describe(sample_data) == saved
     assert (remote_repository / "config").exists()
+
+
+def test_an_upload_limit_holds_a_snapshot_to_that_rate(tmp_path, ssh_server, remote_repository):
+    settings = tmp_path / "limited.toml"
+    settings.write_text(f'borg_base_dir = "{tmp_path / "limited-borg"}"\nupload_limit = 256\n'
+                        '[defaults]\nschedule = "manual"\n')
+    daemon = DaemonProcess(socket=tmp_path / "limited.sock", state_dir=tmp_path / "limited-state",
+                           settings=settings, log_path=tmp_path / "limited.log")
+    data = tmp_path / "upload"
+    data.mkdir()
+    (data / "random.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    daemon.start()
+    try:
+        authorize_daemon(daemon, ssh_server, remote_repository)
+        configure_remote(daemon, ssh_server, remote_repository, [data])
+        with daemon.client() as client:
+            job = client.call("snapshot")
+            borg = wait_for(lambda: [pid for pid in children_of(daemon.process.pid) if b"create" in
+                                     Path(f"/proc/{pid}/cmdline").read_bytes()])
+            argv = Path(f"/proc/{borg[0]}/cmdline").read_bytes().split(b"\0")
+            client.set_timeout(120)
+            finished = client.call("job", {"id": job["id"]})
+            finished = wait_for(lambda: client.call("job", {"id": job["id"]})["state"] != "running" and
+                                client.call("job", {"id": job["id"]}), timeout=120)
+    finally:
+        daemon.stop()
+    assert b"--upload-ratelimit=256" in argv
+    assert finished["state"] == "succeeded", finished["error"]
+    # 2 MiB of incompressible data cannot leave faster than 256 KiB/s allows.
+    assert finished["finished"] - finished["started"] >= 6
 
 
 def test_a_key_the_server_does_not_know_is_auth_failed(daemon, ssh_server, remote_repository, sample_data, tmp_path):

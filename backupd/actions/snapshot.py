@@ -124,7 +124,8 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
     log.info("taking snapshot %s of %s", name, ", ".join(config.sources))
     own_files = [f"pp:{service.settings.state_dir}", f"pp:{service.borg_base_dir()}"]
     command = commands.create(
-        config.repository, name, config.sources, (*config.exclude, *own_files), config.compression
+        config.repository, name, config.sources, (*config.exclude, *own_files), config.compression,
+        upload_limit=service.settings.upload_limit,
     )
     async with service.repository_lock:
         result = await _with_heartbeat(service.borg(command, on_event=on_event), estimate, report)

@@ -45,8 +45,10 @@ def create(
     compression: str = "lz4",
     *,
     timestamp: str | None = None,
+    upload_limit: int = 0,
 ) -> BorgCommand:
-    """``timestamp`` (UTC, ``YYYY-MM-DDTHH:MM:SS``) dates the archive instead of now."""
+    """``timestamp`` (UTC, ``YYYY-MM-DDTHH:MM:SS``) dates the archive instead of now;
+    ``upload_limit`` caps what goes to a remote repository, in KiB/s (0: no cap)."""
     _check_repository(repository)
     _check_archive(archive)
     _check_option_value("compression", compression)
@@ -58,6 +60,8 @@ def create(
         raise ValueError("a source path must not be empty")
     if isinstance(exclude, str):
         raise ValueError("exclude must be a sequence of patterns, not one string")
+    if upload_limit < 0:
+        raise ValueError(f"upload_limit must not be negative: {upload_limit}")
     return BorgCommand(
         (
             "create",
@@ -66,6 +70,7 @@ def create(
             "--json",
             f"--compression={compression}",
             *(() if timestamp is None else (f"--timestamp={timestamp}",)),
+            *((f"--upload-ratelimit={upload_limit}",) if upload_limit else ()),
             *(f"--exclude={pattern}" for pattern in exclude),
             "--",
             _archive_location(repository, archive),
