@@ -36,6 +36,9 @@ class Preset:
     concurrent_runs: int
     # `backupctl status` and `borg info --json` as whole processes: runs of each.
     process_runs: int
+    # Restores are the noisiest pair (the file system's state after the previous one's deletions):
+    # several per pair, alternating which side goes first.
+    restores_per_pair: int = 1
 
 
 SMOKE = Preset(
@@ -49,10 +52,12 @@ QUICK = Preset(
 DEFAULT = Preset(
     name="default", dataset=DatasetSize(total_bytes=500 * MB, file_count=5_000), pairs=5, idle_seconds=60.0,
     latency_samples_wanted=1_000, latency_runs_at_most=8, concurrent_seconds=3.0, concurrent_runs=2, process_runs=10,
+    restores_per_pair=3,
 )
 LARGE = Preset(
     name="large", dataset=DatasetSize(total_bytes=2_000 * MB, file_count=20_000), pairs=3, idle_seconds=60.0,
     latency_samples_wanted=1_000, latency_runs_at_most=4, concurrent_seconds=3.0, concurrent_runs=2, process_runs=10,
+    restores_per_pair=3,
 )
 
 

@@ -81,17 +81,17 @@ def _time_after(settle: Callable[[], None], contender: Contender) -> float:
 
 
 def run_pairs(workspace: Workspace, daemon: BenchDaemon, raw: RawBorg, dataset: Dataset, pairs: int,
-              on_pair_done: Callable[[int], None] = lambda index: None) -> PairedResults:
+              restores_per_pair: int = 1, on_pair_done: Callable[[int], None] = lambda index: None) -> PairedResults:
     results = PairedResults()
     for index in range(pairs):
-        run_one_pair(workspace, daemon, raw, dataset, index, results)
+        run_one_pair(workspace, daemon, raw, dataset, index, results, restores_per_pair)
         on_pair_done(index)
     return results
 
 
 def run_one_pair(workspace: Workspace, daemon: BenchDaemon, raw: RawBorg, dataset: Dataset, index: int,
-                 results: PairedResults) -> None:
-    """Fresh twin repositories; a full snapshot, an unchanged one, then a restore of the last."""
+                 results: PairedResults, restores: int = 1) -> None:
+    """Fresh twin repositories; a full snapshot, an unchanged one, then restores of the last."""
     daemon_first = index % 2 == 0
     daemon_repository = workspace.repository(f"daemon-pair{index}")
     raw_repository = workspace.repository(f"raw-pair{index}")
@@ -113,12 +113,13 @@ def run_one_pair(workspace: Workspace, daemon: BenchDaemon, raw: RawBorg, datase
     # deletion ends before the other side starts, so both leave the same files and memory behind.
     archive = daemon.call("status")["last_snapshot"]["name"]
     extraction = workspace.extraction(f"pair{index}")
-    results.restore.pairs.append(measure_pair(
-        Contender(run=daemon.restore, clean_up=daemon.wait_for_restore_clean_up),
-        Contender(run=lambda: raw.extract(daemon_repository, archive, extraction),
-                  prepare=extraction.mkdir, clean_up=lambda: remove_tree(extraction)),
-        daemon_first, settle=lambda: sync_and_evict([daemon_repository]),
-    ))
+    for restore in range(restores):
+        results.restore.pairs.append(measure_pair(
+            Contender(run=daemon.restore, clean_up=daemon.wait_for_restore_clean_up),
+            Contender(run=lambda: raw.extract(daemon_repository, archive, extraction),
+                      prepare=extraction.mkdir, clean_up=lambda: remove_tree(extraction)),
+            daemon_first == (restore % 2 == 0), settle=lambda: sync_and_evict([daemon_repository]),
+        ))
     for repository in (daemon_repository, raw_repository):
         remove_tree(repository)
 

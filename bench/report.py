@@ -149,7 +149,7 @@ def title(bench: BenchFigures) -> str:
     return (f"backupd bench, {bench.preset.name} run: {dataset.total_bytes / MB:,.0f} MB in {dataset.file_count:,} "
             f"files (seed {dataset.seed}), {dataset.random_bytes / dataset.total_bytes:.0%} random bytes and "
             f"{dataset.text_bytes / dataset.total_bytes:.0%} text, lz4 keeps {bench.compressed_fraction:.0%} of it; "
-            f"{bench.pair_count} pair(s)")
+            f"{bench.pair_count} pair(s), {bench.preset.restores_per_pair} restore pair(s) in each")
 
 
 def notes(bench: BenchFigures) -> list[str]:

@@ -55,8 +55,9 @@ def run_bench(options: BenchOptions, workspace: Workspace) -> BenchFigures:
         say("status from one client and from many, idle daemon")
         one_client_idle = measure_one_client_idle(daemon, options.status_poll_rate, preset.latency_samples_wanted)
         many_clients_idle = measure_many_clients_idle(daemon.socket, spread, preset.concurrent_seconds)
-        say(f"{options.pairs} pair(s) of full snapshot, unchanged snapshot, restore")
-        pairs = run_pairs(workspace, daemon, raw, dataset, options.pairs,
+        say(f"{options.pairs} pair(s) of full snapshot, unchanged snapshot, "
+            f"{options.preset.restores_per_pair} restore(s)")
+        pairs = run_pairs(workspace, daemon, raw, dataset, options.pairs, options.preset.restores_per_pair,
                           on_pair_done=lambda index: say(f"pair {index + 1} of {options.pairs} done"))
         borgmatic_results = None
         if borgmatic is not None:
