@@ -8,7 +8,7 @@ import signal
 import sys
 from dataclasses import replace
 from datetime import datetime
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -78,6 +78,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def run(settings: Settings, read_settings: Callable[[], Settings]) -> None:
+    # Taken before the socket answers: a stop request right after start-up is a clean stop.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        await serve(settings, read_settings, signals)
+
+
+async def serve(settings: Settings, read_settings: Callable[[], Settings], signals: AsyncIterator[int]) -> None:
     store = Store(settings.state_dir)
     store.open()
     service = Service(settings, store)
@@ -107,7 +113,7 @@ async def run(settings: Settings, read_settings: Callable[[], Settings]) -> None
             if (interval := watchdog_interval()) is not None:
                 nursery.start_soon(ping_watchdog, notifier, interval)
             reload = partial(reload_settings, service, notifier, read_settings, scheduler.wake)
-            await handle_signals(nursery.cancel_scope, service, notifier, reload)
+            await handle_signals(signals, nursery.cancel_scope, service, notifier, reload)
     finally:
         if activated is None:
             settings.socket.unlink(missing_ok=True)
@@ -128,20 +134,20 @@ async def finish_interrupted_restore(service: Service) -> None:
 
 
 async def handle_signals(
-    scope: trio.CancelScope, service: Service, notifier: Notifier, reload: Callable[[], Awaitable[None]]
+    signals: AsyncIterator[int], scope: trio.CancelScope, service: Service, notifier: Notifier,
+    reload: Callable[[], Awaitable[None]],
 ) -> None:
     """SIGHUP reloads the settings; SIGTERM or SIGINT stops the daemon."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            if signum == signal.SIGHUP:
-                await reload()
-                continue
-            log.info("received %s: stopping", signal.Signals(signum).name)
-            notifier.stopping()
-            if service.jobs.current is not None:
-                notifier.extend_timeout(STOP_TIMEOUT_WITH_JOB)
-            scope.cancel()
-            return
+    async for signum in signals:
+        if signum == signal.SIGHUP:
+            await reload()
+            continue
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        notifier.stopping()
+        if service.jobs.current is not None:
+            notifier.extend_timeout(STOP_TIMEOUT_WITH_JOB)
+        scope.cancel()
+        return
 
 
 async def reload_settings(

@@ -266,6 +266,22 @@ def test_a_second_daemon_on_a_live_socket_refuses_to_start(daemon, tmp_path):
         assert client.call("ping")["api"] == 1
 
 
+def test_a_stop_as_soon_as_the_socket_exists_is_a_clean_stop(tmp_path):
+    settings = tmp_path / "backupd.toml"
+    settings.write_text('[defaults]\nschedule = "manual"\n')
+    socket_path = tmp_path / "early.sock"
+    process = subprocess.Popen([sys.executable, "-m", "backupd", "--config", str(settings), "--socket",
+                                str(socket_path), "--state-dir", str(tmp_path / "state")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not socket_path.exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.0005)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, process.stderr.read().decode()
+    assert not socket_path.exists()
+
+
 def test_a_stale_socket_file_is_replaced(tmp_path):
     import socket as stdlib_socket
 
