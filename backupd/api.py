@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -43,7 +44,9 @@ class Method:
     params: tuple[Param, ...] = ()
 
 
+@cache
 def daemon_version() -> str:
+    """The version of the code this process runs, read from the package metadata once."""
     try:
         return version("backupd")
     except PackageNotFoundError:
