@@ -197,6 +197,7 @@ class Service:
         env: dict[str, str] | None = None,
         low_priority: bool = False,
         cwd: str | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> BorgResult:
         """Run one borg command against the configured (or the given) repository.
 
@@ -205,7 +206,7 @@ class Service:
         """
         config = config or self.require_config()
         try:
-            return await self._run_borg(command, config, on_event, env, low_priority, cwd)
+            return await self._run_borg(command, config, on_event, env, low_priority, cwd, on_start)
         except BorgFailed as failure:
             if failure.code == ErrorCode.REPOSITORY_UNREACHABLE and await self._host_key_changed(config):
                 raise host_key_changed(config.repository) from None
@@ -225,6 +226,7 @@ class Service:
         env: dict[str, str] | None,
         low_priority: bool,
         cwd: str | None,
+        on_start: Callable[[int], None] | None,
     ) -> BorgResult:
         return await run_borg(
             command,
@@ -234,6 +236,7 @@ class Service:
             on_event=_logging_to_job(command, on_event),
             env={"BORG_BASE_DIR": str(self.borg_base_dir()), **await self._remote_env(config), **(env or {})},
             cwd=cwd,
+            on_start=on_start,
         )
 
     @property

@@ -173,6 +173,27 @@ def test_a_failing_before_hook_changes_nothing_and_the_after_hook_still_runs(tmp
     assert marker.read_text() == "failed\n"
 
 
+def test_restore_progress_counts_bytes_written_against_the_snapshot(daemon, repository, large_data, tmp_path):
+    target = tmp_path / "progress-target"
+    shutil.copytree(large_data, target)
+    with daemon.client() as client:
+        client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                  "sources": [str(target)]})
+    snapshot(daemon)
+    with daemon.client() as client:
+        size = client.call("status")["last_snapshot"]["original_size"]
+        job = client.call("restore", {})
+        seen = wait_for(lambda: (client.call("status")["job"] or {}).get("progress", {}).get("original_size") and
+                        client.call("status")["job"]["progress"])
+        done = wait_for(lambda: client.call("job", {"id": job["id"]})["state"] != "running" and
+                        client.call("job", {"id": job["id"]}), timeout=120)
+    assert 0 < seen["original_size"] <= seen["total_size"] == size and 0 < seen["percent"] <= 100
+    assert seen["files"] <= seen["total_files"] == 40
+    assert done["state"] == "succeeded" and done["progress"]["percent"] == 100.0
+    assert size <= done["result"]["bytes"] < size * 1.01 and done["result"]["files"] == 40
+    cleaned_up(daemon, target)
+
+
 def test_a_restore_killed_during_extract_leaves_the_old_data_whole(daemon, repository, large_data, tmp_path):
     target = tmp_path / "restore-target"
     shutil.copytree(large_data, target)

@@ -18,7 +18,8 @@ import trio
 
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg import commands
-from backupd.borg.runner import BorgEvent, ProgressPercent
+from backupd.borg.process import bytes_written
+from backupd.borg.runner import BorgEvent, LogMessage
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params, not_found
 from backupd.hooks import around_job
@@ -147,7 +148,10 @@ async def _dry_run(service: Service, config: BackupConfig, request: RestoreReque
 async def _extract_and_swap(service: Service, config: BackupConfig, request: RestoreRequest,
                             targets: tuple[str, ...], contents: SnapshotContents, job: Job,
                             report: ReportProgress) -> dict[str, Any]:
-    progress = RestoreProgress(total_size=contents.original_size, total_files=contents.files)
+    # The snapshot's totals size a whole restore; a part of it has no total without an extra pass.
+    whole = not request.paths
+    progress = RestoreProgress(total_size=contents.original_size if whole else None,
+                               total_files=contents.files if whole else None)
     try:
         transaction = await trio.to_thread.run_sync(
             RestoreTransaction.prepare, journal_path(service), job.id, targets
@@ -159,12 +163,17 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
             paths = [target.lstrip("/") for target in group.targets]
 
             def on_event(event: BorgEvent) -> None:
-                if isinstance(event, ProgressPercent) and event.msgid == "extract" and not event.finished:
-                    report(progress.update(event))
+                if isinstance(event, LogMessage) and event.name == LISTED_ITEM_LOGGER:
+                    progress.item_extracted(event.message)
 
-            await service.borg(commands.extract(config.repository, request.archive.name, paths),
-                               on_event=on_event, cwd=str(group.cwd))
-            progress.group_done()
+            async with trio.open_nursery() as nursery:
+                borg_pids: list[int] = []
+                nursery.start_soon(_report_written, borg_pids, progress, report)
+                extracted = await service.borg(
+                    commands.extract(config.repository, request.archive.name, paths),
+                    on_event=on_event, cwd=str(group.cwd), on_start=borg_pids.append)
+                nursery.cancel_scope.cancel()
+            progress.group_done(extracted.written_bytes)
         report(dict(progress.current(), step="swapping"))
         await trio.to_thread.run_sync(transaction.swap_into_place)
     except BaseException:
@@ -173,7 +182,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
         raise
     _clean_up_after_the_job(service, transaction)
     report(dict(progress.current(), percent=100.0, eta=0.0, step="done"))
-    # borg names a file in its progress only now and then: a whole restore counts the snapshot's files.
+    # borg names every item it extracts, folders too: a whole restore counts the snapshot's files.
     files = contents.files if not request.paths else progress.files_seen
     log.info("restored %d files, %d bytes", files, progress.done_size)
     return {"snapshot": request.archive.name, "targets": list(targets), "files": files, "bytes": progress.done_size}
@@ -196,10 +205,23 @@ def _clean_up_after_the_job(service: Service, transaction: RestoreTransaction) -
     service.jobs.start_after_job(clean_up)
 
 
+LISTED_ITEM_LOGGER = "borg.output.list"
+PROGRESS_INTERVAL = 1.0
+
+
+async def _report_written(borg_pids: list[int], progress: RestoreProgress, report: ReportProgress) -> None:
+    """Once a second, what borg has written so far: the bytes of the files it extracts."""
+    while True:
+        if borg_pids:
+            progress.written(bytes_written(borg_pids[0]))
+        report(progress.current())
+        await trio.sleep(PROGRESS_INTERVAL)
+
+
 class RestoreProgress:
     """Bytes and files extracted against the snapshot's totals, with percent and ETA."""
 
-    def __init__(self, total_size: int, total_files: int) -> None:
+    def __init__(self, total_size: int | None, total_files: int | None) -> None:
         self.total_size = total_size
         self.total_files = total_files
         self.started = trio.current_time()
@@ -208,18 +230,16 @@ class RestoreProgress:
         self.files_seen = 0
         self._last_path: str | None = None
 
-    def update(self, event: ProgressPercent) -> dict[str, Any]:
-        if event.total:
-            # borg knows the size of what this extract selected: better than the whole snapshot's.
-            self.total_size = self._group_base + int(event.total)
-        self.done_size = self._group_base + int(event.current or 0)
-        path = event.info[0] if event.info else None
-        if path is not None and path != self._last_path:
-            self.files_seen += 1
-            self._last_path = path
-        return self.current()
+    def item_extracted(self, path: str) -> None:
+        self.files_seen += 1
+        self._last_path = path
 
-    def group_done(self) -> None:
+    def written(self, size: int | None) -> None:
+        if size is not None:
+            self.done_size = max(self.done_size, self._group_base + size)
+
+    def group_done(self, size: int | None) -> None:
+        self.written(size)
         self._group_base = self.done_size
 
     def current(self) -> dict[str, Any]:

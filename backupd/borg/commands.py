@@ -123,12 +123,16 @@ def list_items(repository: str, archive: str, paths: Sequence[str] = ()) -> Borg
 
 
 def extract(repository: str, archive: str, paths: Sequence[str] = ()) -> BorgCommand:
-    """Extract into the working directory; paths are archive paths (no leading slash)."""
+    """Extract into the working directory; paths are archive paths (no leading slash).
+
+    ``--list`` names each item as it is extracted. ``--progress`` is left out on purpose: it
+    makes borg read the whole archive's metadata once more, before extracting, to size itself.
+    """
     _check_repository(repository)
     _check_archive(archive)
     _check_archive_paths(paths)
     return BorgCommand(
-        ("extract", "--log-json", "--progress", "--", _archive_location(repository, archive), *paths),
+        ("extract", "--log-json", "--list", "--", _archive_location(repository, archive), *paths),
         json_output=False,
         repository=repository,
     )

@@ -92,6 +92,7 @@ class BorgResult:
     json: Any | None
     log: list[LogMessage] = field(default_factory=list)
     stdout: str = ""
+    written_bytes: int | None = None  # what borg wrote in all, extracted files included
 
     def json_lines(self) -> list[dict[str, Any]]:
         """stdout of a ``--json-lines`` command, one object per line; unreadable lines are skipped."""
@@ -167,6 +168,7 @@ async def run_borg(
     on_event: Callable[[BorgEvent], None] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    on_start: Callable[[int], None] | None = None,
     grace_period: float = 10.0,
     kill_delay: float = 5.0,
 ) -> BorgResult:
@@ -180,6 +182,8 @@ async def run_borg(
     environment = borg_environment(env)
     output = _BorgOutput(on_event, secrets)
     process = _spawn([*borg, *command.args], environment, passphrase, cwd)
+    if on_start is not None:
+        on_start(process.pid)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(output.read_stdout, process.stdout)
@@ -197,7 +201,7 @@ async def run_borg(
     exit_code = _exit_code(process.returncode)
     succeeded = errors.is_success(exit_code)
     json_result = output.json_result() if succeeded and command.json_output else None
-    result = BorgResult(exit_code, json_result, list(output.log), output.stdout_text())
+    result = BorgResult(exit_code, json_result, list(output.log), output.stdout_text(), process.written_at_exit)
     if not succeeded:
         raise errors.borg_error(result, secrets=secrets, repository=command.repository)
     return result
