@@ -173,13 +173,18 @@ def test_a_failing_before_hook_changes_nothing_and_the_after_hook_still_runs(tmp
     assert marker.read_text() == "failed\n"
 
 
-def test_restore_progress_counts_bytes_written_against_the_snapshot(daemon, repository, large_data, tmp_path):
-    target = tmp_path / "progress-target"
-    shutil.copytree(large_data, target)
+def snapshot_of_a_copy(daemon, repository: Path, data: Path, target: Path) -> None:
+    """A copy of data at target, configured as the only source, with one snapshot of it."""
+    shutil.copytree(data, target)
     with daemon.client() as client:
         client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
                                   "sources": [str(target)]})
     snapshot(daemon)
+
+
+def test_restore_progress_counts_bytes_written_against_the_snapshot(daemon, repository, large_data, tmp_path):
+    target = tmp_path / "progress-target"
+    snapshot_of_a_copy(daemon, repository, large_data, target)
     with daemon.client() as client:
         size = client.call("status")["last_snapshot"]["original_size"]
         job = client.call("restore", {})
@@ -196,11 +201,7 @@ def test_restore_progress_counts_bytes_written_against_the_snapshot(daemon, repo
 
 def test_a_restore_killed_during_extract_leaves_the_old_data_whole(daemon, repository, large_data, tmp_path):
     target = tmp_path / "restore-target"
-    shutil.copytree(large_data, target)
-    with daemon.client() as client:
-        client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
-                                  "sources": [str(target)]})
-    snapshot(daemon)
+    snapshot_of_a_copy(daemon, repository, large_data, target)
     (target / "blob00.bin").write_bytes(b"changed after the snapshot")
     before = describe(target)
     with daemon.client() as client:

@@ -206,11 +206,11 @@ def _clean_up_after_the_job(service: Service, transaction: RestoreTransaction) -
 
 
 LISTED_ITEM_LOGGER = "borg.output.list"
-PROGRESS_INTERVAL = 1.0
+PROGRESS_INTERVAL = 0.25
 
 
 async def _report_written(borg_pids: list[int], progress: RestoreProgress, report: ReportProgress) -> None:
-    """Once a second, what borg has written so far: the bytes of the files it extracts."""
+    """Every PROGRESS_INTERVAL, what borg has written so far: the bytes of the files it extracts."""
     while True:
         if borg_pids:
             progress.written(bytes_written(borg_pids[0]))
