@@ -100,7 +100,6 @@ def test_an_upload_limit_holds_a_snapshot_to_that_rate(tmp_path, ssh_server, rem
                                      Path(f"/proc/{pid}/cmdline").read_bytes()])
             argv = Path(f"/proc/{borg[0]}/cmdline").read_bytes().split(b"\0")
             client.set_timeout(120)
-            finished = client.call("job", {"id": job["id"]})
             finished = wait_for(lambda: client.call("job", {"id": job["id"]})["state"] != "running" and
                                 client.call("job", {"id": job["id"]}), timeout=120)
     finally:
