@@ -169,9 +169,10 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
             async with trio.open_nursery() as nursery:
                 borg_pids: list[int] = []
                 nursery.start_soon(_report_written, borg_pids, progress, report)
-                extracted = await service.borg(
-                    commands.extract(config.repository, request.archive.name, paths),
-                    on_event=on_event, cwd=str(group.cwd), on_start=borg_pids.append)
+                with transaction.opened_staging_folder(group) as staging_fd:
+                    extracted = await service.borg(
+                        commands.extract(config.repository, request.archive.name, paths),
+                        on_event=on_event, cwd=f"/proc/self/fd/{staging_fd}", on_start=borg_pids.append)
                 nursery.cancel_scope.cancel()
             progress.group_done(extracted.written_bytes)
         report(dict(progress.current(), step="swapping"))

@@ -1,18 +1,23 @@
 """All-or-nothing replacement of files and folders by the content of a snapshot.
 
-borg extracts each target into a staging folder on the target's own filesystem. `commit()`
-then swaps the staged content into place with renames, keeping the previous content aside
-until every target is swapped. A journal in the state folder, rewritten atomically before
-each step, lets `recover()` bring every target back to one whole state after a crash: the
+borg extracts each target into a staging folder on the target's own mount. `commit()` then
+swaps the staged content into place with renames, keeping the previous content aside until
+every target is swapped. A journal in the state folder, rewritten atomically before each
+step, lets `recover()` bring every target back to one whole state after a crash: the
 previous content when the swap had not finished, the snapshot's once it had.
+
+Other users may own the folders a restore writes into, and may rename anything there while
+it runs. So the staging folder and the folder that keeps the previous content aside are
+made, 0700 and root's, in a folder only root can change (`staging_place`): the target's
+parent when that is safe, else the nearest safe folder above it on the same mount. borg's
+working directory is the held descriptor of that staging folder. Everything in folders
+others can write is done relative to descriptors reached without following a symbolic link
+(`nofollow`), and a folder the restore made is recognised by its device and inode before it
+is emptied or removed.
 
 A target that cannot be renamed because it is a mount point keeps its own folder: its
 children are swapped instead, through staging and aside folders inside it, and the staged
-folder's own metadata is applied to it at the end.
-
-Every path is walked one component at a time with O_NOFOLLOW, so no symbolic link on the way
-to a target is followed, and a target that is a symbolic link is moved as a link. Renames
-never replace an existing entry (renameat2 with RENAME_NOREPLACE).
+folder's own metadata is applied to it at the end. Such a target must itself be safe.
 
 Plain blocking code: the daemon calls it from a worker thread.
 """
@@ -20,12 +25,10 @@ Plain blocking code: the daemon calls it from a worker thread.
 from __future__ import annotations
 
 import base64
-import ctypes
 import errno
 import json
 import os
 import re
-import shutil
 import stat
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +36,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backupd.restore.nofollow import (
+    PRIVATE_FOLDER_MODE,
+    Identity,
+    components,
+    lstat,
+    make_folder,
+    move_children,
+    opened_folder,
+    opened_own_folder,
+    remove_empty_folder,
+    remove_folder_if_empty,
+    remove_tree,
+    rename,
+    sync_folder,
+)
+from backupd.restore.staging_place import NoSafePlace, mount_points, require_safe, safe_folder_for
 from backupd.store import PRIVATE_FILE_MODE, write_atomically
 
 JOURNAL_VERSION = 1
@@ -51,10 +70,8 @@ UNTOUCHED = "untouched"
 MOVING_ASIDE = "moving_aside"
 PLACING = "placing"
 
-PRIVATE_FOLDER_MODE = 0o700
 CREATED_PARENT_MODE = 0o755
 _JOB_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-_RENAME_NOREPLACE = 1
 _XATTRS_UNSUPPORTED = (errno.ENOTSUP, errno.EOPNOTSUPP)
 
 
@@ -89,6 +106,7 @@ class _TargetPlan:
     step: str = UNTOUCHED
     old_metadata: _FolderMetadata | None = None  # BY_CHILDREN: the target folder's own, before
     new_metadata: _FolderMetadata | None = None  # BY_CHILDREN: the staged folder's own
+    aside_name: str | None = None  # BY_RENAME: its entry in the aside folder (default: its name)
 
     @property
     def staged(self) -> str:
@@ -97,7 +115,7 @@ class _TargetPlan:
     @property
     def aside_path(self) -> str:
         """BY_RENAME: where the previous content of the target is kept during the swap."""
-        return os.path.join(self.aside, os.path.basename(self.path))
+        return os.path.join(self.aside, self.aside_name or os.path.basename(self.path))
 
     def document(self) -> dict[str, Any]:
         return {
@@ -105,6 +123,7 @@ class _TargetPlan:
             "method": self.method,
             "staging": self.staging,
             "aside": self.aside,
+            "aside_name": self.aside_name,
             "step": self.step,
             "old_metadata": None if self.old_metadata is None else vars(self.old_metadata),
             "new_metadata": None if self.new_metadata is None else vars(self.new_metadata),
@@ -123,6 +142,7 @@ class _Journal:
     phase: str
     targets: list[_TargetPlan]
     created_folders: list[str] = field(default_factory=list)  # missing parents, outermost first
+    made: dict[str, Identity] = field(default_factory=dict)  # folders the restore made
     removed: bool = False
 
     @property
@@ -139,6 +159,7 @@ class _Journal:
             "job_id": self.job_id,
             "phase": self.phase,
             "created_folders": self.created_folders,
+            "made": {path: identity.document() for path, identity in self.made.items()},
             "targets": [plan.document() for plan in self.targets],
         }
 
@@ -163,7 +184,7 @@ class _Journal:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
-        _sync_folder(str(self.path.parent))
+        sync_folder(str(self.path.parent))
         self.removed = True
 
     @classmethod
@@ -194,6 +215,8 @@ class _Journal:
             phase=document["phase"],
             targets=[_plan_from_document(entry) for entry in document["targets"]],
             created_folders=[str(folder) for folder in document.get("created_folders", [])],
+            made={str(path): Identity.from_document(identity)
+                  for path, identity in document.get("made", {}).items()},
         )
 
 
@@ -210,6 +233,7 @@ def _plan_from_document(entry: dict[str, Any]) -> _TargetPlan:
         step=entry["step"],
         old_metadata=_metadata_from_document(entry.get("old_metadata")),
         new_metadata=_metadata_from_document(entry.get("new_metadata")),
+        aside_name=entry.get("aside_name"),
     )
 
 
@@ -251,6 +275,8 @@ class RestoreTransaction:
             raise RestoreError(f"not a target of this restore: {', '.join(sorted(unknown))}")
         try:
             journal = _plan(journal_path, job_id, paths, set(swap_children))
+        except NoSafePlace as error:
+            raise RestoreError(f"cannot restore safely: {error}") from None
         except OSError as error:
             raise RestoreError(f"cannot prepare the restore: {_describe(error)}") from None
         journal_path.parent.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
@@ -267,6 +293,16 @@ class RestoreTransaction:
         for plan in self._journal.targets:
             groups.setdefault(plan.staging, []).append(plan.path)
         return [ExtractGroup(Path(cwd), tuple(targets)) for cwd, targets in groups.items()]
+
+    @contextmanager
+    def opened_staging_folder(self, group: ExtractGroup) -> Iterator[int]:
+        """A descriptor of the group's staging folder, checked to be the one prepare() made:
+        borg's working directory."""
+        try:
+            with opened_own_folder(str(group.cwd), self._journal.made.get(str(group.cwd))) as fd:
+                yield fd
+        except OSError as error:
+            raise RestoreError(f"cannot open the staging folder: {_describe(error)}") from None
 
     def staged_path(self, target: str) -> Path:
         return Path(self._plan_of(target).staged)
@@ -426,18 +462,18 @@ def _is_clean_absolute_path(path: object) -> bool:
 
 
 def _plan(journal_path: Path, job_id: str, paths: list[str], swap_children: set[str]) -> _Journal:
-    mount_points = _mount_points()
+    points = mount_points()
     created_folders: list[str] = []
     plans: list[_TargetPlan] = []
-    for path in paths:
+    for index, path in enumerate(paths):
         for folder in _missing_parents(path):
             if folder not in created_folders:
                 created_folders.append(folder)
-        by_children = path in swap_children or _is_mount_point(path, mount_points)
-        plans.append(_plan_target(path, job_id, by_children))
+        by_children = path in swap_children or _is_mount_point(path, points)
+        plans.append(_plan_target(path, job_id, by_children, index))
     journal = _Journal(journal_path, job_id, STAGING, plans, created_folders)
     for folder in journal.staging_folders + journal.aside_folders:
-        if _lstat(folder) is not None:
+        if lstat(folder) is not None:
             raise RestoreError(
                 f"{folder} already exists; remove what an earlier restore left there"
             )
@@ -449,12 +485,12 @@ def _missing_parents(path: str) -> list[str]:
     that is a symbolic link or not a folder."""
     missing: list[str] = []
     current = "/"
-    for name in _components(os.path.dirname(path)):
+    for name in components(os.path.dirname(path)):
         current = os.path.join(current, name)
         if missing:
             missing.append(current)
             continue
-        info = _lstat(current)
+        info = lstat(current)
         if info is None:
             missing.append(current)
         elif stat.S_ISLNK(info.st_mode):
@@ -466,20 +502,22 @@ def _missing_parents(path: str) -> list[str]:
     return missing
 
 
-def _plan_target(path: str, job_id: str, by_children: bool) -> _TargetPlan:
+def _plan_target(path: str, job_id: str, by_children: bool, index: int) -> _TargetPlan:
     staging_name = f".backupd-restore-{job_id}"
     aside_name = f".backupd-previous-{job_id}"
     if not by_children:
-        parent = os.path.dirname(path)
+        place = safe_folder_for(os.path.dirname(path))
         return _TargetPlan(
-            path, BY_RENAME, os.path.join(parent, staging_name), os.path.join(parent, aside_name)
+            path, BY_RENAME, os.path.join(place, staging_name), os.path.join(place, aside_name),
+            aside_name=f"{index}.{os.path.basename(path)}",
         )
-    info = _lstat(path)
+    info = lstat(path)
     if info is None or not stat.S_ISDIR(info.st_mode):
         raise RestoreError(
             f"{path} cannot be renamed (it is a mount point) and is not a folder whose content "
             "could be replaced instead"
         )
+    require_safe(path)
     return _TargetPlan(
         path,
         BY_CHILDREN,
@@ -489,42 +527,44 @@ def _plan_target(path: str, job_id: str, by_children: bool) -> _TargetPlan:
     )
 
 
-def _is_mount_point(path: str, mount_points: set[str]) -> bool:
-    info = _lstat(path)
+def _is_mount_point(path: str, points: set[str]) -> bool:
+    info = lstat(path)
     if info is None or stat.S_ISLNK(info.st_mode):
         return False
-    parent = _lstat(os.path.dirname(path))
-    return path in mount_points or (parent is not None and parent.st_dev != info.st_dev)
+    parent = lstat(os.path.dirname(path))
+    return path in points or (parent is not None and parent.st_dev != info.st_dev)
 
 
-def _mount_points() -> set[str]:
-    """Every mount point of this mount namespace, bind mounts within one filesystem included."""
-    try:
-        with open("/proc/self/mountinfo", "rb") as file:
-            lines = file.read().splitlines()
-    except OSError:
-        return set()
-    return {_unescape_mountinfo(line.split(b" ")[4]) for line in lines if line.count(b" ") >= 4}
 
 
-def _unescape_mountinfo(field: bytes) -> str:
-    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda match: bytes([int(match[1], 8)]), field))
 
 
 def _create_folders(journal: _Journal) -> None:
     for folder in journal.created_folders:
-        _make_folder(folder, CREATED_PARENT_MODE)
+        journal.made[folder] = make_folder(folder, CREATED_PARENT_MODE)
     for folder in journal.staging_folders:
-        _make_folder(folder, PRIVATE_FOLDER_MODE)
+        journal.made[folder] = make_folder(folder, PRIVATE_FOLDER_MODE)
+    journal.save()
+
+
+def _make_aside_folder(journal: _Journal, folder: str) -> None:
+    if folder not in journal.made and lstat(folder) is None:
+        journal.made[folder] = make_folder(folder, PRIVATE_FOLDER_MODE)
 
 
 # --- swapping --------------------------------------------------------------------------------
 
 
 def _check_staged_content(journal: _Journal) -> None:
+    for folder in journal.staging_folders:
+        try:
+            with opened_own_folder(folder, journal.made.get(folder)):
+                pass
+        except OSError as error:
+            raise RestoreError(f"cannot use the staging folder: {_describe(error)}") from None
     for plan in journal.targets:
         try:
-            info = _lstat(plan.staged)
+            info = lstat(plan.staged)
         except OSError as error:
             raise RestoreError(
                 f"cannot look at the extracted copy of {plan.path}: {_describe(error)}"
@@ -546,11 +586,11 @@ def _swap(journal: _Journal, plan: _TargetPlan) -> None:
 
 
 def _swap_by_rename(journal: _Journal, plan: _TargetPlan) -> None:
-    _ensure_private_folder(plan.aside)
-    if _lstat(plan.path) is not None:
+    _make_aside_folder(journal, plan.aside)
+    if lstat(plan.path) is not None:
         journal.set_step(plan, MOVING_ASIDE)
         try:
-            _rename(plan.path, plan.aside_path)
+            rename(plan.path, plan.aside_path)
         except OSError as error:
             if error.errno in (errno.EXDEV, errno.EBUSY):
                 # The staged copy lies beside the target, on the parent's filesystem: only a
@@ -561,16 +601,16 @@ def _swap_by_rename(journal: _Journal, plan: _TargetPlan) -> None:
                 ) from None
             raise
     journal.set_step(plan, PLACING)
-    _rename(plan.staged, plan.path)
+    rename(plan.staged, plan.path)
 
 
 def _swap_children(journal: _Journal, plan: _TargetPlan) -> None:
     plan.new_metadata = _read_metadata(plan.staged)
+    _make_aside_folder(journal, plan.aside)
     journal.set_step(plan, MOVING_ASIDE)
-    _ensure_private_folder(plan.aside)
-    _refuse_conflicts(_move_children(plan.path, plan.aside, skip=plan.own_folders), plan.aside)
+    _refuse_conflicts(move_children(plan.path, plan.aside, skip=plan.own_folders), plan.aside)
     journal.set_step(plan, PLACING)
-    _refuse_conflicts(_move_children(plan.staged, plan.path), plan.path)
+    _refuse_conflicts(move_children(plan.staged, plan.path), plan.path)
 
 
 def _refuse_conflicts(conflicts: list[str], destination: str) -> None:
@@ -585,10 +625,8 @@ def _refuse_conflicts(conflicts: list[str], destination: str) -> None:
 
 
 def _finish(journal: _Journal) -> None:
-    for folder in journal.aside_folders:
-        _remove_tree(folder)
-    for folder in journal.staging_folders:
-        _remove_tree(folder)
+    for folder in journal.aside_folders + journal.staging_folders:
+        remove_tree(folder, journal.made.get(folder))
     for plan in journal.targets:
         if plan.method == BY_CHILDREN and plan.new_metadata is not None:
             _apply_metadata_if_present(plan.path, plan.new_metadata)
@@ -609,15 +647,24 @@ def _roll_back(journal: _Journal) -> None:
             )
         journal.set_phase(STAGING)
     for folder in journal.staging_folders:
-        _remove_tree(folder)
+        remove_tree(folder, journal.made.get(folder))
     for folder in journal.aside_folders:
-        _remove_empty_folder(folder)
+        _remove_empty_aside_folder(folder)
     for plan in journal.targets:
         if plan.method == BY_CHILDREN and plan.old_metadata is not None:
             _apply_metadata_if_present(plan.path, plan.old_metadata)
     for folder in reversed(journal.created_folders):
-        _remove_folder_if_empty(folder)
+        remove_folder_if_empty(folder, journal.made.get(folder))
     journal.remove()
+
+
+def _remove_empty_aside_folder(folder: str) -> None:
+    try:
+        remove_empty_folder(folder)
+    except OSError as error:
+        if error.errno == errno.ENOTEMPTY:
+            raise RestoreError(f"{folder} still holds previous content; left as it is") from None
+        raise
 
 
 def _undo(journal: _Journal, plan: _TargetPlan) -> str | None:
@@ -634,14 +681,14 @@ def _undo(journal: _Journal, plan: _TargetPlan) -> str | None:
 
 def _take_back_rename(plan: _TargetPlan) -> str | None:
     if plan.step == PLACING:
-        if _lstat(plan.path) is not None and _lstat(plan.staged) is None:
-            _rename(plan.path, plan.staged)
+        if lstat(plan.path) is not None and lstat(plan.staged) is None:
+            rename(plan.path, plan.staged)
         return None
-    if _lstat(plan.aside_path) is None:
+    if lstat(plan.aside_path) is None:
         return None
-    if _lstat(plan.path) is not None:
+    if lstat(plan.path) is not None:
         return f"{plan.path} is in the way of its previous content, kept at {plan.aside_path}"
-    _rename(plan.aside_path, plan.path)
+    rename(plan.aside_path, plan.path)
     return None
 
 
@@ -650,11 +697,11 @@ def _take_back_children(plan: _TargetPlan) -> str | None:
     # ones: a step is taken back by moving every child of one folder, journaled as a whole.
     if plan.step == PLACING:
         source, destination, skip = plan.path, plan.staged, plan.own_folders
-    elif _lstat(plan.aside) is not None:
+    elif lstat(plan.aside) is not None:
         source, destination, skip = plan.aside, plan.path, frozenset()
     else:
         return None
-    in_the_way = _move_children(source, destination, skip=skip)
+    in_the_way = move_children(source, destination, skip=skip)
     if in_the_way:
         return (
             f"{_count(len(in_the_way), 'entry')} of {source} cannot go back to {destination} "
@@ -667,7 +714,7 @@ def _take_back_children(plan: _TargetPlan) -> str | None:
 
 
 def _read_metadata(path: str) -> _FolderMetadata:
-    with _opened_folder(path) as fd:
+    with opened_folder(path) as fd:
         info = os.fstat(fd)
         return _FolderMetadata(
             mode=stat.S_IMODE(info.st_mode),
@@ -690,12 +737,12 @@ def _read_xattrs(fd: int) -> dict[str, str]:
 
 
 def _apply_metadata_if_present(path: str, metadata: _FolderMetadata) -> None:
-    if _lstat(path) is not None:
+    if lstat(path) is not None:
         _apply_metadata(path, metadata)
 
 
 def _apply_metadata(path: str, metadata: _FolderMetadata) -> None:
-    with _opened_folder(path) as fd:
+    with opened_folder(path) as fd:
         info = os.fstat(fd)
         if (info.st_uid, info.st_gid) != (metadata.uid, metadata.gid):
             os.chown(fd, metadata.uid, metadata.gid)
@@ -729,188 +776,12 @@ def _ignore_refusal(change: Callable[[], None]) -> None:
             raise
 
 
-# --- filesystem operations that never follow a symbolic link ---------------------------------
-
-
-def _components(path: str) -> list[str]:
-    return [name for name in path.split("/") if name]
-
-
-@contextmanager
-def _opened_folder(path: str) -> Iterator[int]:
-    """A descriptor of the folder at path, reached without following any symbolic link."""
-    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for name in _components(path):
-            child = os.open(
-                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
-            )
-            os.close(fd)
-            fd = child
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _lstat(path: str) -> os.stat_result | None:
-    parent, name = os.path.split(path)
-    try:
-        with _opened_folder(parent) as fd:
-            if not name:
-                return os.fstat(fd)
-            return os.stat(name, dir_fd=fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
-def _rename(source: str, destination: str) -> None:
-    """Rename source to destination, which must not exist, and sync both folders."""
-    source_parent, source_name = os.path.split(source)
-    destination_parent, destination_name = os.path.split(destination)
-    with (
-        _opened_folder(source_parent) as source_fd,
-        _opened_folder(destination_parent) as destination_fd,
-    ):
-        _rename_at(source_fd, source_name, destination_fd, destination_name, source, destination)
-        os.fsync(destination_fd)
-        if source_parent != destination_parent:
-            os.fsync(source_fd)
-
-
-def _move_children(source: str, destination: str, skip: Collection[str] = ()) -> list[str]:
-    """Rename every entry of folder source into folder destination; the entries not moved
-    because destination already holds one of that name."""
-    conflicts: list[str] = []
-    with _opened_folder(source) as source_fd, _opened_folder(destination) as destination_fd:
-        for name in os.listdir(source_fd):
-            if name in skip:
-                continue
-            try:
-                _rename_at(
-                    source_fd,
-                    name,
-                    destination_fd,
-                    name,
-                    os.path.join(source, name),
-                    os.path.join(destination, name),
-                )
-            except FileExistsError:
-                conflicts.append(name)
-        os.fsync(destination_fd)
-        os.fsync(source_fd)
-    return conflicts
-
-
-def _load_renameat2() -> Callable[..., int] | None:
-    try:
-        function = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return None
-    function.argtypes = [
-        ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
-    ]
-    function.restype = ctypes.c_int
-    return function
-
-
-_renameat2 = _load_renameat2()
-
-
-def _rename_at(
-    source_fd: int, source_name: str, destination_fd: int, destination_name: str,
-    source: str, destination: str,
-) -> None:
-    if _renameat2 is not None:
-        result = _renameat2(
-            source_fd, os.fsencode(source_name), destination_fd, os.fsencode(destination_name),
-            _RENAME_NOREPLACE,
-        )
-        if result == 0:
-            return
-        error = ctypes.get_errno()
-        if error not in (errno.EINVAL, errno.ENOSYS):
-            raise OSError(error, os.strerror(error), source, None, destination)
-    # renameat2 unknown to this libc or flag unsupported by this filesystem: check, then rename
-    try:
-        os.stat(destination_name, dir_fd=destination_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        os.rename(source_name, destination_name, src_dir_fd=source_fd, dst_dir_fd=destination_fd)
-        return
-    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), source, None, destination)
-
-
-def _make_folder(path: str, mode: int) -> None:
-    parent, name = os.path.split(path)
-    with _opened_folder(parent) as parent_fd:
-        os.mkdir(name, mode, dir_fd=parent_fd)
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
-        try:
-            os.chmod(fd, mode)
-        finally:
-            os.close(fd)
-        os.fsync(parent_fd)
-
-
-def _ensure_private_folder(path: str) -> None:
-    if _lstat(path) is None:
-        _make_folder(path, PRIVATE_FOLDER_MODE)
-
-
-def _remove_tree(path: str) -> None:
-    info = _lstat(path)
-    if info is None:
-        return
-    if not stat.S_ISDIR(info.st_mode):
-        raise RestoreError(
-            f"{path} should be a folder of the restore, but it is not; left as it is"
-        )
-    shutil.rmtree(path, onerror=_make_writable_and_retry)
-    _sync_folder(os.path.dirname(path))
-
-
-def _make_writable_and_retry(function: Callable[..., Any], path: str, exc_info: Any) -> None:
-    """shutil.rmtree's error handler: open up a read-only folder on the way, then go on."""
-    error = exc_info[1]
-    if isinstance(error, FileNotFoundError):
-        return
-    if not isinstance(error, PermissionError):
-        raise error
-    if function in (os.rmdir, os.unlink, os.remove):
-        os.chmod(os.path.dirname(path), PRIVATE_FOLDER_MODE)
-        function(path)
-    else:  # the folder itself could not be opened or listed
-        os.chmod(path, PRIVATE_FOLDER_MODE)
-        shutil.rmtree(path, onerror=_make_writable_and_retry)
-
-
-def _remove_empty_folder(path: str) -> None:
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        if error.errno == errno.ENOTEMPTY:
-            raise RestoreError(f"{path} still holds previous content; left as it is") from None
-        raise
-    _sync_folder(os.path.dirname(path))
-
-
-def _remove_folder_if_empty(path: str) -> None:
-    try:
-        os.rmdir(path)
-    except OSError as error:
-        if error.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
-            raise
-        return
-    _sync_folder(os.path.dirname(path))
-
-
 # --- the journal file ------------------------------------------------------------------------
 
 
 def _write_atomically(path: Path, document: Any) -> None:
     write_atomically(path, json.dumps(document, separators=(",", ":")).encode("utf-8"), PRIVATE_FILE_MODE)
-    _sync_folder(str(path.parent))
+    sync_folder(str(path.parent))
 
 
 def _remove_temporary_files(journal_path: Path) -> None:
@@ -918,12 +789,6 @@ def _remove_temporary_files(journal_path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def _sync_folder(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- words -----------------------------------------------------------------------------------
