@@ -147,4 +147,4 @@ def test_secrets_are_redacted_everywhere() -> None:
 
 
 def test_redact_ignores_empty_secrets() -> None:
-    assert errors.redact("abc", ["", "b"]) == "a[redacted]c"
+    assert errors.redact("a b c", ["", "b"]) == "a [redacted] c"
