@@ -7,6 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from backupd.borg.grammar import check_compression, check_exclude
 from backupd.errors import invalid_params
 from backupd.params import Param
 from backupd.schedule import ScheduleError, parse_schedule
@@ -22,7 +23,9 @@ ENCRYPTIONS = (
     "authenticated",
     "none",
 )
-_COMPRESSION = re.compile(r"^(none|lz4|(zstd|zlib|lzma)(,\d{1,2})?|(auto|obfuscate),.+)$")
+# A repository is only created with a passphrase at least this long; an existing repository is
+# connected to with the passphrase it already has.
+MIN_NEW_PASSPHRASE_LENGTH = 8
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 
 CONFIGURE_PARAMS = (
@@ -159,6 +162,15 @@ def _passphrase(passphrase: str) -> str:
     return passphrase
 
 
+def check_new_passphrase(passphrase: str) -> None:
+    """The passphrase of a repository about to be created must not be guessable by its length."""
+    if len(passphrase) < MIN_NEW_PASSPHRASE_LENGTH:
+        raise invalid_params(
+            "passphrase",
+            f"A new repository needs a passphrase of at least {MIN_NEW_PASSPHRASE_LENGTH} characters",
+        )
+
+
 def _sources(sources: list[str]) -> tuple[str, ...]:
     if not sources:
         raise invalid_params("sources", "Name at least one folder or file to back up")
@@ -177,8 +189,10 @@ def _default_sources(sources: tuple[str, ...]) -> tuple[str, ...]:
 
 def _exclude(patterns: list[str]) -> tuple[str, ...]:
     for pattern in patterns:
-        if not pattern or "\0" in pattern or "\n" in pattern:
-            raise invalid_params("exclude", f"Exclude pattern {pattern!r} is empty or holds control characters")
+        try:
+            check_exclude(pattern)
+        except ValueError as error:
+            raise invalid_params("exclude", str(error)) from None
     return tuple(patterns)
 
 
@@ -208,6 +222,8 @@ def _keep(keep: dict[str, int]) -> dict[str, int]:
 
 
 def _compression(value: str) -> str:
-    if not _COMPRESSION.match(value):
-        raise invalid_params("compression", f"{value!r} is not a borg compression spec (lz4, zstd,3, ...)")
+    try:
+        check_compression(value)
+    except ValueError as error:
+        raise invalid_params("compression", str(error)) from None
     return value

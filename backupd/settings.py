@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from backupctl.protocol import DEFAULT_SOCKET
+from backupd.borg.grammar import check_compression, check_exclude
 
 DEFAULT_SETTINGS_FILE = Path("/etc/backupd/backupd.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/backupd")
@@ -134,15 +136,24 @@ def _defaults(reader: _Reader) -> Defaults:
     keep = reader.section("keep")
     defaults = Defaults(
         sources=tuple(reader.get_list("sources", ())),
-        exclude=tuple(reader.get_list("exclude", ())),
+        exclude=tuple(_borg_value(check_exclude, pattern, "defaults.exclude")
+                      for pattern in reader.get_list("exclude", ())),
         schedule=reader.get("schedule", str, "hourly"),
         keep={name: keep.get(name, int, default) for name, default in DEFAULT_KEEP.items()},
         encryption=reader.get("encryption", str, "repokey-blake2"),
-        compression=reader.get("compression", str, "lz4"),
+        compression=_borg_value(check_compression, reader.get("compression", str, "lz4"), "defaults.compression"),
     )
     keep.reject_unknown()
     reader.reject_unknown()
     return defaults
+
+
+def _borg_value(check: Callable[[str], None], value: str, key: str) -> str:
+    try:
+        check(value)
+    except ValueError as error:
+        raise SettingsError(f"setting '{key}': {error}") from None
+    return value
 
 
 def _access(reader: _Reader) -> Access:

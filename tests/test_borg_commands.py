@@ -131,6 +131,13 @@ def test_rejects_empty_option_values(build) -> None:
         build()
 
 
+@pytest.mark.parametrize("options", [{"compression": "zstd,99"}, {"compression": "lz4\n"}, {"exclude": ["re:("]},
+                                     {"exclude": ["xx:cache"]}])
+def test_create_refuses_values_borg_would_refuse(options) -> None:
+    with pytest.raises(ValueError):
+        commands.create("/r", "a", ["/d"], **options)
+
+
 def test_commands_are_immutable() -> None:
     command = commands.info_latest("/r")
     with pytest.raises(AttributeError):

@@ -1,7 +1,18 @@
 import pytest
+from borg.compress import CompressionSpec
+from borg.patterns import parse_exclude_pattern
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backupctl.protocol import RpcError
-from backupd.config import CONFIGURE_PARAMS, BackupConfig, config_from_params, unconfigured_view
+from backupd.config import (
+    CONFIGURE_PARAMS,
+    MIN_NEW_PASSPHRASE_LENGTH,
+    BackupConfig,
+    check_new_passphrase,
+    config_from_params,
+    unconfigured_view,
+)
 from backupd.params import check_params
 from backupd.settings import Defaults
 
@@ -88,3 +99,120 @@ def test_missing_required_param():
 def test_unconfigured_view_shows_defaults_without_secrets():
     view = unconfigured_view(Defaults(sources=("/data",)))
     assert view["repository"] is None and view["passphrase_set"] is False and view["sources"] == ["/data"]
+
+
+def borg_takes_compression(spec: str) -> bool:
+    try:
+        CompressionSpec(spec)
+    except Exception:
+        return False
+    return True
+
+
+def borg_takes_exclude(pattern: str) -> bool:
+    try:
+        parse_exclude_pattern(pattern)
+    except Exception:
+        return False
+    return True
+
+
+GOOD_COMPRESSION = [
+    "none", "lz4", "zstd", "zstd,1", "zstd,22", "zlib", "zlib,0", "zlib,9", "lzma", "lzma,0", "lzma,9",
+    "auto,lz4", "auto,zstd,3", "auto,none", "obfuscate,1,lz4", "obfuscate,6,zstd,3", "obfuscate,110,none",
+    "obfuscate,123,auto,zstd,22",
+]
+# What borg itself refuses: each of these accepted would fail every later snapshot.
+BORG_REFUSES_COMPRESSION = [
+    "zstd,99", "zstd,0", "zstd,-1", "zlib,10", "lzma,10", "lz4\n", "auto,$(id)", "auto", "gzip", "LZ4", " lz4",
+    "zstd,", "zstd,1,2", "obfuscate,7,lz4", "obfuscate,124,lz4", "obfuscate,0,lz4", "obfuscate,1", "obfuscate,1,auto",
+    "auto,obfuscate,1,lz4", "",
+]
+# Borg lets these through, but they are not its documented forms.
+UNDOCUMENTED_COMPRESSION = ["zstd,1\n", "zstd, 3", "zstd,+3", "lz4,1", "none,1", "auto,auto,lz4", "zstd,\u0663"]
+
+
+@pytest.mark.parametrize("spec", GOOD_COMPRESSION)
+def test_borgs_compression_forms_are_accepted(spec, tmp_path):
+    assert borg_takes_compression(spec)
+    assert configure({"repository": "/srv/repo", "passphrase": "p", "sources": [str(tmp_path)],
+                      "compression": spec}).compression == spec
+
+
+@pytest.mark.parametrize("spec", BORG_REFUSES_COMPRESSION + UNDOCUMENTED_COMPRESSION)
+def test_compression_borg_would_refuse_or_not_document_is_refused(spec, tmp_path):
+    assert borg_takes_compression(spec) == (spec in UNDOCUMENTED_COMPRESSION)
+    error = rejected({"repository": "/srv/repo", "passphrase": "p", "sources": [str(tmp_path)], "compression": spec})
+    assert error.data["param"] == "compression"
+    assert repr(spec) in error.message
+
+
+compression_words = st.sampled_from(
+    ["none", "lz4", "zstd", "zlib", "lzma", "auto", "obfuscate", "0", "1", "3", "6", "9", "10", "22", "23",
+     "110", "123", "124", "250", "x", " 3", "03", "-1", ""]
+)
+
+
+@given(st.lists(compression_words, min_size=1, max_size=5).map(",".join))
+def test_every_accepted_compression_is_one_borg_takes(spec):
+    try:
+        config_from_params({"repository": "/srv/repo", "passphrase": "p", "sources": ["/"], "compression": spec},
+                           Defaults())
+    except RpcError as error:
+        assert error.data["param"] == "compression"
+    else:
+        assert borg_takes_compression(spec)
+
+
+GOOD_EXCLUDE = ["*.tmp", "/data/cache", "fm:*.o", "sh:**/node_modules", "re:\\.log$", "pp:/data/tmp",
+                "pf:/data/big.iso", "-leading-dash", "a:b", "abc:d", "é:x"]
+BAD_EXCLUDE = ["", "a\nb", "a\rb", "a\0b", "re:(", "re:[a-", "re:", "fm:", "xx:foo", "12:30", "RE:x"]
+
+
+@pytest.mark.parametrize("pattern", GOOD_EXCLUDE)
+def test_borgs_pattern_styles_are_accepted(pattern, tmp_path):
+    assert borg_takes_exclude(pattern)
+    config = configure({"repository": "/srv/repo", "passphrase": "p", "sources": [str(tmp_path)],
+                        "exclude": ["*.bak", pattern]})
+    assert config.exclude == ("*.bak", pattern)
+
+
+@pytest.mark.parametrize("pattern", BAD_EXCLUDE)
+def test_exclude_patterns_borg_cannot_use_are_refused(pattern, tmp_path):
+    if "\0" not in pattern and "\n" not in pattern and "\r" not in pattern and pattern[3:]:
+        assert not borg_takes_exclude(pattern)
+    error = rejected({"repository": "/srv/repo", "passphrase": "p", "sources": [str(tmp_path)],
+                      "exclude": ["*.bak", pattern]})
+    assert error.data["param"] == "exclude"
+    assert repr(pattern) in error.message
+
+
+@given(st.text(alphabet="ab1:/*?[]().^$+\\{}-!é\n", min_size=1, max_size=10))
+def test_every_accepted_exclude_is_one_borg_takes(pattern):
+    try:
+        config_from_params({"repository": "/srv/repo", "passphrase": "p", "sources": ["/"], "exclude": [pattern]},
+                           Defaults())
+    except RpcError as error:
+        assert error.data["param"] == "exclude"
+    else:
+        assert borg_takes_exclude(pattern)
+
+
+def test_defaults_from_settings_are_checked_too(tmp_path):
+    with pytest.raises(RpcError) as raised:
+        configure({"repository": "/srv/repo", "passphrase": "p", "sources": [str(tmp_path)]},
+                  Defaults(compression="zstd,99"))
+    assert raised.value.data["param"] == "compression"
+
+
+@pytest.mark.parametrize("passphrase", ["p", "seven77", "\u00e9" * (MIN_NEW_PASSPHRASE_LENGTH - 1)])
+def test_a_new_repository_needs_a_passphrase_of_the_minimum_length(passphrase):
+    with pytest.raises(RpcError) as raised:
+        check_new_passphrase(passphrase)
+    assert raised.value.code == "invalid_params" and raised.value.data["param"] == "passphrase"
+    assert str(MIN_NEW_PASSPHRASE_LENGTH) in raised.value.message
+
+
+@pytest.mark.parametrize("passphrase", ["eight888", "correct horse battery staple", "\u00e9" * MIN_NEW_PASSPHRASE_LENGTH])
+def test_passphrases_of_the_minimum_length_or_longer_may_create(passphrase):
+    check_new_passphrase(passphrase)

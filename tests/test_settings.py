@@ -37,6 +37,10 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
         ({"access": {"admin_groups": [1]}}, "access.admin_groups"),
         ({"upload_limit": -1}, "upload_limit"),
         ({"upload_limit": "1M"}, "upload_limit"),
+        ({"defaults": {"compression": "zstd,99"}}, "defaults.compression"),
+        ({"defaults": {"compression": "lz4\n"}}, "defaults.compression"),
+        ({"defaults": {"exclude": ["*.tmp", "re:("]}}, "defaults.exclude"),
+        ({"defaults": {"exclude": ["xx:cache"]}}, "defaults.exclude"),
     ],
 )
 def test_bad_settings_name_the_key(raw, fragment):

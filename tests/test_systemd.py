@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backupctl.client import Client
-from tests.conftest import DaemonProcess
+from tests.conftest import PASSPHRASE, DaemonProcess
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_ready_status_and_stopping(tmp_path, notify_socket, sample_data):
     ready = messages_until(sock, "READY=1")
     assert "STATUS=not configured" in ready[-1].split("\n")
     with daemon.client() as client:
-        client.call("configure", {"repository": str(tmp_path / "repo"), "passphrase": "pw",
+        client.call("configure", {"repository": str(tmp_path / "repo"), "passphrase": PASSPHRASE,
                                   "sources": [str(sample_data)]})
         client.call("snapshot", {"wait": True})
     statuses = [line for message in drain(sock) for line in message.split("\n")]
@@ -205,7 +205,7 @@ def test_stopping_during_a_job_asks_systemd_for_more_time(tmp_path, notify_socke
     daemon = start_with_notify(tmp_path, path, '[defaults]\nschedule = "manual"\n')
     messages_until(sock, "READY=1")
     with daemon.client() as client:
-        client.call("configure", {"repository": str(tmp_path / "repo"), "passphrase": "pw",
+        client.call("configure", {"repository": str(tmp_path / "repo"), "passphrase": PASSPHRASE,
                                   "sources": [str(large_data)]})
         client.call("snapshot")
     daemon.process.send_signal(signal.SIGTERM)

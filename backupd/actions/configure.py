@@ -10,7 +10,7 @@ import trio
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
 from backupd.borg import commands
-from backupd.config import BackupConfig, config_from_params
+from backupd.config import BackupConfig, check_new_passphrase, config_from_params
 from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
 from backupd.ssh import remote_location
@@ -40,6 +40,7 @@ async def _connect(service: Service, config: BackupConfig, job: Job, report: Rep
         except RpcError as error:
             if error.code != ErrorCode.REPOSITORY_NOT_FOUND:
                 raise
+            check_new_passphrase(config.passphrase)
             report({"step": "creating", "repository": config.repository})
             await service.borg(commands.init(config.repository, config.encryption), config=config)
             created = True

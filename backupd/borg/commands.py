@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from backupd.borg.grammar import check_compression, check_exclude
+
 # Borg's own order of the time-period rules, coarsest last.
 KEEP_RULES = ("hourly", "daily", "weekly", "monthly", "yearly")
 # The forms of `--timestamp` borg reads as UTC; anything else borg would try as a file path.
@@ -51,7 +53,7 @@ def create(
     ``upload_limit`` caps what goes to a remote repository, in KiB/s (0: no cap)."""
     _check_repository(repository)
     _check_archive(archive)
-    _check_option_value("compression", compression)
+    check_compression(compression)
     if timestamp is not None and not _TIMESTAMP.match(timestamp):
         raise ValueError(f"timestamp must be UTC YYYY-MM-DDTHH:MM:SS: {timestamp!r}")
     if isinstance(sources, str) or not sources:
@@ -60,6 +62,8 @@ def create(
         raise ValueError("a source path must not be empty")
     if isinstance(exclude, str):
         raise ValueError("exclude must be a sequence of patterns, not one string")
+    for pattern in exclude:
+        check_exclude(pattern)
     if upload_limit < 0:
         raise ValueError(f"upload_limit must not be negative: {upload_limit}")
     return BorgCommand(

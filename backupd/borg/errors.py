@@ -10,6 +10,7 @@ exit code 2. So the msgid wins and the exit code is the fallback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -161,10 +162,20 @@ def classify(exit_code: int, msgids: Sequence[str | None]) -> ErrorCode:
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    """Replace each whole occurrence of a secret: one not glued to a letter, digit or underscore
+    on a side where the secret itself begins or ends with one. Inside a longer word a short
+    secret is most likely chance, and replacing it there would give its letters away."""
+    present = [secret for secret in secrets if secret and secret in text]
+    if not present:
+        return text
+    longest_first = sorted(set(present), key=len, reverse=True)
+    return re.sub("|".join(_whole_occurrence(secret) for secret in longest_first), REDACTED, text)
+
+
+def _whole_occurrence(secret: str) -> str:
+    before = r"(?<!\w)" if re.match(r"\w", secret) else ""
+    after = r"(?!\w)" if re.search(r"\w\Z", secret) else ""
+    return f"{before}{re.escape(secret)}{after}"
 
 
 def borg_error(
