@@ -41,7 +41,7 @@ DEFAULT_IDLE_TIMEOUT = 60.0
 MAX_IN_FLIGHT_PER_CONNECTION = 32
 RECEIVE_SIZE = 64 * 1024
 REFUSAL_TIMEOUT = 5.0
-# Connections being answered busy or forbidden at once; beyond that a refused one is closed unanswered.
+# Refused connections waiting for their first request to answer it; beyond that the error goes out at once.
 MAX_REFUSALS = 64
 # Descriptors the server leaves to jobs (borg's pipes, state and metrics files, hooks, ssh).
 DESCRIPTORS_KEPT_FOR_JOBS = 128
@@ -177,6 +177,7 @@ class Server:
 
     async def _refuse(self, stream: trio.SocketStream, error: RpcError) -> None:
         if self._refusals >= MAX_REFUSALS:
+            await _answer_at_once(stream, error)
             return
         self._refusals += 1
         try:
@@ -191,6 +192,15 @@ def _too_many(limit: int, uid: int | None = None) -> RpcError:
                         {"job": None, "connections": limit})
     return RpcError(ErrorCode.BUSY, f"Too many connections from uid {uid} (at most {limit}); try again later",
                     {"job": None, "connections": limit, "uid": uid})
+
+
+async def _answer_at_once(stream: trio.SocketStream, error: RpcError) -> None:
+    """The error with msgid nil, without waiting for a request: the connection is closed right after."""
+    with trio.move_on_after(REFUSAL_TIMEOUT):
+        try:
+            await stream.send_all(pack(Response(None, error, None)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
 
 async def _answer_first_request(stream: trio.SocketStream, error: RpcError) -> None:
