@@ -30,7 +30,7 @@ class DaemonProcess:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
-    open_file_limit: int | None = None
+    open_file_limit: tuple[int, int] | None = None  # soft, hard
 
     def start(self) -> None:
         env = dict(os.environ, **self.extra_env)
@@ -55,7 +55,7 @@ class DaemonProcess:
 
     def _limit_open_files(self) -> None:
         if self.open_file_limit is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_file_limit, self.open_file_limit))
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.open_file_limit)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.process is not None

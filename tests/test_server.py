@@ -19,7 +19,8 @@ OPEN_FILE_LIMIT = 256
 FLOOD = 400
 
 
-def start_daemon(tmp_path: Path, sample_data: Path, settings: str, open_file_limit: int | None = None) -> DaemonProcess:
+def start_daemon(tmp_path: Path, sample_data: Path, settings: str,
+                 open_file_limit: tuple[int, int] | None = None) -> DaemonProcess:
     path = tmp_path / "server.toml"
     path.write_text(f'borg_base_dir = "{tmp_path / "base"}"\n{settings}\n[defaults]\nschedule = "manual"\n')
     daemon = DaemonProcess(socket=tmp_path / "run" / "backupd.sock", state_dir=tmp_path / "state", settings=path,
@@ -96,7 +97,7 @@ def test_idle_connections_are_closed_but_not_subscribers_or_callers_waiting_for_
 
 def test_a_flood_of_connections_at_a_low_open_file_limit_fails_no_snapshot(tmp_path, sample_data, daemons):
     metrics = tmp_path / "backupd.prom"
-    daemon = start_daemon(tmp_path, sample_data, f'metrics_file = "{metrics}"', open_file_limit=OPEN_FILE_LIMIT)
+    daemon = start_daemon(tmp_path, sample_data, f'metrics_file = "{metrics}"', open_file_limit=(OPEN_FILE_LIMIT, OPEN_FILE_LIMIT))
     daemons.append(daemon)
     stop = threading.Event()
 
@@ -131,3 +132,11 @@ def test_a_flood_of_connections_at_a_low_open_file_limit_fails_no_snapshot(tmp_p
     assert "Too many open files" not in daemon.log()
     with daemon.client() as client:
         assert client.call("status")["snapshot_count"] == 2
+
+
+def test_the_daemon_raises_its_open_file_limit_to_the_hard_one(tmp_path, sample_data, daemons):
+    daemon = start_daemon(tmp_path, sample_data, "", open_file_limit=(OPEN_FILE_LIMIT, 4 * OPEN_FILE_LIMIT))
+    daemons.append(daemon)
+    limits = Path(f"/proc/{daemon.process.pid}/limits").read_text()
+    [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
+    assert line.split()[3:5] == [str(4 * OPEN_FILE_LIMIT)] * 2

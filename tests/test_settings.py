@@ -37,6 +37,8 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
         ({"access": {"admin_groups": [1]}}, "access.admin_groups"),
         ({"upload_limit": -1}, "upload_limit"),
         ({"upload_limit": "1M"}, "upload_limit"),
+        ({"idle_timeout": -1}, "idle_timeout"),
+        ({"max_connections_per_user": "16"}, "max_connections_per_user"),
     ],
 )
 def test_bad_settings_name_the_key(raw, fragment):
