@@ -156,13 +156,15 @@ def ping_each(sockets: list) -> list:
 
 
 def test_hundreds_of_connections_from_a_stranger_and_a_reader_lock_nobody_out(shared_daemon, call_as):
-    daemon = shared_daemon("read_uids = [1234, 1235]")
+    daemon = shared_daemon("read_uids = [1234, 1235]\nadmin_uids = [1236]")
     held: list = []
     try:
-        with Connector(NOBODY, daemon.socket) as stranger, Connector(1234, daemon.socket) as reader:
+        with Connector(NOBODY, daemon.socket) as stranger, Connector(1234, daemon.socket) as reader, \
+                Connector(1236, daemon.socket) as admin:
             strangers = [stranger.connect() for _ in range(HELD_CONNECTIONS)]
             readers = [reader.connect() for _ in range(HELD_CONNECTIONS)]
-            held = strangers + readers
+            admins = [admin.connect() for _ in range(HELD_CONNECTIONS // 2)]
+            held = strangers + readers + admins
             started = time.monotonic()
             with daemon.client() as client:
                 assert client.call("status")["snapshot_count"] == 1
@@ -170,6 +172,7 @@ def test_hundreds_of_connections_from_a_stranger_and_a_reader_lock_nobody_out(sh
             assert "result" in call_as(1235, daemon.socket, "status")
             stranger_answers = ping_each(strangers)
             reader_answers = ping_each(readers)
+            admin_answers = ping_each(admins)
             with daemon.client() as client:
                 job = client.call("snapshot", {"wait": True})
     finally:
@@ -186,3 +189,4 @@ def test_hundreds_of_connections_from_a_stranger_and_a_reader_lock_nobody_out(sh
                                                                                   "uid": 1234}
                            for answer in refused)
     assert daemon.process.poll() is None
+    assert all(answer is not None and answer[2] is None for answer in admin_answers)
