@@ -11,13 +11,14 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import trio
 
-from backupctl.client import RECEIVE_SIZE, DaemonUnreachable, result_of, socket_path
+from backupctl.client import CONNECT_RETRY_INTERVAL, RECEIVE_SIZE, DaemonUnreachable, result_of, socket_path
 from backupctl.protocol import Notification, Request, Response, RpcError, new_unpacker, pack, parse
 
 
@@ -37,7 +38,7 @@ class AsyncClient:
     async def connect(cls, path: str | os.PathLike[str] | None = None) -> AsyncIterator[AsyncClient]:
         target = socket_path(path)
         try:
-            stream = await trio.open_unix_socket(target)
+            stream = await _connect(target)
         except OSError as error:
             raise DaemonUnreachable(f"cannot connect to backupd at {target}: {error.strerror or error}") from None
         client = cls(stream)
@@ -100,6 +101,25 @@ class AsyncClient:
                         reply_in.send_nowait(message)
         elif isinstance(message, Notification):
             self._events_in.send_nowait(message)
+
+
+
+async def _connect(path: str) -> trio.SocketStream:
+    """Connect, waiting out a full queue of new connections at the daemon (EAGAIN), which
+    trio.open_unix_socket would take for a connection made."""
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+        except BlockingIOError:
+            sock.close()
+            await trio.sleep(CONNECT_RETRY_INTERVAL)
+            continue
+        except OSError:
+            sock.close()
+            raise
+        return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
 
 
 __all__ = ["AsyncClient", "DaemonUnreachable", "RpcError"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,8 @@ from backupctl.protocol import (
 )
 
 RECEIVE_SIZE = 64 * 1024
+# A full queue of new connections at the daemon (EAGAIN) is waited out, this often, within the timeout.
+CONNECT_RETRY_INTERVAL = 0.005
 
 
 class DaemonUnreachable(Exception):
@@ -44,17 +47,32 @@ def result_of(response: Response) -> Any:
     return response.result
 
 
+def _connect(path: str, timeout: float | None) -> socket.socket:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+            return sock
+        except BlockingIOError:
+            sock.close()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+            time.sleep(CONNECT_RETRY_INTERVAL)
+        except OSError:
+            sock.close()
+            raise
+
+
 class Client:
     """A blocking client: one connection, one call at a time, notifications queued."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, timeout: float | None = 60.0) -> None:
         self.path = socket_path(path)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
         try:
-            self._sock.connect(self.path)
+            self._sock = _connect(self.path, timeout)
         except OSError as error:
-            self._sock.close()
             raise DaemonUnreachable(f"cannot connect to backupd at {self.path}: {error.strerror or error}") from None
         self._unpacker = new_unpacker()
         self._msgids = itertools.count(1)

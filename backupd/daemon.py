@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import signal
 import sys
 from dataclasses import replace
@@ -15,6 +16,7 @@ from pathlib import Path
 import trio
 
 from backupd.actions.repository import refresh
+from backupd.access import allowed_levels
 from backupd.actions.restore import journal_path
 from backupd.api import dispatch
 from backupd.events import Subscriber
@@ -22,7 +24,7 @@ from backupd.jobs import JobLogHandler
 from backupd.metrics import keep_metrics_file
 from backupd.scheduler import Scheduler
 from backupd.restore.transaction import RestoreError, recover
-from backupd.server import Server, SocketUnusable, bind_unix_socket
+from backupd.server import ConnectionLimits, Server, SocketUnusable, bind_unix_socket
 from backupd.service import Service
 from backupd.settings import Settings, SettingsError, load_settings
 from backupd.store import Store, StoreError
@@ -70,11 +72,23 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as error:
         log.error("%s", error)
         sys.exit(1)
+    raise_descriptor_limit()
     try:
         trio.run(run, settings, read_settings)
     except (StoreError, SocketUnusable, OSError) as error:
         log.error("cannot start: %s", error)
         sys.exit(1)
+
+
+def raise_descriptor_limit() -> None:
+    """Take every descriptor the hard limit allows: the usual soft limit of 1024 is for select()."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as error:
+        log.warning("cannot raise the open file limit from %s to %s: %s", soft, hard, error)
 
 
 async def run(settings: Settings, read_settings: Callable[[], Settings]) -> None:
@@ -97,7 +111,10 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(service.jobs.run)
-            server = Server(listener, partial(dispatch, service), service.hub, settings.max_connections)
+            limits = ConnectionLimits(readers=settings.max_connections, per_user=settings.max_connections_per_user,
+                                      idle_timeout=settings.idle_timeout)
+            server = Server(listener, partial(dispatch, service), service.hub,
+                            lambda peer: allowed_levels(peer, service.settings.access), limits)
             await nursery.start(server.run)
             log.info("listening on %s", settings.socket)
             service.activity = "idle"

@@ -5,10 +5,14 @@ from __future__ import annotations
 import errno
 import grp
 import logging
+import math
 import os
+import resource
 import socket as stdlib_socket
 import stat
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +30,43 @@ from backupctl.protocol import (
     pack,
     parse,
 )
-from backupd.access import Peer, peer_of
+from backupd.access import Level, Peer, peer_of
 from backupd.events import EventHub, Subscriber, SubscriberOverflow
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_MAX_CONNECTIONS_PER_USER = 16
+DEFAULT_IDLE_TIMEOUT = 60.0
 MAX_IN_FLIGHT_PER_CONNECTION = 32
 RECEIVE_SIZE = 64 * 1024
 REFUSAL_TIMEOUT = 5.0
+# Refused connections waiting for their first request to answer it; beyond that the error goes out at once.
+MAX_REFUSALS = 64
+# Descriptors the server leaves to jobs (borg's pipes, state and metrics files, hooks, ssh).
+DESCRIPTORS_KEPT_FOR_JOBS = 128
+MIN_SOCKET_BUDGET = 16
 
 Dispatch = Callable[[Request, Peer, Callable[[], None]], Awaitable[Any]]
+LevelsOf = Callable[[Peer], frozenset[Level]]
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How many connections the server keeps, and for how long. Admins are counted only in sockets."""
+
+    readers: int = DEFAULT_MAX_CONNECTIONS
+    per_user: int = DEFAULT_MAX_CONNECTIONS_PER_USER
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    sockets: int | None = None  # every socket the server holds at once; None: what RLIMIT_NOFILE leaves
+
+
+def socket_budget() -> int:
+    """The sockets the server may hold at once so that jobs still find descriptors."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(soft - DESCRIPTORS_KEPT_FOR_JOBS, MIN_SOCKET_BUDGET)
 
 
 class SocketUnusable(Exception):
@@ -89,36 +119,92 @@ class Server:
         listener_socket: trio.socket.SocketType,
         dispatch: Dispatch,
         hub: EventHub,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        levels_of: LevelsOf,
+        limits: ConnectionLimits = ConnectionLimits(),
     ) -> None:
         self._listener = trio.SocketListener(listener_socket)
-        self._max_connections = max_connections
         self._dispatch = dispatch
         self._hub = hub
-        self._connections = 0
+        self._levels_of = levels_of
+        self._limits = limits
+        self._socket_budget = limits.sockets if limits.sockets is not None else socket_budget()
+        self._sockets = 0
+        self._readers = 0
+        self._readers_by_uid: Counter[int] = Counter()
+        self._refusals = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await trio.serve_listeners(self._handle, [self._listener], task_status=task_status)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         async with stream:
-            if self._connections >= self._max_connections:
-                await _refuse(stream, self._max_connections)
+            if self._sockets >= self._socket_budget:
                 return
-            self._connections += 1
+            self._sockets += 1
             try:
-                await Connection(stream, self._dispatch, self._hub).serve()
+                await self._admit(stream)
             except Exception:
                 # Whatever one connection does, the others and the daemon carry on.
                 log.exception("a connection failed on a bug")
             finally:
-                self._connections -= 1
+                self._sockets -= 1
+
+    async def _admit(self, stream: trio.SocketStream) -> None:
+        """Admins always get in; readers within their limits; anyone else gets forbidden."""
+        peer = peer_of(stream.socket)
+        levels = self._levels_of(peer)
+        if Level.ADMIN in levels:
+            await self._serve(stream, peer)
+        elif not levels:
+            await self._refuse(stream, RpcError(ErrorCode.FORBIDDEN, f"uid {peer.uid} may not use backupd"))
+        elif self._readers >= self._limits.readers:
+            await self._refuse(stream, _too_many(self._limits.readers))
+        elif self._readers_by_uid[peer.uid] >= self._limits.per_user:
+            await self._refuse(stream, _too_many(self._limits.per_user, peer.uid))
+        else:
+            self._readers += 1
+            self._readers_by_uid[peer.uid] += 1
+            try:
+                await self._serve(stream, peer)
+            finally:
+                self._readers -= 1
+                self._readers_by_uid[peer.uid] -= 1
+                if not self._readers_by_uid[peer.uid]:
+                    del self._readers_by_uid[peer.uid]
+
+    async def _serve(self, stream: trio.SocketStream, peer: Peer) -> None:
+        await Connection(stream, self._dispatch, self._hub, peer, self._limits.idle_timeout).serve()
+
+    async def _refuse(self, stream: trio.SocketStream, error: RpcError) -> None:
+        if self._refusals >= MAX_REFUSALS:
+            await _answer_at_once(stream, error)
+            return
+        self._refusals += 1
+        try:
+            await _answer_first_request(stream, error)
+        finally:
+            self._refusals -= 1
 
 
-async def _refuse(stream: trio.SocketStream, limit: int) -> None:
-    """Answer the first request of a connection over the limit with busy, then close."""
-    error = RpcError(ErrorCode.BUSY, f"Too many connections (at most {limit}); try again later",
-                     {"job": None, "connections": limit})
+def _too_many(limit: int, uid: int | None = None) -> RpcError:
+    if uid is None:
+        return RpcError(ErrorCode.BUSY, f"Too many connections (at most {limit}); try again later",
+                        {"job": None, "connections": limit})
+    return RpcError(ErrorCode.BUSY, f"Too many connections from uid {uid} (at most {limit}); try again later",
+                    {"job": None, "connections": limit, "uid": uid})
+
+
+async def _answer_at_once(stream: trio.SocketStream, error: RpcError) -> None:
+    """The error with msgid nil, without waiting for a request: the connection is closed right after."""
+    with trio.move_on_after(REFUSAL_TIMEOUT):
+        try:
+            await stream.send_all(pack(Response(None, error, None)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+async def _answer_first_request(stream: trio.SocketStream, error: RpcError) -> None:
+    """Answer the first request of a refused connection with error, then close."""
     unpacker = new_unpacker()
     with trio.move_on_after(REFUSAL_TIMEOUT):
         try:
@@ -134,21 +220,34 @@ async def _refuse(stream: trio.SocketStream, limit: int) -> None:
 
 
 class Connection:
-    def __init__(self, stream: trio.SocketStream, dispatch: Dispatch, hub: EventHub) -> None:
+    """One client's connection. It is closed once it has sent no message for idle_timeout seconds
+    while it has no request in flight and no subscription."""
+
+    def __init__(
+        self, stream: trio.SocketStream, dispatch: Dispatch, hub: EventHub, peer: Peer,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
         self._stream = stream
         self._dispatch = dispatch
         self._hub = hub
         self._send_lock = trio.Lock()
         self._in_flight = trio.Semaphore(MAX_IN_FLIGHT_PER_CONNECTION)
-        self._peer = peer_of(stream.socket)
+        self._peer = peer
         self._subscription: Subscriber | None = None
         self._nursery: trio.Nursery | None = None
+        self._idle_timeout = idle_timeout
+        self._requests_in_flight = 0
+        self._reading = trio.CancelScope()
 
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
-                await self._read_requests(nursery)
+                self._wait_while_idle()
+                with self._reading:
+                    await self._read_requests(nursery)
+                if self._reading.cancelled_caught:
+                    log.debug("closing connection of pid %s: idle for %g s", self._peer.pid, self._idle_timeout)
             finally:
                 if self._subscription is not None:
                     self._hub.unsubscribe(self._subscription)
@@ -186,9 +285,13 @@ class Connection:
         except ProtocolError as error:
             await self._send_error(error.msgid, f"Invalid message: {error}")
             return
+        self._reading.deadline = math.inf
         if isinstance(message, Request):
             await self._in_flight.acquire()
+            self._requests_in_flight += 1
             nursery.start_soon(self._answer, message)
+        else:
+            self._wait_while_idle()
 
     async def _answer(self, request: Request) -> None:
         try:
@@ -204,6 +307,13 @@ class Connection:
             await self._send(reply)
         finally:
             self._in_flight.release()
+            self._requests_in_flight -= 1
+            self._wait_while_idle()
+
+    def _wait_while_idle(self) -> None:
+        """Start the idle clock when nothing keeps the connection busy."""
+        if self._requests_in_flight == 0 and self._subscription is None:
+            self._reading.deadline = trio.current_time() + self._idle_timeout
 
     async def _send_error(self, msgid: int | None, message: str) -> None:
         error = RpcError(ErrorCode.INVALID_REQUEST, message)
@@ -218,6 +328,7 @@ class Connection:
 
     def _subscribe(self) -> None:
         if self._subscription is None and self._nursery is not None:
+            self._reading.deadline = math.inf
             self._subscription = self._hub.subscribe()
             self._nursery.start_soon(self._forward_notifications, self._subscription)
 

@@ -83,6 +83,8 @@ class Settings:
     lock_wait: int = 10
     upload_limit: int = 0
     max_connections: int = 64
+    max_connections_per_user: int = 16
+    idle_timeout: int = 60
     check_interval_days: int = 30
     defaults: Defaults = field(default_factory=Defaults)
     access: Access = field(default_factory=Access)
@@ -121,6 +123,9 @@ def parse_settings(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         lock_wait=_non_negative(reader.get("lock_wait", int, 10), "lock_wait"),
         upload_limit=_non_negative(reader.get("upload_limit", int, 0), "upload_limit"),
         max_connections=_non_negative(reader.get("max_connections", int, 64), "max_connections") or 64,
+        max_connections_per_user=_non_negative(
+            reader.get("max_connections_per_user", int, 16), "max_connections_per_user") or 16,
+        idle_timeout=_non_negative(reader.get("idle_timeout", int, 60), "idle_timeout") or 60,
         check_interval_days=_non_negative(reader.get("check_interval_days", int, 30), "check_interval_days"),
         defaults=_defaults(reader.section("defaults")),
         access=_access(reader.section("access")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ class DaemonProcess:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    open_file_limit: tuple[int, int] | None = None  # soft, hard
 
     def start(self) -> None:
         env = dict(os.environ, **self.extra_env)
@@ -36,7 +38,7 @@ class DaemonProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "backupd", "--config", str(self.settings),
              "--socket", str(self.socket), "--state-dir", str(self.state_dir)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, preexec_fn=self._limit_open_files,
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
@@ -50,6 +52,10 @@ class DaemonProcess:
             except Exception:
                 time.sleep(0.05)
         raise RuntimeError(f"backupd did not answer within {START_TIMEOUT} s:\n{self.log()}")
+
+    def _limit_open_files(self) -> None:
+        if self.open_file_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.open_file_limit)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.process is not None

@@ -3,9 +3,11 @@
 import os
 import shutil
 import tempfile
+import time
 from functools import partial
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from hypothesis import given
@@ -130,3 +132,61 @@ def test_random_frames_from_another_user_get_no_data_they_may_not_see_and_change
         assert client.call("status")["state"] == "idle"
         assert client.call("config") == before["config"]
         assert client.call("jobs") == before["jobs"]
+
+
+HELD_CONNECTIONS = 300
+
+
+def ping_each(sockets: list) -> list:
+    """A ping on every connection, then each one's answer: the response, or None when it was closed unanswered."""
+    for sock in sockets:
+        try:
+            sock.sendall(msgpack.packb([0, 1, "ping", []]))
+        except OSError:
+            pass
+    answers = []
+    for sock in sockets:
+        sock.settimeout(10.0)
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
+        answers.append(msgpack.unpackb(data) if data else None)
+    return answers
+
+
+def test_hundreds_of_connections_from_a_stranger_and_a_reader_lock_nobody_out(shared_daemon, call_as):
+    daemon = shared_daemon("read_uids = [1234, 1235]\nadmin_uids = [1236]")
+    held: list = []
+    try:
+        with Connector(NOBODY, daemon.socket) as stranger, Connector(1234, daemon.socket) as reader, \
+                Connector(1236, daemon.socket) as admin:
+            strangers = [stranger.connect() for _ in range(HELD_CONNECTIONS)]
+            readers = [reader.connect() for _ in range(HELD_CONNECTIONS)]
+            admins = [admin.connect() for _ in range(HELD_CONNECTIONS // 2)]
+            held = strangers + readers + admins
+            started = time.monotonic()
+            with daemon.client() as client:
+                assert client.call("status")["snapshot_count"] == 1
+            status_seconds = time.monotonic() - started
+            assert "result" in call_as(1235, daemon.socket, "status")
+            stranger_answers = ping_each(strangers)
+            reader_answers = ping_each(readers)
+            admin_answers = ping_each(admins)
+            with daemon.client() as client:
+                job = client.call("snapshot", {"wait": True})
+    finally:
+        for sock in held:
+            sock.close()
+    assert status_seconds < 1.0
+    assert job["state"] == "succeeded", job
+    assert all(answer is None or answer[2]["code"] == "forbidden" for answer in stranger_answers)
+    assert any(answer is not None for answer in stranger_answers)
+    served = [answer for answer in reader_answers if answer is not None and answer[2] is None]
+    refused = [answer for answer in reader_answers if answer is not None and answer[2] is not None]
+    assert len(served) == 16
+    assert refused and all(answer[2]["code"] == "busy" and answer[2]["data"] == {"job": None, "connections": 16,
+                                                                                  "uid": 1234}
+                           for answer in refused)
+    assert daemon.process.poll() is None
+    assert all(answer is not None and answer[2] is None for answer in admin_answers)

@@ -125,7 +125,7 @@ def test_a_client_that_vanishes_mid_request(daemon):
     assert_still_serving(daemon)
 
 
-def test_a_hundred_clients_at_once(daemon):
+def test_a_hundred_clients_of_root_at_once_are_all_served(daemon):
     results: list = []
     barrier = threading.Barrier(100)
 
@@ -144,12 +144,8 @@ def test_a_hundred_clients_at_once(daemon):
         thread.start()
     for thread in threads:
         thread.join(TIMEOUT * 2)
-    answered = [r for r in results if isinstance(r, list) and r[2] is None]
-    refused = [r for r in results if isinstance(r, list) and r[2] is not None]
     assert len(results) == 100
-    assert len(answered) >= 64 and all(r[3]["state"] == "unconfigured" for r in answered)
-    assert all(r[2]["code"] == "busy" and r[2]["data"] == {"job": None, "connections": 64} for r in refused)
-    assert len(answered) + len(refused) == 100
+    assert all(isinstance(r, list) and r[2] is None and r[3]["state"] == "unconfigured" for r in results), results
     assert_still_serving(daemon)
 
 

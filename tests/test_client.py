@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import msgpack
@@ -183,3 +186,39 @@ def test_an_unreadable_request_fails_the_call_that_follows_it(daemon: DaemonProc
             client.call("ping")
         assert error.value.code == ErrorCode.INVALID_REQUEST
         assert client.call("status")["state"] == "unconfigured"
+
+
+@pytest.fixture
+def full_queue(daemon: DaemonProcess):
+    """The daemon stopped (SIGSTOP) with its queue of new connections full; it resumes after half a second."""
+    os.kill(daemon.process.pid, signal.SIGSTOP)
+    queued = []
+    try:
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                sock.connect(str(daemon.socket))
+            except BlockingIOError:
+                sock.close()
+                break
+            queued.append(sock)
+        for sock in queued:
+            sock.close()
+        resume = threading.Timer(0.5, os.kill, (daemon.process.pid, signal.SIGCONT))
+        resume.start()
+        yield daemon
+        resume.join()
+    finally:
+        os.kill(daemon.process.pid, signal.SIGCONT)
+
+
+def test_a_full_queue_of_new_connections_is_waited_out(full_queue: DaemonProcess):
+    with Client(full_queue.socket, timeout=10) as client:
+        assert client.call("ping")["api"] == API_VERSION
+
+
+async def test_async_a_full_queue_of_new_connections_is_waited_out(full_queue: DaemonProcess):
+    with trio.fail_after(10):
+        async with AsyncClient.connect(full_queue.socket) as client:
+            assert (await client.call("ping"))["api"] == API_VERSION

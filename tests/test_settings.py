@@ -41,6 +41,8 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
         ({"defaults": {"compression": "lz4\n"}}, "defaults.compression"),
         ({"defaults": {"exclude": ["*.tmp", "re:("]}}, "defaults.exclude"),
         ({"defaults": {"exclude": ["xx:cache"]}}, "defaults.exclude"),
+        ({"idle_timeout": -1}, "idle_timeout"),
+        ({"max_connections_per_user": "16"}, "max_connections_per_user"),
     ],
 )
 def test_bad_settings_name_the_key(raw, fragment):
