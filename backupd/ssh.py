@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from backupd.private_files import open_trusted_folder
 
 SSH_FOLDER = "ssh"
 KEY_NAME = "id_ed25519"
+NEW_KEY_PREFIX = ".new-key."
+_MAKING_KEY = threading.Lock()
 # A user or host never starts with "-" (ssh would read it as an option) and a user holds no
 # ":" (no password in a location: the daemon signs in with its own key).
 _USER = r"(?P<user>[A-Za-z0-9_.][A-Za-z0-9_.-]*)"
@@ -67,21 +71,24 @@ class SshIdentity:
     def ensure(self, comment: str) -> None:
         """Create the key pair on first use: ed25519, no passphrase, readable only by the daemon.
         ssh-keygen writes it into a new private folder; the private key is moved into place last."""
-        if self.private_key.exists():
-            return
-        self.folder.mkdir(mode=0o700, exist_ok=True)
-        folder_fd = open_trusted_folder(self.folder)
-        try:
-            with tempfile.TemporaryDirectory(prefix=".new-key.", dir=self.folder) as fresh:
-                subprocess.run(
-                    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", f"{fresh}/{KEY_NAME}"],
-                    check=True, stdin=subprocess.DEVNULL, capture_output=True,
-                )
-                for name in (self.public_key.name, self.private_key.name):
-                    os.rename(f"{fresh}/{name}", name, dst_dir_fd=folder_fd)
-            os.fsync(folder_fd)
-        finally:
-            os.close(folder_fd)
+        with _MAKING_KEY:
+            if self.private_key.exists():
+                return
+            self.folder.mkdir(mode=0o700, exist_ok=True)
+            folder_fd = open_trusted_folder(self.folder)
+            try:
+                for unfinished in self.folder.glob(f"{NEW_KEY_PREFIX}*"):
+                    shutil.rmtree(unfinished)
+                with tempfile.TemporaryDirectory(prefix=NEW_KEY_PREFIX, dir=self.folder) as fresh:
+                    subprocess.run(
+                        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", f"{fresh}/{KEY_NAME}"],
+                        check=True, stdin=subprocess.DEVNULL, capture_output=True,
+                    )
+                    for name in (self.public_key.name, self.private_key.name):
+                        os.rename(f"{fresh}/{name}", name, dst_dir_fd=folder_fd)
+                os.fsync(folder_fd)
+            finally:
+                os.close(folder_fd)
 
     def borg_rsh(self, timeout: int) -> str:
         """The ssh command borg runs: only this key, only this known_hosts, no prompts, a link

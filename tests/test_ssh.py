@@ -52,6 +52,9 @@ def host_fingerprint(server: SshServer) -> str:
 
 
 def test_the_daemon_makes_its_own_key_and_an_authorized_keys_line(daemon):
+    unfinished = daemon.state_dir / "ssh" / ".new-key.left-by-a-crash"
+    unfinished.mkdir(mode=0o700, parents=True)
+    (unfinished / "id_ed25519").write_text("half a key")
     with daemon.client() as client:
         first = client.call("ssh_key")
         again = client.call("ssh_key")
