@@ -1,20 +1,23 @@
 """The metrics file: the overview and the job history in Prometheus text format, rewritten
-atomically at start and whenever the overview changes, for node_exporter's textfile collector."""
+atomically at start and whenever the overview changes, for node_exporter's textfile collector.
+Its folder must be one that only root or the daemon's user can change (see private_files)."""
 
 from __future__ import annotations
 
+import glob
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from backupd.events import Subscriber
 from backupd.jobs import HISTORY_LIMIT, Job
+from backupd.private_files import remove_temporary_files, write_atomically
 from backupd.service import Service
-from backupd.store import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,7 @@ class _MetricsWriter:
 
     def __init__(self) -> None:
         self._last_error: str | None = None
+        self._cleaned: Path | None = None
 
     async def write(self, service: Service) -> None:
         path = service.settings.metrics_file
@@ -95,6 +99,9 @@ class _MetricsWriter:
             return
         text = render(collect(service.overview(), service.jobs.recent(HISTORY_LIMIT)))
         try:
+            if self._cleaned != path:
+                await trio.to_thread.run_sync(remove_temporary_files, path.parent, glob.escape(path.name))
+                self._cleaned = path
             await trio.to_thread.run_sync(write_atomically, path, text.encode("utf-8"), METRICS_FILE_MODE)
         except OSError as error:
             message = f"cannot write the metrics file {path}: {error.strerror or error}"

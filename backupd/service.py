@@ -246,7 +246,11 @@ class Service:
     async def ensure_ssh_identity(self) -> SshIdentity:
         identity = self.ssh
         comment = f"backupd@{self.settings.hostname or socket.gethostname()}"
-        await trio.to_thread.run_sync(identity.ensure, comment)
+        try:
+            await trio.to_thread.run_sync(identity.ensure, comment)
+        except OSError as error:
+            problem = self._storage_problem(error)
+            raise RpcError(problem.code, problem.message) from None
         return identity
 
     async def _remote_env(self, config: BackupConfig) -> dict[str, str]:

@@ -3,16 +3,23 @@ command line borg uses (BORG_RSH). The user's ~/.ssh is never read."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import subprocess
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from backupctl.protocol import ErrorCode, RpcError
+from backupd.private_files import open_trusted_folder
 
 SSH_FOLDER = "ssh"
 KEY_NAME = "id_ed25519"
+NEW_KEY_PREFIX = ".new-key."
+_MAKING_KEY = threading.Lock()
 # A user or host never starts with "-" (ssh would read it as an option) and a user holds no
 # ":" (no password in a location: the daemon signs in with its own key).
 _USER = r"(?P<user>[A-Za-z0-9_.][A-Za-z0-9_.-]*)"
@@ -62,14 +69,26 @@ class SshIdentity:
         return self.folder / "known_hosts"
 
     def ensure(self, comment: str) -> None:
-        """Create the key pair on first use: ed25519, no passphrase, readable only by the daemon."""
-        if self.private_key.exists():
-            return
-        self.folder.mkdir(mode=0o700, exist_ok=True)
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(self.private_key)],
-            check=True, stdin=subprocess.DEVNULL, capture_output=True,
-        )
+        """Create the key pair on first use: ed25519, no passphrase, readable only by the daemon.
+        ssh-keygen writes it into a new private folder; the private key is moved into place last."""
+        with _MAKING_KEY:
+            if self.private_key.exists():
+                return
+            self.folder.mkdir(mode=0o700, exist_ok=True)
+            folder_fd = open_trusted_folder(self.folder)
+            try:
+                for unfinished in self.folder.glob(f"{NEW_KEY_PREFIX}*"):
+                    shutil.rmtree(unfinished)
+                with tempfile.TemporaryDirectory(prefix=NEW_KEY_PREFIX, dir=self.folder) as fresh:
+                    subprocess.run(
+                        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", f"{fresh}/{KEY_NAME}"],
+                        check=True, stdin=subprocess.DEVNULL, capture_output=True,
+                    )
+                    for name in (self.public_key.name, self.private_key.name):
+                        os.rename(f"{fresh}/{name}", name, dst_dir_fd=folder_fd)
+                os.fsync(folder_fd)
+            finally:
+                os.close(folder_fd)
 
     def borg_rsh(self, timeout: int) -> str:
         """The ssh command borg runs: only this key, only this known_hosts, no prompts, a link
@@ -122,8 +141,7 @@ class SshIdentity:
             if _first_fingerprint(listed.stdout) == fingerprint:
                 self.folder.mkdir(mode=0o700, exist_ok=True)
                 self._forget(server)
-                with open(self.known_hosts, "a", encoding="utf-8") as known:
-                    known.write(line.strip() + "\n")
+                self._record_host_key(line.strip() + "\n")
                 return
         if not scanned.strip():
             raise RpcError(ErrorCode.REPOSITORY_UNREACHABLE, f"Cannot reach {server.host} port {server.port} over SSH")
@@ -131,6 +149,15 @@ class SshIdentity:
             ErrorCode.HOST_KEY_CHANGED,
             f"The SSH host key of {server.host} does not have the fingerprint {fingerprint}: nothing was sent",
         )
+
+    def _record_host_key(self, line: str) -> None:
+        folder_fd = open_trusted_folder(self.folder)
+        try:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            with open(os.open(self.known_hosts.name, flags, 0o600, dir_fd=folder_fd), "a", encoding="utf-8") as known:
+                known.write(line)
+        finally:
+            os.close(folder_fd)
 
     def _forget(self, server: RemoteLocation) -> None:
         if self.known_hosts.exists():

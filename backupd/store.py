@@ -1,8 +1,9 @@
 """Private, atomic persistence of JSON documents in the state folder.
 
-Each document is one file, mode 0600, in a folder of mode 0700. A write goes to a fresh
-temporary file created with that mode, is synced, renamed over the old file, and the
-folder is synced, so a crash leaves either the old document or the new one.
+Each document is one file, mode 0600, in a folder of mode 0700 that only root or the daemon's
+user can change (see private_files). A write goes to a fresh temporary file created with that
+mode, is synced, renamed over the old file, and the folder is synced, so a crash leaves either
+the old document or the new one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Any
 
 import trio
 
+from backupd.private_files import (
+    UnsafeFolderError, open_trusted_folder, remove_temporary_files, sync_folder, write_atomically,
+)
 
 PRIVATE_FILE_MODE = 0o600
 
@@ -29,10 +33,17 @@ class Store:
         self._save_lock = trio.Lock()
 
     def open(self) -> None:
-        """Create the folder if needed and refuse one that others can read."""
+        """Create the folder if needed and refuse one that others can read or change."""
         try:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            mode = stat.S_IMODE(self.folder.stat().st_mode)
+            folder_fd = open_trusted_folder(self.folder)
+            try:
+                mode = stat.S_IMODE(os.fstat(folder_fd).st_mode)
+            finally:
+                os.close(folder_fd)
+            remove_temporary_files(self.folder, "*.json")
+        except UnsafeFolderError as error:
+            raise StoreError(f"refusing the state folder {self.folder}: {error.strerror}") from None
         except OSError as error:
             raise StoreError(f"cannot use state folder {self.folder}: {error}") from None
         if mode & 0o077:
@@ -47,7 +58,7 @@ class Store:
     def load(self, name: str) -> Any | None:
         path = self._path(name)
         try:
-            with open(path, encoding="utf-8") as file:
+            with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), encoding="utf-8") as file:
                 return json.load(file)
         except FileNotFoundError:
             return None
@@ -57,7 +68,6 @@ class Store:
     def write(self, name: str, document: Any) -> None:
         data = json.dumps(document, separators=(",", ":")).encode("utf-8")
         write_atomically(self._path(name), data, PRIVATE_FILE_MODE)
-        sync_folder(self.folder)
 
     def set_aside(self, name: str, stamp: float) -> Path:
         """Move an unreadable document out of the way, keeping it for a person to look at."""
@@ -81,31 +91,3 @@ class Store:
 
     def _sync_folder(self) -> None:
         sync_folder(self.folder)
-
-
-def write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """A temporary file in the same folder, created with its final mode, written, synced,
-    then renamed over path: readers see the old file or the new one, never a part."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -20,6 +20,7 @@ import pytest
 
 from backupctl.cli import main
 from tests.conftest import PASSPHRASE, DaemonProcess
+from tests.users import NOBODY, folder_others_can_reach, run_as_user
 
 WRONG_PASSPHRASE = "not the right one at all"
 SECRETS = (PASSPHRASE, WRONG_PASSPHRASE)
@@ -629,6 +630,30 @@ def test_export_key_writes_a_private_note_and_never_overwrites_it(
     printed = backupctl(configured_daemon.socket, "--json", "export-key")
     assert printed.code == 0, printed.err
     assert json.loads(printed.out)["key"].startswith("BORG_KEY ")
+
+
+def test_export_key_refuses_a_folder_another_user_can_change(
+    configured_daemon: DaemonProcess, tmp_path: Path, backupctl: RunCli
+) -> None:
+    victim = tmp_path / "precious"
+    victim.write_text("precious\n")
+    with folder_others_can_reach() as shared:
+        sticky, theirs = shared / "sticky", shared / "theirs"
+        sticky.mkdir()
+        sticky.chmod(0o1777)
+        theirs.mkdir()
+        os.chown(theirs, NOBODY, NOBODY)
+        plant_link = "import os, sys; os.symlink(sys.argv[1], sys.argv[2])"
+        run_as_user(NOBODY, plant_link, str(victim), str(sticky / "note.txt"))
+
+        open_to_all = backupctl(configured_daemon.socket, "export-key", "--output", str(sticky / "note.txt"))
+        assert open_to_all.code == 1
+        assert f"other users can write the folder {sticky} (mode 1777); choose one only you" in open_to_all.err
+        not_mine = backupctl(configured_daemon.socket, "export-key", "--output", str(theirs / "note.txt"))
+        assert not_mine.code == 1
+        assert f"the folder {theirs} belongs to another user; choose one of your own" in not_mine.err
+        assert os.listdir(theirs) == [] and [entry.name for entry in sticky.iterdir()] == ["note.txt"]
+    assert victim.read_text() == "precious\n"
 
 
 def test_ssh_key_shows_the_key_and_the_authorized_keys_line(daemon):

@@ -15,6 +15,7 @@ import pytest
 from backupctl.client import Client
 from backupctl.protocol import RpcError
 from tests.conftest import PASSPHRASE, DaemonProcess
+from tests.users import NOBODY
 
 
 def call_error(client: Client, method: str, params: dict | None = None) -> RpcError:
@@ -264,6 +265,22 @@ def test_a_second_daemon_on_a_live_socket_refuses_to_start(daemon, tmp_path):
     assert second.returncode == 1 and "another daemon is listening" in second.stderr
     with daemon.client() as client:
         assert client.call("ping")["api"] == 1
+
+
+def test_a_state_folder_another_user_owns_stops_the_start_with_a_clear_message(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, NOBODY, NOBODY)
+    settings = tmp_path / "backupd.toml"
+    settings.write_text('[defaults]\nschedule = "manual"\n')
+    refused = subprocess.run(
+        [sys.executable, "-m", "backupd", "--config", str(settings), "--socket",
+         str(tmp_path / "backupd.sock"), "--state-dir", str(state)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert refused.returncode == 1
+    assert f"cannot start: refusing the state folder {state}: the folder {state} belongs to nobody" in refused.stderr
+    assert os.listdir(state) == [] and not (tmp_path / "backupd.sock").exists()
 
 
 def test_a_stop_as_soon_as_the_socket_exists_is_a_clean_stop(tmp_path):

@@ -15,6 +15,7 @@ from backupd.jobs import Job
 from backupd.metrics import collect, render
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.test_daemon import wait_for
+from tests.users import NOBODY, folder_others_can_reach, run_as_user
 
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 SAMPLE = re.compile(r"(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)\Z")
@@ -169,3 +170,42 @@ def test_render_escapes_labels_and_help_and_the_parser_reads_them_back(tmp_path:
 def test_the_parser_is_strict(text: str) -> None:
     with pytest.raises((AssertionError, ValueError)):
         parse_prometheus(text)
+
+
+PLANT_LINK = """
+import os, sys
+os.symlink(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_metrics_folder_others_can_write_is_refused_until_the_operator_closes_it(tmp_path: Path) -> None:
+    victim = tmp_path / "precious"
+    victim.write_text("precious\n")
+    with folder_others_can_reach() as shared:
+        textfile = shared / "textfile"
+        textfile.mkdir()
+        textfile.chmod(0o777)
+        metrics_file = textfile / "backupd.prom"
+        run_as_user(NOBODY, PLANT_LINK, str(victim), str(metrics_file))
+        settings = tmp_path / "backupd.toml"
+        settings.write_text(f'metrics_file = "{metrics_file}"\n[defaults]\nschedule = "manual"\n')
+        daemon = DaemonProcess(socket=tmp_path / "backupd.sock", state_dir=tmp_path / "state",
+                               settings=settings, log_path=tmp_path / "backupd.log")
+        daemon.start()
+        try:
+            wait_for(lambda: "cannot write the metrics file" in daemon.log())
+            assert f"the folder {textfile} can be written by other users (mode 777)" in daemon.log()
+            with daemon.client() as client:
+                assert client.call("status")["state"] == "unconfigured"
+            assert victim.read_text() == "precious\n"
+            assert [entry.lstat().st_uid for entry in textfile.iterdir()] == [NOBODY]
+
+            textfile.chmod(0o755)
+            daemon.restart()
+            families = wait_for(lambda: not metrics_file.is_symlink() and metrics_file.exists()
+                                and read_metrics(metrics_file))
+        finally:
+            if daemon.process is not None:
+                daemon.stop()
+        assert set(families) == EXPECTED_FAMILIES and metrics_file.lstat().st_uid == 0
+        assert victim.read_text() == "precious\n"

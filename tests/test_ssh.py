@@ -12,6 +12,7 @@ from tests.processes import children_of
 from tests.sshd import SshServer, sshd_available
 from tests.test_daemon import call_error, wait_for
 from tests.tree import describe
+from tests.users import NOBODY
 
 pytestmark = pytest.mark.skipif(not sshd_available(), reason="needs root and OpenSSH's sshd")
 
@@ -51,6 +52,9 @@ def host_fingerprint(server: SshServer) -> str:
 
 
 def test_the_daemon_makes_its_own_key_and_an_authorized_keys_line(daemon):
+    unfinished = daemon.state_dir / "ssh" / ".new-key.left-by-a-crash"
+    unfinished.mkdir(mode=0o700, parents=True)
+    (unfinished / "id_ed25519").write_text("half a key")
     with daemon.client() as client:
         first = client.call("ssh_key")
         again = client.call("ssh_key")
@@ -60,6 +64,18 @@ def test_the_daemon_makes_its_own_key_and_an_authorized_keys_line(daemon):
     private = daemon.state_dir / "ssh" / "id_ed25519"
     assert private.stat().st_mode & 0o777 == 0o600
     assert private.read_text() not in str(first)
+    assert sorted(os.listdir(daemon.state_dir / "ssh")) == ["id_ed25519", "id_ed25519.pub"]
+
+
+def test_an_ssh_folder_another_user_owns_gets_no_key(daemon):
+    folder = daemon.state_dir / "ssh"
+    folder.mkdir(mode=0o700)
+    os.chown(folder, NOBODY, NOBODY)
+    with daemon.client() as client:
+        error = call_error(client, "ssh_key")
+    assert error.code == "state_unwritable"
+    assert f"the folder {folder} belongs to nobody" in error.message
+    assert os.listdir(folder) == []
 
 
 def test_snapshot_list_and_restore_over_ssh(daemon, ssh_server, remote_repository, sample_data):

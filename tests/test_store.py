@@ -4,6 +4,13 @@ import stat
 import pytest
 
 from backupd.store import Store, StoreError
+from tests.users import NOBODY, folder_others_can_reach, run_as_user
+
+PRECREATE_FOLDER = """
+import os, sys
+os.mkdir(sys.argv[1], 0o700)
+os.chmod(sys.argv[1], 0o700)
+"""
 
 
 def mode(path) -> int:
@@ -36,6 +43,38 @@ def test_refuses_a_folder_others_can_read(tmp_path):
     os.chmod(folder, 0o755)
     with pytest.raises(StoreError, match="open to other users"):
         Store(folder).open()
+
+
+def test_refuses_a_state_folder_another_user_created_before_the_daemon(tmp_path):
+    with folder_others_can_reach() as shared:
+        writable = shared / "var"
+        writable.mkdir()
+        writable.chmod(0o1777)
+        folder = writable / "backupd"
+        run_as_user(NOBODY, PRECREATE_FOLDER, str(folder))
+        store = Store(folder)
+        with pytest.raises(StoreError, match=f"refusing the state folder {folder}: .* belongs to nobody"):
+            store.open()
+        assert os.listdir(folder) == []
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o730, 0o1777], ids=oct)
+def test_refuses_a_state_folder_others_can_write(tmp_path, mode):
+    folder = tmp_path / "state"
+    folder.mkdir()
+    folder.chmod(mode)
+    with pytest.raises(StoreError, match=f"refusing the state folder {folder}: .*can be written by other users"):
+        Store(folder).open()
+    assert os.listdir(folder) == []
+
+
+def test_open_removes_what_an_interrupted_write_left(tmp_path):
+    store = Store(tmp_path / "state")
+    store.open()
+    store.write("state", {"a": 1})
+    (tmp_path / "state" / ".state.json.0f3a9c2b7d1e4a56.tmp").write_text("{")
+    store.open()
+    assert os.listdir(tmp_path / "state") == ["state.json"] and store.load("state") == {"a": 1}
 
 
 def test_refuses_a_readable_state_file(tmp_path):

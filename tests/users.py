@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 NOBODY = 65534
@@ -94,3 +96,20 @@ class Connector:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def run_as_user(uid: int, code: str, *args: str) -> None:
+    """Python code run as uid (no groups), with args as sys.argv[1:]; it must succeed."""
+    subprocess.run([*user_switch(uid), sys.executable, "-I", "-c", code, *args],
+                   check=True, cwd="/", timeout=60, stdin=subprocess.DEVNULL)
+
+
+@contextmanager
+def folder_others_can_reach() -> Iterator[Path]:
+    """A new folder of root's, mode 0755, that other users can look into but not write."""
+    folder = Path(tempfile.mkdtemp(prefix="backupd-shared-"))
+    try:
+        folder.chmod(0o755)
+        yield folder
+    finally:
+        shutil.rmtree(folder)
