@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from backupctl.protocol import ErrorCode, RpcError
 
 SSH_FOLDER = "ssh"
 KEY_NAME = "id_ed25519"
+# ssh reads the key and talks to the network; the daemon's capabilities are no use to it.
+WITHOUT_CAPABILITIES = (sys.executable, "-I", "-m", "backupd.capabilities")
 # A user or host never starts with "-" (ssh would read it as an option) and a user holds no
 # ":" (no password in a location: the daemon signs in with its own key).
 _USER = r"(?P<user>[A-Za-z0-9_.][A-Za-z0-9_.-]*)"
@@ -72,8 +75,8 @@ class SshIdentity:
         )
 
     def borg_rsh(self, timeout: int) -> str:
-        """The ssh command borg runs: only this key, only this known_hosts, no prompts, a link
-        that stops answering for `timeout` seconds is closed."""
+        """The ssh command borg runs: with no capabilities, only this key, only this known_hosts,
+        no prompts, a link that stops answering for `timeout` seconds is closed."""
         interval = max(timeout // 3, 1)
         options = [
             "-F", "/dev/null",
@@ -87,7 +90,7 @@ class SshIdentity:
             "-o", f"ServerAliveInterval={interval}",
             "-o", "ServerAliveCountMax=3",
         ]
-        return shlex.join(["ssh", *options])
+        return shlex.join([*WITHOUT_CAPABILITIES, "ssh", *options])
 
     def fingerprint_of(self, server: RemoteLocation) -> str | None:
         """The recorded host key's SHA256 fingerprint, once the server has been seen."""
