@@ -7,8 +7,8 @@ lowers its permitted and effective sets and empties its inheritable and ambient 
 no_new_privs, execve() never grants more than the permitted set held before it, so the limit
 holds with or without CAP_SETPCAP.
 
-``python -m backupd.capabilities PROGRAM [ARG...]`` runs a program with none at all; borg
-starts ssh through it.
+Run as a program (``python -I -S capabilities.py PROGRAM [ARG...]``), it runs PROGRAM with
+none at all; borg starts ssh through it. It imports only the standard library for that.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def _call(result: int, what: str) -> None:
 def main(argv: list[str]) -> None:
     """Replace this process with ``argv`` holding no capabilities."""
     if not argv:
-        sys.exit("usage: python -m backupd.capabilities PROGRAM [ARG...]")
+        sys.exit("usage: python -I -S capabilities.py PROGRAM [ARG...]")
     keep_only(())()
     os.execvp(argv[0], argv)
 

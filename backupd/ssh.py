@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backupctl.protocol import ErrorCode, RpcError
+from backupd import capabilities
 
 SSH_FOLDER = "ssh"
 KEY_NAME = "id_ed25519"
 # ssh reads the key and talks to the network; the daemon's capabilities are no use to it.
-WITHOUT_CAPABILITIES = (sys.executable, "-I", "-m", "backupd.capabilities")
+# The module needs only the standard library: run as a file, without site, it starts in ~10 ms.
+WITHOUT_CAPABILITIES = (sys.executable, "-I", "-S", capabilities.__file__)
 # A user or host never starts with "-" (ssh would read it as an option) and a user holds no
 # ":" (no password in a location: the daemon signs in with its own key).
 _USER = r"(?P<user>[A-Za-z0-9_.][A-Za-z0-9_.-]*)"

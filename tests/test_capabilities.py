@@ -15,6 +15,7 @@ from backupd.borg import commands
 from backupd.borg.commands import BorgCommand
 from backupd.borg.runner import run_borg
 from backupd.capabilities import mask
+from backupd.ssh import WITHOUT_CAPABILITIES
 from tests.conftest import PASSPHRASE
 from tests.processes import capabilities_in, capabilities_of
 from tests.tree import describe
@@ -76,7 +77,7 @@ def test_a_daemon_lacking_capabilities_still_starts_borg_with_no_more_than_decla
 
 
 def test_the_ssh_wrapper_leaves_its_program_no_capabilities() -> None:
-    shown = subprocess.run([sys.executable, "-I", "-m", "backupd.capabilities", "cat", "/proc/self/status"],
+    shown = subprocess.run([*WITHOUT_CAPABILITIES, "cat", "/proc/self/status"],
                            capture_output=True, text=True, check=True)
     ssh = capabilities_in(shown.stdout)
     assert ssh["CapEff"] == ssh["CapPrm"] == ssh["CapInh"] == ssh["CapAmb"] == 0
