@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from enum import IntEnum
+from functools import cache
 
 
 class Capability(IntEnum):
@@ -63,6 +64,7 @@ def mask(capabilities: Iterable[Capability]) -> int:
     return bits
 
 
+@cache
 def last_capability() -> int:
     """The highest capability number the running kernel knows."""
     try:
