@@ -32,3 +32,18 @@ def resident_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def capabilities_of(pid: int | str) -> dict[str, int]:
+    """The capability sets of a process (CapInh, CapPrm, CapEff, CapBnd, CapAmb) as bit masks."""
+    return capabilities_in(Path(f"/proc/{pid}/status").read_text())
+
+
+def capabilities_in(status: str) -> dict[str, int]:
+    """The capability sets in the text of a /proc/<pid>/status file."""
+    sets = {}
+    for line in status.splitlines():
+        name, _, value = line.partition(":")
+        if name.startswith("Cap"):
+            sets[name] = int(value.strip(), 16)
+    return sets

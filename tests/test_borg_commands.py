@@ -2,6 +2,9 @@ import pytest
 
 from backupd.borg import commands
 from backupd.borg.commands import BorgCommand
+from backupd.capabilities import Capability
+
+REPOSITORY_ACCESS = frozenset({Capability.DAC_OVERRIDE})
 
 
 def test_init() -> None:
@@ -9,6 +12,7 @@ def test_init() -> None:
         ("init", "--encryption=repokey-blake2", "--log-json", "--", "/srv/repo"),
         json_output=False,
         repository="/srv/repo",
+        capabilities=REPOSITORY_ACCESS,
     )
 
 
@@ -41,6 +45,7 @@ def test_create() -> None:
         ),
         json_output=True,
         repository="/srv/repo",
+        capabilities=REPOSITORY_ACCESS | {Capability.DAC_READ_SEARCH},
     )
 
 
@@ -64,7 +69,8 @@ def test_create_keeps_option_like_sources_and_patterns_positional_or_attached() 
 
 def test_list_archives() -> None:
     assert commands.list_archives("/srv/repo") == BorgCommand(
-        ("list", "--log-json", "--json", "--", "/srv/repo"), json_output=True, repository="/srv/repo"
+        ("list", "--log-json", "--json", "--", "/srv/repo"), json_output=True, repository="/srv/repo",
+        capabilities=REPOSITORY_ACCESS,
     )
 
 
@@ -81,7 +87,8 @@ def test_list_archives_prefix_is_literal() -> None:
 
 def test_info_latest() -> None:
     assert commands.info_latest("/srv/repo") == BorgCommand(
-        ("info", "--log-json", "--json", "--last=1", "--", "/srv/repo"), json_output=True, repository="/srv/repo"
+        ("info", "--log-json", "--json", "--last=1", "--", "/srv/repo"), json_output=True, repository="/srv/repo",
+        capabilities=REPOSITORY_ACCESS,
     )
 
 
@@ -181,6 +188,7 @@ def test_prune() -> None:
         ),
         json_output=False,
         repository="/srv/repo",
+        capabilities=REPOSITORY_ACCESS,
     )
 
 
@@ -213,13 +221,15 @@ def test_prune_rejects_an_empty_prefix() -> None:
 
 def test_compact() -> None:
     assert commands.compact("/srv/repo") == BorgCommand(
-        ("compact", "--log-json", "--progress", "--", "/srv/repo"), json_output=False, repository="/srv/repo"
+        ("compact", "--log-json", "--progress", "--", "/srv/repo"), json_output=False, repository="/srv/repo",
+        capabilities=REPOSITORY_ACCESS,
     )
 
 
 def test_check() -> None:
     assert commands.check("/srv/repo") == BorgCommand(
-        ("check", "--log-json", "--progress", "--", "/srv/repo"), json_output=False, repository="/srv/repo"
+        ("check", "--log-json", "--progress", "--", "/srv/repo"), json_output=False, repository="/srv/repo",
+        capabilities=REPOSITORY_ACCESS,
     )
     assert "--repair" not in commands.check("/srv/repo").args
 
@@ -251,3 +261,35 @@ def test_archive_item_commands():
     for bad in (["/abs"], [""], "srv"):
         with pytest.raises(ValueError):
             commands.extract("/r", "a", bad)
+
+
+RESTORING = frozenset({
+    Capability.CHOWN, Capability.DAC_OVERRIDE, Capability.DAC_READ_SEARCH, Capability.FOWNER,
+    Capability.FSETID, Capability.MKNOD, Capability.SETFCAP,
+})
+REPOSITORY_ONLY = [
+    lambda repository: commands.init(repository, "repokey-blake2"),
+    lambda repository: commands.list_archives(repository, prefix="box-"),
+    lambda repository: commands.info_latest(repository),
+    lambda repository: commands.info_archive(repository, "a"),
+    lambda repository: commands.list_items(repository, "a", ["srv"]),
+    lambda repository: commands.key_export(repository),
+    lambda repository: commands.prune(repository, "box-", {"daily": 1}),
+    lambda repository: commands.compact(repository),
+    lambda repository: commands.check(repository),
+]
+
+
+@pytest.mark.parametrize("build", REPOSITORY_ONLY)
+def test_commands_that_only_use_the_repository_keep_only_what_a_local_one_needs(build) -> None:
+    assert build("/media/disk/repo").capabilities == {Capability.DAC_OVERRIDE}
+    assert build("file:///media/disk/repo").capabilities == {Capability.DAC_OVERRIDE}
+    assert build("ssh://backup@host:2222/./repo").capabilities == frozenset()
+    assert build("backup@host:repo").capabilities == frozenset()
+
+
+def test_create_keeps_reading_everything_and_extract_keeps_what_restoring_needs() -> None:
+    assert commands.create("ssh://b@host/./r", "a", ["/srv"]).capabilities == {Capability.DAC_READ_SEARCH}
+    assert commands.create("/r", "a", ["/srv"]).capabilities == {Capability.DAC_READ_SEARCH, Capability.DAC_OVERRIDE}
+    assert commands.extract("ssh://b@host/./r", "a").capabilities == RESTORING
+    assert commands.extract("/r", "a", ["srv"]).capabilities == RESTORING

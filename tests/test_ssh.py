@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from backupd.capabilities import Capability, mask
 from tests.conftest import PASSPHRASE, DaemonProcess
-from tests.processes import children_of
+from tests.processes import capabilities_of, children_of, process_tree
 from tests.sshd import SshServer, sshd_available
 from tests.test_daemon import call_error, wait_for
 from tests.tree import describe
@@ -97,12 +98,17 @@ def test_snapshot_list_and_restore_over_ssh(daemon, ssh_server, remote_repositor
     assert (remote_repository / "config").exists()
 
 
-def test_an_upload_limit_holds_a_snapshot_to_that_rate(tmp_path, ssh_server, remote_repository):
+def upload_limited_daemon(tmp_path: Path, kib_per_second: int) -> DaemonProcess:
+    """A daemon whose snapshots leave at a set rate, so a test can look at borg and ssh while they run."""
     settings = tmp_path / "limited.toml"
-    settings.write_text(f'borg_base_dir = "{tmp_path / "limited-borg"}"\nupload_limit = 256\n'
+    settings.write_text(f'borg_base_dir = "{tmp_path / "limited-borg"}"\nupload_limit = {kib_per_second}\n'
                         '[defaults]\nschedule = "manual"\n')
-    daemon = DaemonProcess(socket=tmp_path / "limited.sock", state_dir=tmp_path / "limited-state",
-                           settings=settings, log_path=tmp_path / "limited.log")
+    return DaemonProcess(socket=tmp_path / "limited.sock", state_dir=tmp_path / "limited-state",
+                         settings=settings, log_path=tmp_path / "limited.log")
+
+
+def test_an_upload_limit_holds_a_snapshot_to_that_rate(tmp_path, ssh_server, remote_repository):
+    daemon = upload_limited_daemon(tmp_path, 256)
     data = tmp_path / "upload"
     data.mkdir()
     (data / "random.bin").write_bytes(os.urandom(2 * 1024 * 1024))
@@ -124,6 +130,50 @@ def test_an_upload_limit_holds_a_snapshot_to_that_rate(tmp_path, ssh_server, rem
     assert finished["state"] == "succeeded", finished["error"]
     # 2 MiB of incompressible data cannot leave faster than 256 KiB/s allows.
     assert finished["finished"] - finished["started"] >= 6
+
+
+def test_ssh_has_no_capabilities_and_borg_reads_a_private_folder_with_only_its_own(tmp_path, ssh_server,
+                                                                                 remote_repository):
+    daemon = upload_limited_daemon(tmp_path, 128)
+    private = tmp_path / "upload" / "private"
+    private.mkdir(parents=True)
+    (private / "random.bin").write_bytes(os.urandom(640 * 1024))
+    for path in (private / "random.bin", private):
+        os.chown(path, NOBODY, NOBODY)
+        os.chmod(path, 0o700)
+    daemon.start()
+    try:
+        authorize_daemon(daemon, ssh_server, remote_repository)
+        configure_remote(daemon, ssh_server, remote_repository, [private.parent])
+        with daemon.client() as client:
+            job = client.call("snapshot")
+            borg_pid, ssh_pid = wait_for(lambda: _borg_create_and_its_ssh(daemon.process.pid))
+            borg, ssh = capabilities_of(borg_pid), capabilities_of(ssh_pid)
+            client.set_timeout(120)
+            finished = wait_for(lambda: client.call("job", {"id": job["id"]})["state"] != "running" and
+                                client.call("job", {"id": job["id"]}), timeout=120)
+    finally:
+        daemon.stop()
+    assert ssh["CapInh"] == ssh["CapPrm"] == ssh["CapEff"] == ssh["CapAmb"] == 0
+    # borg cannot lower ssh's bounding set (that takes CAP_SETPCAP); with no_new_privs it grants nothing.
+    assert ssh["CapBnd"] == borg["CapBnd"]
+    assert borg["CapEff"] == borg["CapPrm"] == borg["CapBnd"] == mask({Capability.DAC_READ_SEARCH})
+    assert finished["state"] == "succeeded", finished["error"]
+    assert finished["result"]["snapshot"]["files"] == 1
+
+
+def _borg_create_and_its_ssh(daemon_pid: int) -> tuple[int, int] | None:
+    borg = ssh = None
+    for pid in process_tree(daemon_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0] == b"ssh":
+            ssh = pid
+        elif b"create" in argv:
+            borg = pid
+    return (borg, ssh) if borg and ssh else None
 
 
 def test_a_key_the_server_does_not_know_is_auth_failed(daemon, ssh_server, remote_repository, sample_data, tmp_path):

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from backupd.borg.grammar import check_compression, check_exclude
+from backupd.capabilities import Capability
 
 # Borg's own order of the time-period rules, coarsest last.
 KEEP_RULES = ("hourly", "daily", "weekly", "monthly", "yearly")
@@ -20,13 +21,37 @@ KEEP_RULES = ("hourly", "daily", "weekly", "monthly", "yearly")
 _TIMESTAMP = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|\+00:00)?\Z")
 
 
+# What borg keeps of the daemon's capabilities, by the work a command does. borg runs as uid 0,
+# so files and folders root owns (its cache, a repository it made) need none of them.
+# A local repository may lie in a folder another user owns (a USB disk mounted for its user).
+REPOSITORY_ACCESS = frozenset({Capability.DAC_OVERRIDE})
+# Reading every file and folder; O_NOATIME on others' files fails, and borg opens them again without.
+READING_EVERYTHING = frozenset({Capability.DAC_READ_SEARCH})
+# Writing files back with their owners, modes (set-uid and set-gid bits included), times,
+# ACLs and extended attributes (security.capability too), into folders whatever their modes,
+# and device nodes.
+RESTORING = frozenset({
+    Capability.CHOWN, Capability.DAC_OVERRIDE, Capability.DAC_READ_SEARCH, Capability.FOWNER,
+    Capability.FSETID, Capability.MKNOD, Capability.SETFCAP,
+})
+
+
 @dataclass(frozen=True)
 class BorgCommand:
-    """Everything after the borg executable, and whether stdout carries a ``--json`` result."""
+    """Everything after the borg executable, whether stdout carries a ``--json`` result, and the
+    capabilities borg keeps for it (none unless declared)."""
 
     args: tuple[str, ...]
     json_output: bool
     repository: str | None = None
+    capabilities: frozenset[Capability] = frozenset()
+
+
+def _needs(repository: str, work: frozenset[Capability] = frozenset()) -> frozenset[Capability]:
+    """The capabilities of a command that does ``work`` with ``repository``; a remote one is
+    reached through ssh and needs none here."""
+    local = repository.startswith(("/", "file://"))
+    return work | REPOSITORY_ACCESS if local else work
 
 
 def init(repository: str, encryption: str) -> BorgCommand:
@@ -36,6 +61,7 @@ def init(repository: str, encryption: str) -> BorgCommand:
         ("init", f"--encryption={encryption}", "--log-json", "--", _literal(repository)),
         json_output=False,
         repository=repository,
+        capabilities=_needs(repository),
     )
 
 
@@ -82,6 +108,7 @@ def create(
         ),
         json_output=True,
         repository=repository,
+        capabilities=_needs(repository, READING_EVERYTHING),
     )
 
 
@@ -92,6 +119,7 @@ def list_archives(repository: str, prefix: str | None = None) -> BorgCommand:
         ("list", "--log-json", "--json", *glob, "--", _literal(repository)),
         json_output=True,
         repository=repository,
+        capabilities=_needs(repository),
     )
 
 
@@ -101,6 +129,7 @@ def info_latest(repository: str) -> BorgCommand:
         ("info", "--log-json", "--json", "--last=1", "--", _literal(repository)),
         json_output=True,
         repository=repository,
+        capabilities=_needs(repository),
     )
 
 
@@ -111,6 +140,7 @@ def info_archive(repository: str, archive: str) -> BorgCommand:
         ("info", "--log-json", "--json", "--", _archive_location(repository, archive)),
         json_output=True,
         repository=repository,
+        capabilities=_needs(repository),
     )
 
 
@@ -123,6 +153,7 @@ def list_items(repository: str, archive: str, paths: Sequence[str] = ()) -> Borg
         ("list", "--log-json", "--json-lines", "--", _archive_location(repository, archive), *paths),
         json_output=False,
         repository=repository,
+        capabilities=_needs(repository),
     )
 
 
@@ -139,6 +170,7 @@ def extract(repository: str, archive: str, paths: Sequence[str] = ()) -> BorgCom
         ("extract", "--log-json", "--list", "--", _archive_location(repository, archive), *paths),
         json_output=False,
         repository=repository,
+        capabilities=_needs(repository, RESTORING),
     )
 
 
@@ -146,7 +178,7 @@ def key_export(repository: str) -> BorgCommand:
     """The repository key, as borg's export file, on stdout."""
     _check_repository(repository)
     return BorgCommand(("key", "export", "--log-json", "--", _literal(repository)), json_output=False,
-                       repository=repository)
+                       repository=repository, capabilities=_needs(repository))
 
 
 def _check_archive_paths(paths: Sequence[str]) -> None:
@@ -178,6 +210,7 @@ def prune(repository: str, prefix: str, keep: Mapping[str, int], dry_run: bool =
         ),
         json_output=False,
         repository=repository,
+        capabilities=_needs(repository),
     )
 
 
@@ -187,6 +220,7 @@ def compact(repository: str) -> BorgCommand:
         ("compact", "--log-json", "--progress", "--", _literal(repository)),
         json_output=False,
         repository=repository,
+        capabilities=_needs(repository),
     )
 
 
@@ -197,6 +231,7 @@ def check(repository: str) -> BorgCommand:
         ("check", "--log-json", "--progress", "--", _literal(repository)),
         json_output=False,
         repository=repository,
+        capabilities=_needs(repository),
     )
 
 

@@ -18,6 +18,8 @@ from typing import IO
 
 import trio
 
+from backupd.capabilities import Capability, keep_only
+
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -28,11 +30,25 @@ def _end_with_parent() -> None:
 
 
 class ChildProcess:
-    """stdin /dev/null, stdout and stderr as trio streams, its own session, ended with the daemon."""
+    """stdin /dev/null, stdout and stderr as trio streams, its own session, ended with the daemon,
+    keeping only the given capabilities."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, pass_fds: Sequence[int]) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | None,
+        pass_fds: Sequence[int],
+        capabilities: frozenset[Capability],
+    ) -> None:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("a child process that ends with the daemon is started from the main thread")
+        limit_capabilities = keep_only(capabilities)
+
+        def before_exec() -> None:
+            _end_with_parent()
+            limit_capabilities()
+
         self._popen = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
@@ -42,7 +58,7 @@ class ChildProcess:
             cwd=cwd,
             pass_fds=tuple(pass_fds),
             start_new_session=True,
-            preexec_fn=_end_with_parent,
+            preexec_fn=before_exec,
         )
         self.pid = self._popen.pid
         self._exited: int | None = os.pidfd_open(self.pid)

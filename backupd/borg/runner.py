@@ -15,6 +15,7 @@ import trio
 from backupd.borg import errors
 from backupd.borg.commands import BorgCommand
 from backupd.borg.process import ChildProcess
+from backupd.capabilities import Capability
 
 PASSPHRASE_VARIABLES = frozenset(
     {"BORG_PASSPHRASE", "BORG_PASSCOMMAND", "BORG_NEW_PASSPHRASE", "BORG_PASSPHRASE_FD"}
@@ -181,7 +182,7 @@ async def run_borg(
     secrets = (passphrase,) if passphrase else ()
     environment = borg_environment(env)
     output = _BorgOutput(on_event, secrets)
-    process = _spawn([*borg, *command.args], environment, passphrase, cwd)
+    process = _spawn([*borg, *command.args], environment, passphrase, cwd, command.capabilities)
     if on_start is not None:
         on_start(process.pid)
     try:
@@ -212,6 +213,7 @@ def _spawn(
     environment: dict[str, str],
     passphrase: str | None,
     cwd: str | None,
+    capabilities: frozenset[Capability],
 ) -> ChildProcess:
     """Start borg in its own session (no terminal to prompt on), stdin /dev/null."""
     pass_fds: tuple[int, ...] = ()
@@ -221,7 +223,7 @@ def _spawn(
         environment["BORG_PASSPHRASE_FD"] = str(read_fd)
         pass_fds = (read_fd,)
     try:
-        return ChildProcess(argv, environment, cwd, pass_fds)
+        return ChildProcess(argv, environment, cwd, pass_fds, capabilities)
     finally:
         if read_fd is not None:
             os.close(read_fd)
