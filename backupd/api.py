@@ -15,7 +15,8 @@ from backupd.actions.configure import configure
 from backupd.actions.export_key import export_key
 from backupd.actions.reset import reset
 from backupd.actions.restore import RESTORE_PARAMS, start_restore
-from backupd.actions.snapshot import archive_prefix, start_snapshot
+from backupd.actions.snapshot import start_snapshot
+from backupd.archive_names import OwnArchives
 from backupd.config import CONFIGURE_PARAMS, unconfigured_view
 from backupd.errors import invalid_params
 from backupd.jobs import HISTORY_LIMIT
@@ -96,7 +97,7 @@ async def reset_configuration(call: Call) -> dict[str, Any]:
 
 
 async def export_repository_key(call: Call) -> dict[str, Any]:
-    return await export_key(call.service, archive_prefix(call.service.settings.hostname))
+    return await export_key(call.service, OwnArchives.of_host(call.service.settings.hostname).prefix)
 
 
 async def ssh_key(call: Call) -> dict[str, Any]:

@@ -66,6 +66,8 @@ class RepositoryState:
     last_compact: float | None = None
     last_check: CheckRecord | None = None
     host_key: str | None = None
+    # This box's checkpoints of interrupted snapshots may be in the repository.
+    checkpoints_left: bool = False
 
     @property
     def snapshot_count(self) -> int:
@@ -94,4 +96,5 @@ class RepositoryState:
             last_compact=record.get("last_compact"),
             last_check=CheckRecord.from_record(last_check) if last_check else None,
             host_key=record.get("host_key"),
+            checkpoints_left=bool(record.get("checkpoints_left", False)),
         )

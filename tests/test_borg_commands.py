@@ -74,15 +74,10 @@ def test_list_archives() -> None:
     )
 
 
-def test_list_archives_with_prefix() -> None:
-    assert commands.list_archives("/srv/repo", prefix="box-").args == (
-        "list", "--log-json", "--json", "--glob-archives=box-*", "--", "/srv/repo",
+def test_list_archives_with_checkpoints() -> None:
+    assert commands.list_archives("/srv/repo", checkpoints=True).args == (
+        "list", "--log-json", "--json", "--consider-checkpoints", "--", "/srv/repo",
     )
-
-
-def test_list_archives_prefix_is_literal() -> None:
-    args = commands.list_archives("/r", prefix="a*b?[c]{now}-").args
-    assert args[3] == "--glob-archives=a[*]b[?][[]c]{{now}}-*"
 
 
 def test_info_latest() -> None:
@@ -173,12 +168,12 @@ def test_create_rejects_timestamps_borg_would_not_read_as_utc(timestamp: str) ->
 
 def test_prune() -> None:
     keep = {"yearly": 1, "monthly": 6, "weekly": 0, "daily": 7, "hourly": 24}
-    assert commands.prune("/srv/repo", "box-", keep) == BorgCommand(
+    assert commands.prune("/srv/repo", "box-[0-9]*", keep) == BorgCommand(
         (
             "prune",
             "--log-json",
             "--list",
-            "--glob-archives=box-*",
+            "--glob-archives=box-[0-9]*",
             "--keep-hourly=24",
             "--keep-daily=7",
             "--keep-monthly=6",
@@ -193,14 +188,14 @@ def test_prune() -> None:
 
 
 def test_prune_dry_run() -> None:
-    assert commands.prune("/r", "box-", {"daily": 3}, dry_run=True).args == (
+    assert commands.prune("/r", "box-*", {"daily": 3}, dry_run=True).args == (
         "prune", "--log-json", "--list", "--dry-run", "--glob-archives=box-*", "--keep-daily=3", "--", "/r",
     )
 
 
-def test_prune_prefix_and_repository_are_literal() -> None:
-    args = commands.prune("/srv/{hostname}", "a*b?[c]{now}-", {"daily": 1}).args
-    assert "--glob-archives=a[*]b[?][[]c]{{now}}-*" in args
+def test_prune_pattern_and_repository_reach_borg_without_placeholders() -> None:
+    args = commands.prune("/srv/{hostname}", "a[*]{now}-*", {"daily": 1}).args
+    assert "--glob-archives=a[*]{{now}}-*" in args
     assert args[-1] == "/srv/{{hostname}}"
 
 
@@ -211,12 +206,22 @@ def test_prune_prefix_and_repository_are_literal() -> None:
 )
 def test_prune_rejects_bad_keep_rules(keep) -> None:
     with pytest.raises(ValueError):
-        commands.prune("/r", "box-", keep)
+        commands.prune("/r", "box-*", keep)
 
 
-def test_prune_rejects_an_empty_prefix() -> None:
+@pytest.mark.parametrize("pattern", ["", "*", "**", "box-\n*", "box-\0"])
+def test_prune_and_delete_refuse_a_pattern_for_every_archive_or_a_broken_one(pattern: str) -> None:
     with pytest.raises(ValueError):
-        commands.prune("/r", "", {"daily": 7})
+        commands.prune("/r", pattern, {"daily": 7})
+    with pytest.raises(ValueError):
+        commands.delete_archives("/r", pattern)
+
+
+def test_delete_archives_always_names_a_pattern() -> None:
+    assert commands.delete_archives("/srv/repo", "box-*.checkpoint*") == BorgCommand(
+        ("delete", "--log-json", "--glob-archives=box-*.checkpoint*", "--", "/srv/repo"),
+        json_output=False, repository="/srv/repo", capabilities=REPOSITORY_ACCESS,
+    )
 
 
 def test_compact() -> None:
@@ -237,11 +242,12 @@ def test_check() -> None:
 @pytest.mark.parametrize(
     "build",
     [
-        lambda value: commands.prune(value, "box-", {"daily": 1}),
+        lambda value: commands.prune(value, "box-*", {"daily": 1}),
+        lambda value: commands.delete_archives(value, "box-*"),
         lambda value: commands.compact(value),
         lambda value: commands.check(value),
     ],
-    ids=["prune", "compact", "check"],
+    ids=["prune", "delete", "compact", "check"],
 )
 @pytest.mark.parametrize("repository", ["", "-x", "--remote-path=/bin/sh", "/r::a"])
 def test_maintenance_commands_reject_bad_repository(build, repository: str) -> None:
@@ -269,12 +275,13 @@ RESTORING = frozenset({
 })
 REPOSITORY_ONLY = [
     lambda repository: commands.init(repository, "repokey-blake2"),
-    lambda repository: commands.list_archives(repository, prefix="box-"),
+    lambda repository: commands.list_archives(repository, checkpoints=True),
     lambda repository: commands.info_latest(repository),
     lambda repository: commands.info_archive(repository, "a"),
     lambda repository: commands.list_items(repository, "a", ["srv"]),
     lambda repository: commands.key_export(repository),
-    lambda repository: commands.prune(repository, "box-", {"daily": 1}),
+    lambda repository: commands.prune(repository, "box-*", {"daily": 1}),
+    lambda repository: commands.delete_archives(repository, "box-*"),
     lambda repository: commands.compact(repository),
     lambda repository: commands.check(repository),
 ]

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from backupctl.protocol import ErrorCode
+from backupd.archive_names import OwnArchives
 from backupd.actions.maintenance import (
     CheckOutcome,
     PruneOutcome,
@@ -36,8 +37,10 @@ from backupd.store import Store
 
 BORG = (sys.executable, "-m", "borg")
 PASSPHRASE = "maintenance ✓ passphrase"
-OWN_PREFIX = "box-"
-OTHER_PREFIX = "otherbox-"
+OWN = OwnArchives("box-")
+OTHER = OwnArchives("otherbox-")
+# Archives made by hand, and by a box whose host name starts with this one's.
+NOT_MADE_BY_THIS_BOX = ("box-manual-before-upgrade", "box-kitchen-{time:%Y-%m-%dT%H:%M:%SZ}")
 FIRST_DAY = datetime(2024, 1, 2, 12, 0, tzinfo=timezone.utc)
 DAYS_BETWEEN = 4
 OWN_DAYS = 27
@@ -53,11 +56,15 @@ class Template:
 
     @property
     def own(self) -> set[str]:
-        return {name for name in self.archives if name.startswith(OWN_PREFIX)}
+        return {name for name in self.archives if OWN.owns(name)}
 
     @property
     def others(self) -> set[str]:
-        return {name for name in self.archives if name.startswith(OTHER_PREFIX)}
+        return set(self.archives) - self.own
+
+    @property
+    def other_box(self) -> set[str]:
+        return {name for name in self.archives if OTHER.owns(name)}
 
 
 def archive_times() -> dict[str, datetime]:
@@ -65,9 +72,11 @@ def archive_times() -> dict[str, datetime]:
     days = [FIRST_DAY + timedelta(days=DAYS_BETWEEN * index) for index in range(OWN_DAYS)]
     newest = days[-1] + timedelta(days=1)
     times = [*days, *(newest.replace(hour=hour) for hour in NEWEST_DAY_HOURS)]
-    archives = {f"{OWN_PREFIX}{time:%Y-%m-%dT%H:%M:%SZ}": time for time in times}
+    archives = {OWN.name_at(time.timestamp()): time for time in times}
     for time in (days[3], days[-2]):
-        archives[f"{OTHER_PREFIX}{time:%Y-%m-%dT%H:%M:%SZ}"] = time + timedelta(minutes=30)
+        archives[OTHER.name_at(time.timestamp())] = time + timedelta(minutes=30)
+    for name, time in zip(NOT_MADE_BY_THIS_BOX, (days[5], days[-3])):
+        archives[name.format(time=time)] = time + timedelta(minutes=10)
     return archives
 
 
@@ -157,7 +166,7 @@ async def test_prune_keeps_exactly_what_the_rules_say(service: Service, template
     oldest = min(own, key=lambda name: own[name])
     assert oldest in kept, "the monthly rule runs out of months, so the oldest archive is kept too"
     with trio.fail_after(30):
-        outcome = await prune_archives(service, service.require_config(), OWN_PREFIX)
+        outcome = await prune_archives(service, service.require_config(), OWN)
         remaining = await archive_names(service)
     assert set(outcome.kept) == kept
     assert set(outcome.pruned) == template.own - kept
@@ -168,16 +177,25 @@ async def test_prune_keeps_exactly_what_the_rules_say(service: Service, template
 async def test_prune_of_another_prefix_leaves_this_box_alone(service: Service, template: Template) -> None:
     with trio.fail_after(30):
         config = replace(service.require_config(), keep={"yearly": 1})
-        outcome = await prune_archives(service, config, OTHER_PREFIX)
+        outcome = await prune_archives(service, config, OTHER)
         remaining = await archive_names(service)
-    newest_other = max(template.others, key=lambda name: template.archives[name])
-    assert outcome == PruneOutcome(kept=(newest_other,), pruned=tuple(template.others - {newest_other}))
-    assert remaining == template.own | {newest_other}
+    newest_other = max(template.other_box, key=lambda name: template.archives[name])
+    assert outcome == PruneOutcome(kept=(newest_other,), pruned=tuple(template.other_box - {newest_other}))
+    assert remaining == set(template.archives) - template.other_box | {newest_other}
+
+
+async def test_prune_never_touches_archives_this_box_did_not_make(service: Service, template: Template) -> None:
+    with trio.fail_after(30):
+        outcome = await prune_archives(service, replace(service.require_config(), keep={"daily": 1}), OWN)
+        remaining = await archive_names(service)
+    assert template.others <= remaining
+    assert {"box-manual-before-upgrade", *(name for name in template.others if name.startswith("box-kitchen-"))} <= remaining
+    assert set(outcome.pruned) <= template.own and len(outcome.kept) == 1
 
 
 async def test_a_prefix_is_literal_and_never_a_pattern(service: Service, template: Template) -> None:
     with trio.fail_after(30):
-        outcome = await prune_archives(service, replace(service.require_config(), keep={"daily": 1}), "*")
+        outcome = await prune_archives(service, replace(service.require_config(), keep={"daily": 1}), OwnArchives("*"))
         remaining = await archive_names(service)
     assert outcome == PruneOutcome(kept=(), pruned=())
     assert remaining == set(template.archives)
@@ -191,7 +209,7 @@ async def test_prune_refuses_keep_rules_that_keep_nothing(
 ) -> None:
     with trio.fail_after(30):
         with pytest.raises(PruneRefused) as refused:
-            await prune_archives(service, replace(service.require_config(), keep=keep), OWN_PREFIX)
+            await prune_archives(service, replace(service.require_config(), keep=keep), OWN)
         remaining = await archive_names(service)
     assert refused.value.code == "prune_refused"
     assert "nothing was deleted" in refused.value.message
@@ -209,10 +227,10 @@ async def test_dry_run_lines_from_borg_read_as_the_real_prune_does(service: Serv
             planned.append(verdict)
 
     with trio.fail_after(30):
-        dry_run = commands.prune(config.repository, OWN_PREFIX, config.keep, dry_run=True)
+        dry_run = commands.prune(config.repository, OWN.glob(), config.keep, dry_run=True)
         await service.borg(dry_run, on_event=collect)
         assert await archive_names(service) == set(template.archives)
-        outcome = await prune_archives(service, config, OWN_PREFIX)
+        outcome = await prune_archives(service, config, OWN)
     assert len(planned) == len(template.own)
     assert {verdict.archive for verdict in planned if verdict.action == "keep"} == set(outcome.kept)
     assert {verdict.archive for verdict in planned if verdict.action == "prune"} == set(outcome.pruned)
@@ -240,23 +258,32 @@ def test_prune_list_lines_in_every_form_borg_writes() -> None:
         assert parse_prune_line(other) is None
 
 
+OWN_1, OWN_2 = "box-2026-11-27T06:30:00Z", "box-2026-11-28T06:30:00Z"
+
+
 @pytest.mark.parametrize(
     "plan",
-    [PruneOutcome(kept=(), pruned=("box-1", "box-2")), PruneOutcome(kept=("box-1",), pruned=("otherbox-1",))],
-    ids=["every-own-archive", "foreign-archive"],
+    [
+        PruneOutcome(kept=(), pruned=(OWN_1, OWN_2)),
+        PruneOutcome(kept=(OWN_2,), pruned=("otherbox-2026-11-27T06:30:00Z",)),
+        PruneOutcome(kept=(OWN_2,), pruned=("box-manual-before-upgrade",)),
+        PruneOutcome(kept=(OWN_2,), pruned=("box-kitchen-2026-11-28T06:30:00Z",)),
+        PruneOutcome(kept=(OWN_2,), pruned=(OWN_1 + ".checkpoint",)),
+    ],
+    ids=["every-own-archive", "another-box", "made-by-hand", "host-name-sharing-the-prefix", "checkpoint"],
 )
-def test_a_plan_that_empties_the_box_or_reaches_beyond_the_prefix_is_refused(plan: PruneOutcome) -> None:
+def test_a_plan_that_empties_the_box_or_names_what_it_did_not_make_is_refused(plan: PruneOutcome) -> None:
     with pytest.raises(PruneRefused):
-        refuse_unsafe_plan(plan, OWN_PREFIX)
+        refuse_unsafe_plan(plan, OWN)
 
 
 @pytest.mark.parametrize(
     "plan",
-    [PruneOutcome(kept=(), pruned=()), PruneOutcome(kept=("box-2",), pruned=("box-1",))],
+    [PruneOutcome(kept=(), pruned=()), PruneOutcome(kept=(OWN_2,), pruned=(OWN_1,))],
     ids=["nothing-listed", "normal"],
 )
 def test_a_plan_that_keeps_something_of_the_box_goes_ahead(plan: PruneOutcome) -> None:
-    refuse_unsafe_plan(plan, OWN_PREFIX)
+    refuse_unsafe_plan(plan, OWN)
 
 
 def segment_bytes(repository: Path) -> int:
@@ -269,7 +296,7 @@ async def test_compact_after_prune_frees_space_and_the_repository_checks_ok(
     config = service.require_config()
     progress: list[ProgressPercent] = []
     with trio.fail_after(60):
-        outcome = await prune_archives(service, config, OWN_PREFIX)
+        outcome = await prune_archives(service, config, OWN)
         before = segment_bytes(repository)
         await compact_repository(service, config)
         after = segment_bytes(repository)

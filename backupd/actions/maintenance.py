@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from backupctl.protocol import RpcError
+from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.borg.errors import EXIT_SUCCESS, BorgFailed
 from backupd.borg.runner import BorgEvent, LogMessage
@@ -77,19 +78,17 @@ class PruneVerdict:
     archive: str
 
 
-async def prune_archives(service: Service, config: BackupConfig, prefix: str) -> PruneOutcome:
-    """Apply the configured keep rules to the archives named ``prefix*``, after a dry run shows
-    that at least one of them survives."""
-    if not prefix:
-        raise ValueError("prune needs a non-empty archive prefix")
+async def prune_archives(service: Service, config: BackupConfig, own: OwnArchives) -> PruneOutcome:
+    """Apply the configured keep rules to this box's own archives (names of exactly its form),
+    after a dry run shows that at least one of them survives and that no other is touched."""
     if not any(count > 0 for count in config.keep.values()):
         raise PruneRefused(
             "Every keep rule is 0, so pruning would delete every snapshot; nothing was deleted",
             {"keep": dict(config.keep)},
         )
-    planned = await _run_prune(service, config, prefix, dry_run=True)
-    refuse_unsafe_plan(planned, prefix)
-    return await _run_prune(service, config, prefix, dry_run=False)
+    planned = await _run_prune(service, config, own, dry_run=True)
+    refuse_unsafe_plan(planned, own)
+    return await _run_prune(service, config, own, dry_run=False)
 
 
 async def compact_repository(service: Service, config: BackupConfig, on_event: OnEvent | None = None) -> None:
@@ -145,12 +144,13 @@ def parse_prune_line(message: str) -> PruneVerdict | None:
     return PruneVerdict(action, name)
 
 
-def refuse_unsafe_plan(planned: PruneOutcome, prefix: str) -> None:
-    """Refuse a plan that deletes every archive of this box, or any archive of another."""
-    foreign = [name for name in (*planned.kept, *planned.pruned) if not name.startswith(prefix)]
+def refuse_unsafe_plan(planned: PruneOutcome, own: OwnArchives) -> None:
+    """Refuse a plan that deletes every archive of this box, or names any it did not make."""
+    foreign = [name for name in (*planned.kept, *planned.pruned) if not own.owns(name)]
     if foreign:
         raise PruneRefused(
-            f"Borg's prune plan names snapshots that do not start with {prefix!r}; nothing was deleted",
+            f"Borg's prune plan names snapshots this box did not make (not {own.prefix}<UTC time>); "
+            "nothing was deleted",
             {"foreign": foreign[:5]},
         )
     if planned.pruned and not planned.kept:
@@ -167,7 +167,7 @@ def _prune_outcome(verdicts: list[PruneVerdict]) -> PruneOutcome:
     )
 
 
-async def _run_prune(service: Service, config: BackupConfig, prefix: str, dry_run: bool) -> PruneOutcome:
+async def _run_prune(service: Service, config: BackupConfig, own: OwnArchives, dry_run: bool) -> PruneOutcome:
     verdicts: list[PruneVerdict] = []
     unreadable: list[str] = []
 
@@ -179,7 +179,7 @@ async def _run_prune(service: Service, config: BackupConfig, prefix: str, dry_ru
             else:
                 verdicts.append(verdict)
 
-    command = commands.prune(config.repository, prefix, config.keep, dry_run=dry_run)
+    command = commands.prune(config.repository, own.glob(), config.keep, dry_run=dry_run)
     await service.borg(command, config=config, on_event=collect)
     if unreadable:
         log.warning("borg prune listed %d lines that could not be read, first: %r", len(unreadable), unreadable[0])

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from backupctl.protocol import RpcError
+from backupd.archive_names import OwnArchives, is_checkpoint
 from backupd.borg import commands
 from backupd.config import BackupConfig
 from backupd.service import Service
@@ -21,17 +22,27 @@ ADOPT_REPOSITORY_ENV = {"BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes", "BO
 
 
 async def read_repository(service: Service, config: BackupConfig, adopt: bool = False) -> dict[str, Any]:
-    """The repository facts of the overview, from `borg list` and `borg info --last 1`."""
+    """The repository facts of the overview, from `borg list` and `borg info` of the newest
+    snapshot. Checkpoints of interrupted snapshots are not snapshots: they are neither listed
+    nor counted, and never the last snapshot."""
     env = ADOPT_REPOSITORY_ENV if adopt else None
-    listing = await service.borg(commands.list_archives(config.repository), config=config, env=env)
-    info = await service.borg(commands.info_latest(config.repository), config=config, env=env)
-    latest_archives = (info.json or {}).get("archives") or []
+    listing = await service.borg(commands.list_archives(config.repository, checkpoints=True), config=config, env=env)
+    listed = (listing.json or {}).get("archives") or []
+    archives = tuple(archive_entry(archive) for archive in listed if not is_checkpoint(archive.get("name", "")))
+    newest = max(archives, key=lambda archive: archive.time, default=None)
+    info_command = (commands.info_latest(config.repository) if newest is None
+                    else commands.info_archive(config.repository, newest.name))
+    info = await service.borg(info_command, config=config, env=env)
+    latest_archives = [archive for archive in (info.json or {}).get("archives") or []
+                       if not is_checkpoint(archive.get("name", ""))]
     latest = summary_from_archive(latest_archives[0]) if latest_archives else None
+    own = OwnArchives.of_host(service.settings.hostname)
     return {
         "last_snapshot": latest,
-        "archives": tuple(archive_entry(archive) for archive in (listing.json or {}).get("archives") or []),
+        "archives": archives,
         "total_size": stored_size(info.json),
         "file_count": latest.files if latest else 0,
+        "checkpoints_left": any(own.owns_checkpoint(archive.get("name", "")) for archive in listed),
     }
 
 
@@ -40,6 +51,7 @@ EMPTY_REPOSITORY: dict[str, Any] = {
     "archives": (),
     "total_size": 0,
     "file_count": 0,
+    "checkpoints_left": False,
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from backupd.actions.maintenance import compact_repository, prune_archives
 from backupd.actions.repository import stored_size
-from backupd.actions.snapshot import archive_prefix
+from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
@@ -24,10 +24,10 @@ def start_prune(service: Service, trigger: str) -> Job:
 
 async def _prune(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
     config = service.require_config()
-    prefix = archive_prefix(service.settings.hostname)
+    own = OwnArchives.of_host(service.settings.hostname)
     report({"step": "pruning"})
     async with service.repository_lock:
-        outcome = await prune_archives(service, config, prefix)
+        outcome = await prune_archives(service, config, own)
         compacted = False
         last_compact = service.repository.last_compact
         if outcome.pruned and (last_compact is None or service.clock.now() - last_compact >= COMPACT_INTERVAL):

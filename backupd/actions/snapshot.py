@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-import re
-import socket
 import time
 from collections.abc import Awaitable
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
 from functools import partial
 from typing import Any, TypeVar
 
@@ -16,6 +13,7 @@ import trio
 
 from backupctl.protocol import RpcError
 from backupd.actions.repository import archive_entry, stored_size, summary_from_archive
+from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.borg.runner import ArchiveProgress, BorgEvent, LogMessage
 from backupd.errors import no_sources
@@ -29,17 +27,6 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 1.0
 Result = TypeVar("Result")
 MAX_WARNINGS = 100
-
-
-def archive_prefix(hostname: str | None) -> str:
-    """Names of this box's archives start with its host name, so they can be told apart."""
-    host = re.sub(r"[^A-Za-z0-9._-]+", "-", hostname or socket.gethostname()).strip("-.")
-    return f"{host or 'edgebox'}-"
-
-
-def archive_name(prefix: str, now: float) -> str:
-    """Prefix and UTC time: names of one box sort by the time they were taken."""
-    return prefix + datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def start_snapshot(service: Service, trigger: str, requested_by: dict[str, Any] | None = None) -> Job:
@@ -103,10 +90,11 @@ async def _take_snapshot(service: Service, job: Job, report: ReportProgress) -> 
 async def _create_archive(service: Service, report: ReportProgress) -> dict[str, Any]:
     config = service.require_config()
     previous = service.repository.last_snapshot
-    name = archive_name(archive_prefix(service.settings.hostname), time.time())
+    own = OwnArchives.of_host(service.settings.hostname)
+    name = own.name_at(time.time())
     if previous is not None and previous.name == name:
         await trio.sleep(1)
-        name = archive_name(archive_prefix(service.settings.hostname), time.time())
+        name = own.name_at(time.time())
     estimate = ProgressEstimate(previous.original_size if previous else None)
     warnings: list[str] = []
     warning_count = 0
@@ -127,8 +115,12 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
         config.repository, name, config.sources, (*config.exclude, *own_files), config.compression,
         upload_limit=service.settings.upload_limit,
     )
+    checkpoints_before = service.repository.checkpoints_left
+    # An interrupted `borg create` leaves a checkpoint; it is known until this one succeeds.
+    service.repository = replace(service.repository, checkpoints_left=True)
     async with service.repository_lock:
         result = await _with_heartbeat(service.borg(command, on_event=on_event), estimate, report)
+        checkpoints_left = checkpoints_before and not await _deleted_own_checkpoints(service, own)
     borg_json = result.json or {}
     archive = borg_json.get("archive", {})
     summary = summary_from_archive(archive)
@@ -145,8 +137,22 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
         total_size=stored_size(borg_json),
         file_count=summary.files,
         problem=_problem_after_success(service),
+        checkpoints_left=checkpoints_left,
     )
     return {"snapshot": asdict(summary), "warnings": warnings, "warning_count": warning_count}
+
+
+async def _deleted_own_checkpoints(service: Service, own: OwnArchives) -> bool:
+    """Delete the checkpoints that interrupted snapshots of this box left, now that a whole
+    snapshot holds what they held; whether that worked."""
+    config = service.require_config()
+    try:
+        await service.borg(commands.delete_archives(config.repository, own.checkpoint_glob()))
+    except RpcError as error:
+        log.warning("cannot delete the checkpoints of interrupted snapshots: %s", error.message)
+        return False
+    log.info("deleted the checkpoints of interrupted snapshots")
+    return True
 
 
 async def _with_heartbeat(work: Awaitable[Result], estimate: ProgressEstimate, report: ReportProgress) -> Result:

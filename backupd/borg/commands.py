@@ -112,11 +112,11 @@ def create(
     )
 
 
-def list_archives(repository: str, prefix: str | None = None) -> BorgCommand:
+def list_archives(repository: str, checkpoints: bool = False) -> BorgCommand:
+    """Every archive; with ``checkpoints``, the checkpoints of interrupted snapshots too."""
     _check_repository(repository)
-    glob = () if prefix is None else (f"--glob-archives={_literal(_glob_literal(prefix))}*",)
     return BorgCommand(
-        ("list", "--log-json", "--json", *glob, "--", _literal(repository)),
+        ("list", "--log-json", "--json", *_consider_checkpoints(checkpoints), "--", _literal(repository)),
         json_output=True,
         repository=repository,
         capabilities=_needs(repository),
@@ -189,21 +189,21 @@ def _check_archive_paths(paths: Sequence[str]) -> None:
             raise ValueError(f"an archive path is relative and not empty: {path!r}")
 
 
-def prune(repository: str, prefix: str, keep: Mapping[str, int], dry_run: bool = False) -> BorgCommand:
-    """Delete the archives named ``prefix*`` that no keep rule holds; ``--list`` logs each decision.
+def prune(repository: str, archive_glob: str, keep: Mapping[str, int], dry_run: bool = False) -> BorgCommand:
+    """Delete the archives matching the borg shell pattern ``archive_glob`` that no keep rule
+    holds; ``--list`` logs each decision.
 
     Rules with a count of 0 are left out; at least one must be above 0.
     """
     _check_repository(repository)
-    if not prefix:
-        raise ValueError("prune needs a non-empty archive prefix")
+    _check_archive_glob(archive_glob)
     return BorgCommand(
         (
             "prune",
             "--log-json",
             "--list",
             *(("--dry-run",) if dry_run else ()),
-            f"--glob-archives={_literal(_glob_literal(prefix))}*",
+            f"--glob-archives={_literal(archive_glob)}",
             *_keep_options(keep),
             "--",
             _literal(repository),
@@ -212,6 +212,37 @@ def prune(repository: str, prefix: str, keep: Mapping[str, int], dry_run: bool =
         repository=repository,
         capabilities=_needs(repository),
     )
+
+
+def delete_archives(repository: str, archive_glob: str) -> BorgCommand:
+    """Delete the archives and checkpoints matching the borg shell pattern ``archive_glob``
+    (never the whole repository: the pattern is always given)."""
+    _check_repository(repository)
+    _check_archive_glob(archive_glob)
+    return BorgCommand(
+        (
+            "delete",
+            "--log-json",
+            f"--glob-archives={_literal(archive_glob)}",
+            "--",
+            _literal(repository),
+        ),
+        json_output=False,
+        repository=repository,
+        capabilities=_needs(repository),
+    )
+
+
+def _consider_checkpoints(checkpoints: bool) -> tuple[str, ...]:
+    return ("--consider-checkpoints",) if checkpoints else ()
+
+
+def _check_archive_glob(archive_glob: str) -> None:
+    """A pattern that names some archives, never all of them by accident."""
+    if not archive_glob.strip("*"):
+        raise ValueError(f"an archive pattern must name some archives, not all: {archive_glob!r}")
+    if any(char in archive_glob for char in "\0\n\r"):
+        raise ValueError(f"an archive pattern holds no NUL or line break: {archive_glob!r}")
 
 
 def compact(repository: str) -> BorgCommand:
@@ -279,8 +310,3 @@ def _archive_location(repository: str, archive: str) -> str:
 def _literal(text: str) -> str:
     """Escape borg's placeholder syntax (str.format) so text reaches borg unchanged."""
     return text.replace("{", "{{").replace("}", "}}")
-
-
-def _glob_literal(text: str) -> str:
-    """Escape borg's shell-pattern metacharacters so text matches only itself."""
-    return "".join(f"[{char}]" if char in "*?[" else char for char in text)
