@@ -262,7 +262,7 @@ def test_archive_item_commands():
     assert commands.list_items("/r", "a", ["srv/data"]).args == (
         "list", "--log-json", "--json-lines", "--", "/r::a", "srv/data")
     assert commands.extract("/r", "a", ["srv/data", "etc/x"]).args == (
-        "extract", "--log-json", "--list", "--", "/r::a", "srv/data", "etc/x")
+        "extract", "--log-json", "--list", "--sparse", "--", "/r::a", "srv/data", "etc/x")
     assert commands.key_export("/r").args == ("key", "export", "--log-json", "--", "/r")
     for bad in (["/abs"], [""], "srv"):
         with pytest.raises(ValueError):

@@ -1,5 +1,6 @@
 """Reset and restore end to end: a real daemon, real borg, real files."""
 
+import hashlib
 import os
 import shutil
 import signal
@@ -282,3 +283,22 @@ def test_export_key_gives_the_key_and_a_recovery_note(restorable, repository):
     assert exported["key"].startswith("BORG_KEY ")
     assert str(repository) in exported["note"] and exported["key"] in exported["note"]
     assert PASSPHRASE not in exported["note"]
+
+
+def test_a_sparse_file_comes_back_sparse(restorable, rich_data):
+    image = rich_data / "apps" / "disk.img"
+    with open(image, "wb") as file:
+        file.truncate(64 * 2**20)
+        file.seek(10 * 2**20)
+        file.write(os.urandom(2 * 2**20))
+    allocated = image.stat().st_blocks * 512
+    assert allocated < 4 * 2**20, "this file system keeps holes"
+    content = hashlib.sha256(image.read_bytes()).hexdigest()
+    snapshot(restorable)
+    image.unlink()
+    assert restore(restorable, paths=[str(image)])["state"] == "succeeded"
+    assert hashlib.sha256(image.read_bytes()).hexdigest() == content
+    assert image.stat().st_size == 64 * 2**20
+    # Holes come back where borg stored all-zero chunks; the zeros that share a chunk (about
+    # 2 MiB) with data are written. Without holes the file would take its whole 64 MiB.
+    assert image.stat().st_blocks * 512 <= allocated + 16 * 2**20

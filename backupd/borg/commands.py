@@ -162,12 +162,13 @@ def extract(repository: str, archive: str, paths: Sequence[str] = ()) -> BorgCom
 
     ``--list`` names each item as it is extracted. ``--progress`` is left out on purpose: it
     makes borg read the whole archive's metadata once more, before extracting, to size itself.
+    ``--sparse`` writes all-zero chunks as holes, so a sparse disk image comes back sparse.
     """
     _check_repository(repository)
     _check_archive(archive)
     _check_archive_paths(paths)
     return BorgCommand(
-        ("extract", "--log-json", "--list", "--", _archive_location(repository, archive), *paths),
+        ("extract", "--log-json", "--list", "--sparse", "--", _archive_location(repository, archive), *paths),
         json_output=False,
         repository=repository,
         capabilities=_needs(repository, RESTORING),
