@@ -10,6 +10,7 @@ from typing import Any
 from backupd.borg.grammar import check_compression, check_exclude
 from backupd.errors import invalid_params
 from backupd.params import Param
+from backupd.paths import overlapping
 from backupd.schedule import ScheduleError, parse_schedule
 from backupd.ssh import remote_location
 from backupd.settings import DEFAULT_KEEP, Defaults
@@ -179,7 +180,14 @@ def _sources(sources: list[str]) -> tuple[str, ...]:
             raise invalid_params("sources", f"Source {source!r} must be an absolute path")
         if not os.path.lexists(source):
             raise invalid_params("sources", f"Source {source} does not exist")
-    return tuple(os.path.normpath(source) for source in sources)
+    normalised = tuple(os.path.normpath(source) for source in sources)
+    overlap = overlapping(normalised)
+    if overlap is not None:
+        outer, inner = overlap
+        if outer == inner:
+            raise invalid_params("sources", f"Source {outer} is listed twice")
+        raise invalid_params("sources", f"Source {inner} is inside source {outer}; list only {outer}")
+    return normalised
 
 
 def _default_sources(sources: tuple[str, ...]) -> tuple[str, ...]:

@@ -216,3 +216,29 @@ def test_a_new_repository_needs_a_passphrase_of_the_minimum_length(passphrase):
 @pytest.mark.parametrize("passphrase", ["eight888", "correct horse battery staple", "\u00e9" * MIN_NEW_PASSPHRASE_LENGTH])
 def test_passphrases_of_the_minimum_length_or_longer_may_create(passphrase):
     check_new_passphrase(passphrase)
+
+
+@pytest.mark.parametrize(
+    "layout, named",
+    [
+        (["{a}", "{a}/b"], ("{a}/b is inside source {a}",)),
+        (["{a}/b", "{a}"], ("{a}/b is inside source {a}",)),
+        (["{a}", "{a}/"], ("{a} is listed twice",)),
+        (["{a}", "{a}/b/../b/.."], ("{a} is listed twice",)),
+    ],
+    ids=["inside", "inside-listed-first", "twice", "twice-unnormalised"],
+)
+def test_overlapping_sources_are_refused_naming_both(tmp_path, layout, named):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    sources = [entry.format(a=tmp_path / "a") for entry in layout]
+    error = rejected({"repository": "/srv/repo", "passphrase": "p", "sources": sources})
+    assert error.data == {"param": "sources"}
+    for words in named:
+        assert words.format(a=tmp_path / "a") in error.message
+
+
+def test_sources_side_by_side_or_sharing_a_name_prefix_are_fine(tmp_path):
+    for name in ("a", "ab", "a b"):
+        (tmp_path / name).mkdir()
+    sources = [str(tmp_path / name) for name in ("a", "ab", "a b")]
+    assert configure({"repository": "/srv/repo", "passphrase": "p", "sources": sources}).sources == tuple(sources)

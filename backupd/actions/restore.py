@@ -25,6 +25,7 @@ from backupd.errors import invalid_params, not_found
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
 from backupd.params import Param
+from backupd.paths import is_within, outermost
 from backupd.restore.preview import preview
 from backupd.restore.transaction import RestoreError, RestoreTransaction
 from backupd.service import Service
@@ -126,9 +127,11 @@ def _sources_in(archive: dict[str, Any]) -> tuple[str, ...]:
 def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tuple[str, ...]:
     if not sources:
         raise RpcError(ErrorCode.NOT_FOUND, "The snapshot does not say which paths it holds; restore it with borg by hand")
-    targets = paths or tuple(sources)
+    # A snapshot whose sources overlap (one inside another, or one twice) is restored by its
+    # outermost ones, which hold the rest.
+    targets = paths or outermost(sources)
     for target in targets:
-        if not any(target == source or target.startswith(source.rstrip("/") + "/") for source in sources):
+        if not any(is_within(target, source) for source in sources):
             raise invalid_params("paths", f"{target} is not in the snapshot, which holds {', '.join(sources)}")
         for protected in (service.settings.state_dir, service.borg_base_dir()):
             if Path(protected).is_relative_to(target):

@@ -19,6 +19,7 @@ import os
 import re
 import stat
 
+from backupd.paths import is_within
 from backupd.restore.nofollow import components, lstat
 
 
@@ -56,7 +57,7 @@ def safe_folder_for(parent: str) -> str:
             if info is None:
                 break
             reason = reason or unsafe_reason(info, current)
-        if reason is None and _within(current, mount_point):
+        if reason is None and is_within(current, mount_point):
             safe = current
     if safe is None:
         raise NoSafePlace(
@@ -88,13 +89,9 @@ def _reason_at(path: str) -> str | None:
     return f"{path} does not exist" if info is None else unsafe_reason(info, path)
 
 
-def _within(path: str, mount_point: str) -> bool:
-    return path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
-
-
 def mount_point_of(path: str) -> str:
     """The mount point that path (free of symbolic links) lies on: the longest one it is in."""
-    candidates = [point for point in mount_points() if _within(path, point)]
+    candidates = [point for point in mount_points() if is_within(path, point)]
     return max(candidates, key=len, default="/")
 
 

@@ -51,6 +51,7 @@ from backupd.restore.nofollow import (
     rename,
     sync_folder,
 )
+from backupd.paths import is_within, overlapping
 from backupd.restore.staging_place import NoSafePlace, mount_points, require_safe, safe_folder_for
 from backupd.store import PRIVATE_FILE_MODE, write_atomically
 
@@ -433,15 +434,15 @@ def _validated_targets(targets: Sequence[str], journal_path: Path) -> list[str]:
     for path in paths:
         if not _is_clean_absolute_path(path):
             raise RestoreError(f"{path!r} is not an absolute, normalised path below /")
-    by_components = sorted(paths, key=lambda path: path.split("/"))
-    for outer, inner in zip(by_components, by_components[1:]):
+    overlap = overlapping(paths)
+    if overlap is not None:
+        outer, inner = overlap
         if inner == outer:
             raise RestoreError(f"{outer} is listed twice")
-        if inner.startswith(outer + "/"):
-            raise RestoreError(f"{inner} is inside {outer}; list only {outer}")
+        raise RestoreError(f"{inner} is inside {outer}; list only {outer}")
     journal_folder = os.path.abspath(journal_path.parent)
     for path in paths:
-        if journal_folder == path or journal_folder.startswith(path + "/"):
+        if is_within(journal_folder, path):
             raise RestoreError(
                 f"{path} holds backupd's own state folder; it cannot be restored in place"
             )
