@@ -27,7 +27,7 @@ from backupctl.protocol import (
     parse,
 )
 from backupd.access import Peer, peer_of
-from backupd.events import EventHub, Subscriber, SubscriberOverflow
+from backupd.events import EventHub, NotificationFilter, Subscriber, SubscriberOverflow
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ MAX_IN_FLIGHT_PER_CONNECTION = 32
 RECEIVE_SIZE = 64 * 1024
 REFUSAL_TIMEOUT = 5.0
 
-Dispatch = Callable[[Request, Peer, Callable[[], None]], Awaitable[Any]]
+Dispatch = Callable[[Request, Peer, Callable[[NotificationFilter], None]], Awaitable[Any]]
 
 
 class SocketUnusable(Exception):
@@ -216,16 +216,17 @@ class Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
-    def _subscribe(self) -> None:
+    def _subscribe(self, shown: NotificationFilter) -> None:
         if self._subscription is None and self._nursery is not None:
             self._subscription = self._hub.subscribe()
-            self._nursery.start_soon(self._forward_notifications, self._subscription)
+            self._nursery.start_soon(self._forward_notifications, self._subscription, shown)
 
-    async def _forward_notifications(self, subscriber: Subscriber) -> None:
+    async def _forward_notifications(self, subscriber: Subscriber, shown: NotificationFilter) -> None:
         try:
             while batch := await subscriber.next_batch():
                 for notification in batch:
-                    await self._send(pack(notification))
+                    if (visible := shown(notification)) is not None:
+                        await self._send(pack(visible))
         except SubscriberOverflow:
             log.warning("closing connection of pid %s: it stopped reading notifications", self._peer.pid)
             await self._stream.aclose()
