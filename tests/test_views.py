@@ -16,11 +16,14 @@ from typing import Any
 import msgpack
 import pytest
 
+from backupctl.protocol import Notification
+from backupd.access import Level
+from backupd.views import reader_error, reader_job, reader_overview, view_for
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.users import NOBODY, Connector
 
-pytestmark = pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"),
-                                reason="needs root and setpriv to run clients as other users")
+as_other_users = pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"),
+                                    reason="needs root and setpriv to run clients as other users")
 
 PRIVATE_FOLDER = "zq-private-folder"
 PRIVATE_NAMES = (PRIVATE_FOLDER, "zq-salary-review.ods", "zq-medical", "zq-scan-0042.pdf", "zq-stray-file",
@@ -109,6 +112,7 @@ def shared_daemon(tmp_path: Path):
     shutil.rmtree(socket_folder, ignore_errors=True)
 
 
+@as_other_users
 def test_a_reader_gets_counts_and_states_but_no_name_from_a_folder_it_cannot_list(
         shared_daemon, private_data, tmp_path):
     vanished_source = tmp_path / "zq-vanished-source"
@@ -184,3 +188,35 @@ def _admin_works_on_the_private_folder(daemon: DaemonProcess, private: Path, van
         (tmp_path / HOOK_FAILS_WHEN).unlink()
         return {"jobs": [admin.call("job", {"id": job["id"]}) for job in jobs], "status": admin.call("status"),
                 "config": admin.call("config")}
+
+
+def test_a_reader_is_sent_no_notification_the_view_does_not_know():
+    reader = view_for(frozenset({Level.READ}))
+    assert reader.notification(Notification("job.new_kind_of_news", {"path": "/root/x"})) is None
+    admin_copy = Notification("job.new_kind_of_news", {"path": "/root/x"})
+    assert view_for(frozenset({Level.READ, Level.ADMIN})).notification(admin_copy) is admin_copy
+
+
+def test_the_result_of_a_kind_of_job_the_view_does_not_know_is_not_shown_to_readers():
+    record = {"id": "9", "kind": "verify", "state": "succeeded", "progress": {}, "result": {"missing": ["/root/x"]},
+              "error": None}
+    assert reader_job(record)["result"] is None
+
+
+def test_a_busy_error_shows_readers_the_running_job_as_readers_see_it():
+    running = {"id": "3", "kind": "restore", "state": "running", "progress": {"files": 4, "path": "/root/x"},
+               "result": None, "error": None}
+    error = {"code": "busy", "message": "A restore of /root/x is running",
+             "data": {"job": running, "last_lines": ["/root/x"]}}
+    shown = reader_error(error)
+    assert shown == {"code": "busy", "message": "Another job was running",
+                     "data": {"job": {**running, "progress": {"files": 4, "path": None}}}}
+
+
+def test_an_overdue_problem_keeps_its_message_and_others_get_a_sentence_for_their_code():
+    overdue = {"code": "overdue", "message": "No snapshot has succeeded since 2026-01-02 03:00", "since": 1.0,
+               "last_success": 0.5}
+    assert reader_overview({"problem": overdue, "job": None})["problem"] == overdue
+    failed = {"code": "borg_failed", "message": "borg: /root/x: Permission denied", "since": 1.0}
+    assert reader_overview({"problem": failed, "job": None})["problem"] == {
+        "code": "borg_failed", "message": "borg failed", "since": 1.0}
