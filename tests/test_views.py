@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,7 +22,7 @@ from backupctl.protocol import Notification
 from backupd.access import Level
 from backupd.views import reader_error, reader_job, reader_overview, view_for
 from tests.conftest import PASSPHRASE, DaemonProcess
-from tests.users import NOBODY, Connector
+from tests.users import NOBODY, Connector, copy_client_packages, user_switch
 
 as_other_users = pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"),
                                     reason="needs root and setpriv to run clients as other users")
@@ -137,11 +139,10 @@ def test_a_reader_gets_counts_and_states_but_no_name_from_a_folder_it_cannot_lis
         follower.close()
         reader.close()
 
-    admin_paths = [job["progress"]["path"] for job in admin_follower.notifications("job.progress")
-                   if job["progress"].get("path")]
-    assert {job["kind"] for job in admin_follower.notifications("job.progress") if job["progress"].get("path")} == \
-        {"snapshot", "restore"}
-    assert all(PRIVATE_FOLDER in path for path in admin_paths)
+    admin_progress = [job["progress"] for job in admin_follower.notifications("job.progress") + admin_records["jobs"]]
+    admin_paths = [progress["path"] for progress in admin_progress if progress.get("path")]
+    assert admin_paths and all(PRIVATE_FOLDER in path for path in admin_paths)
+    assert PRIVATE_FOLDER in admin_records["jobs"][3]["progress"]["path"]
     everything_admin_saw = repr(admin_records)
     assert all(name in everything_admin_saw for name in PRIVATE_NAMES), everything_admin_saw
     everything_the_reader_got = repr((follower.received, reader.received))
@@ -160,9 +161,31 @@ def test_a_reader_gets_counts_and_states_but_no_name_from_a_folder_it_cannot_lis
     assert failed["error"]["code"] == "hook_failed" and failed["error"]["data"]["hook"] == "before_snapshot"
     assert seen["status"]["problem"]["code"] == "hook_failed" and seen["status"]["snapshot_count"] == 1
     assert seen["config"]["sources"] is None and seen["config"]["repository"] == str(tmp_path / "repo")
-    progress = [job["progress"] for job in follower.notifications("job.progress")]
+    followed = follower.notifications("job.progress") + follower.notifications("job.finished")
+    progress = [job["progress"] for job in followed]
     assert any(step.get("files") for step in progress) and all(step.get("path") is None for step in progress)
     assert {job["id"] for job in follower.notifications("job.finished")} >= job_ids
+
+    said = {command: _backupctl_as_nobody(shared_daemon.socket, *command.split())
+            for command in ("config", f"log {snapshot['id']}", "jobs", "status")}
+    assert [name for name in PRIVATE_NAMES if name in repr(said)] == []
+    assert "Sources" in said["config"] and "shown to admins only" in said["config"]
+    assert "Log: shown to admins only" in said[f"log {snapshot['id']}"]
+    assert "borg reported" in said[f"log {snapshot['id']}"] and "with warnings" in said["jobs"]
+
+
+def _backupctl_as_nobody(socket_path: Path, *arguments: str) -> str:
+    packages = copy_client_packages()
+    try:
+        completed = subprocess.run(
+            [*user_switch(NOBODY), sys.executable, "-c", "from backupctl.cli import main; raise SystemExit(main())",
+             "--socket", str(socket_path), *arguments],
+            capture_output=True, text=True, timeout=60, cwd="/", env={**os.environ, "PYTHONPATH": str(packages)},
+        )
+    finally:
+        shutil.rmtree(packages, ignore_errors=True)
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
 
 
 def _connected_as_root(socket_path: Path) -> Reader:
