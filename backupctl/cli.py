@@ -41,6 +41,7 @@ LIVE_REFRESH_INTERVAL = 1.0
 WARNINGS_MARKER = "!"
 WARNINGS_SHOWN = 10
 EXAMPLE_PATHS = 10
+SHOWN_TO_ADMINS = "shown to admins only"
 CONFIRMATION_WORD = "yes"
 NOTE_FILE_MODE = 0o600
 
@@ -684,7 +685,7 @@ def run_jobs(invocation: Invocation) -> int:
 def has_warnings(job: Mapping[str, Any]) -> bool:
     """borg could not read some files: the snapshot holds everything else."""
     result = job.get("result")
-    return isinstance(result, Mapping) and bool(result.get("warnings"))
+    return isinstance(result, Mapping) and bool(result.get("warnings") or result.get("warning_count"))
 
 
 def job_row(job: Mapping[str, Any], now: float) -> tuple[str, ...]:
@@ -733,6 +734,8 @@ def describe_job_with_log(job: Mapping[str, Any], now: float) -> str:
         shown = len(result.get("warnings") or [])
         pairs.append(("Warnings", f"borg reported {fmt.plural(result['warning_count'], 'warning')}"
                                   f" ({shown} listed in the result); what it could not read is not in the snapshot"))
+    if job.get("log", []) is None:
+        return "\n".join([fmt.fields(pairs), f"Log: {SHOWN_TO_ADMINS}"])
     log = job.get("log") or []
     counts = [fmt.plural(len(log), "line")]
     for level in ("warning", "error"):
@@ -914,14 +917,21 @@ def run_config(invocation: Invocation) -> int:
     return EXIT_OK
 
 
+def path_lines(paths: list[str] | None) -> str:
+    """A list of paths, one a line; the daemon sends readers nil in its place."""
+    if paths is None:
+        return SHOWN_TO_ADMINS
+    return "\n".join(paths) or "none"
+
+
 def describe_config(config: Mapping[str, Any]) -> str:
     repository = config.get("repository")
     keep = config.get("keep") or {}
     pairs = [
         ("Repository", repository or "not configured"),
         ("Passphrase", "set" if config.get("passphrase_set") else "not set"),
-        ("Sources", "\n".join(config.get("sources") or []) or "none"),
-        ("Exclude", "\n".join(config.get("exclude") or []) or "none"),
+        ("Sources", path_lines(config.get("sources", []))),
+        ("Exclude", path_lines(config.get("exclude", []))),
         ("Schedule", str(config.get("schedule"))),
         ("Keep", ", ".join(f"{rule} {count}" for rule, count in keep.items()) or "none"),
         ("Encryption", str(config.get("encryption"))),

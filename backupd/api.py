@@ -19,10 +19,12 @@ from backupd.actions.snapshot import start_snapshot
 from backupd.archive_names import OwnArchives
 from backupd.config import CONFIGURE_PARAMS, unconfigured_view
 from backupd.errors import invalid_params
+from backupd.events import NotificationFilter
 from backupd.jobs import HISTORY_LIMIT
 from backupd.params import Param, check_params
 from backupd.service import Service
 from backupd.ssh import authorized_keys_line, remote_location
+from backupd.views import Shown, View, view_for
 
 DEFAULT_JOBS_LIMIT = 20
 
@@ -32,7 +34,8 @@ class Call:
     service: Service
     params: dict[str, Any]
     peer: Peer
-    subscribe: Callable[[], None] = field(repr=False)
+    view: View
+    subscribe: Callable[[NotificationFilter], None] = field(repr=False)
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -43,6 +46,7 @@ class Method:
     handler: Handler
     access: Level
     params: tuple[Param, ...] = ()
+    shows: Shown = Shown.NOTHING_PRIVATE
 
 
 @cache
@@ -134,35 +138,39 @@ async def cancel(call: Call) -> dict[str, Any]:
 
 
 async def subscribe(call: Call) -> dict[str, Any]:
-    call.subscribe()
+    call.subscribe(call.view.notification)
     return {}
 
 
 METHODS: dict[str, Method] = {
     "ping": Method(ping, Level.READ),
-    "status": Method(status, Level.READ),
-    "config": Method(show_config, Level.READ),
+    "status": Method(status, Level.READ, shows=Shown.OVERVIEW),
+    "config": Method(show_config, Level.READ, shows=Shown.CONFIG),
     "configure": Method(configure_repository, Level.ADMIN, CONFIGURE_PARAMS),
-    "snapshot": Method(snapshot, Level.ADMIN, (Param("wait", bool),)),
-    "snapshots": Method(snapshots, Level.READ),
-    "check": Method(check, Level.ADMIN, (Param("wait", bool),)),
-    "restore": Method(restore, Level.ADMIN, RESTORE_PARAMS),
+    "snapshot": Method(snapshot, Level.ADMIN, (Param("wait", bool),), shows=Shown.JOB),
+    "snapshots": Method(snapshots, Level.READ, shows=Shown.SNAPSHOTS),
+    "check": Method(check, Level.ADMIN, (Param("wait", bool),), shows=Shown.JOB),
+    "restore": Method(restore, Level.ADMIN, RESTORE_PARAMS, shows=Shown.JOB),
     "reset": Method(reset_configuration, Level.ADMIN),
     "export_key": Method(export_repository_key, Level.ADMIN),
     "ssh_key": Method(ssh_key, Level.ADMIN),
-    "jobs": Method(jobs, Level.READ, (Param("limit", int),)),
-    "job": Method(job, Level.READ, (Param("id", str, required=True),)),
+    "jobs": Method(jobs, Level.READ, (Param("limit", int),), shows=Shown.JOBS),
+    "job": Method(job, Level.READ, (Param("id", str, required=True),), shows=Shown.JOB),
     "cancel": Method(cancel, Level.ADMIN, (Param("job", str, required=True),)),
     "subscribe": Method(subscribe, Level.READ),
 }
 
 
-async def dispatch(service: Service, request: Request, peer: Peer, subscribe_connection: Callable[[], None]) -> Any:
-    """Run one request and return its result, or raise RpcError."""
+async def dispatch(service: Service, request: Request, peer: Peer,
+                   subscribe_connection: Callable[[NotificationFilter], None]) -> Any:
+    """Run one request and return its result as the caller may see it, or raise RpcError."""
     method = METHODS.get(request.method)
     if method is None:
         raise RpcError(ErrorCode.METHOD_NOT_FOUND, f"No method named {request.method!r}")
-    if method.access not in allowed_levels(peer, service.settings.access):
+    levels = allowed_levels(peer, service.settings.access)
+    if method.access not in levels:
         raise RpcError(ErrorCode.FORBIDDEN, f"{request.method} is not allowed for uid {peer.uid}")
     check_params(request.params, method.params)
-    return await method.handler(Call(service, request.params, peer, subscribe_connection))
+    view = view_for(levels)
+    result = await method.handler(Call(service, request.params, peer, view, subscribe_connection))
+    return view.shown(method.shows, result)

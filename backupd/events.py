@@ -10,6 +10,7 @@ after it has left MAX_PENDING of them unread.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -17,6 +18,9 @@ import trio
 from backupctl.protocol import Notification
 
 MAX_PENDING = 10_000
+
+# What one subscriber is sent of a notification: itself, a narrower copy, or nothing.
+NotificationFilter = Callable[[Notification], Notification | None]
 
 
 class SubscriberOverflow(Exception):

@@ -31,7 +31,7 @@ from backupctl.protocol import (
     parse,
 )
 from backupd.access import Level, Peer, peer_of
-from backupd.events import EventHub, Subscriber, SubscriberOverflow
+from backupd.events import EventHub, NotificationFilter, Subscriber, SubscriberOverflow
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ MAX_REFUSALS = 64
 DESCRIPTORS_KEPT_FOR_JOBS = 128
 MIN_SOCKET_BUDGET = 16
 
-Dispatch = Callable[[Request, Peer, Callable[[], None]], Awaitable[Any]]
+Dispatch = Callable[[Request, Peer, Callable[[NotificationFilter], None]], Awaitable[Any]]
 LevelsOf = Callable[[Peer], frozenset[Level]]
 
 
@@ -326,17 +326,18 @@ class Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
-    def _subscribe(self) -> None:
+    def _subscribe(self, shown: NotificationFilter) -> None:
         if self._subscription is None and self._nursery is not None:
             self._reading.deadline = math.inf
             self._subscription = self._hub.subscribe()
-            self._nursery.start_soon(self._forward_notifications, self._subscription)
+            self._nursery.start_soon(self._forward_notifications, self._subscription, shown)
 
-    async def _forward_notifications(self, subscriber: Subscriber) -> None:
+    async def _forward_notifications(self, subscriber: Subscriber, shown: NotificationFilter) -> None:
         try:
             while batch := await subscriber.next_batch():
                 for notification in batch:
-                    await self._send(pack(notification))
+                    if (visible := shown(notification)) is not None:
+                        await self._send(pack(visible))
         except SubscriberOverflow:
             log.warning("closing connection of pid %s: it stopped reading notifications", self._peer.pid)
             await self._stream.aclose()
