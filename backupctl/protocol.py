@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
     HOOK_FAILED = "hook_failed"
+    RESTORE_FAILED = "restore_failed"
     INTERNAL = "internal"
 
 

@@ -117,7 +117,7 @@ async def ssh_key(call: Call) -> dict[str, Any]:
 
 async def snapshots(call: Call) -> list[dict[str, Any]]:
     call.service.require_config()
-    archives = sorted(call.service.repository.archives, key=lambda archive: (archive.time, archive.name), reverse=True)
+    archives = sorted(call.service.repository.archives, key=lambda archive: archive.age_order, reverse=True)
     return [{"name": archive.name, "id": archive.id, "time": archive.time} for archive in archives]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from backupd.actions.repository import refresh
+from backupd.actions.repository import keep_view_current
 from backupd.access import allowed_levels
 from backupd.actions.restore import journal_path
 from backupd.api import dispatch
@@ -126,7 +126,7 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
             nursery.start_soon(report_status, service, notifier)
             await nursery.start(service.notify.run)
             await nursery.start(keep_metrics_file, service)
-            nursery.start_soon(refresh, service)
+            nursery.start_soon(keep_view_current, service)
             if (interval := watchdog_interval()) is not None:
                 nursery.start_soon(ping_watchdog, notifier, interval)
             reload = partial(reload_settings, service, notifier, read_settings, scheduler.wake)

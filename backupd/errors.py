@@ -28,3 +28,11 @@ def busy(job: dict[str, Any]) -> RpcError:
 
 def not_found(what: str) -> RpcError:
     return RpcError(ErrorCode.NOT_FOUND, f"No such {what}")
+
+
+def not_in_snapshot(snapshot: str, missing: list[str], holds: list[str]) -> RpcError:
+    return RpcError(
+        ErrorCode.NOT_FOUND,
+        f"Snapshot {snapshot} does not hold {', '.join(missing)}; it holds {', '.join(holds)}",
+        {"param": "paths", "missing": missing},
+    )

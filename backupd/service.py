@@ -20,6 +20,7 @@ from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg.commands import BorgCommand
 from backupd.borg.errors import BorgFailed, host_key_changed, redact
 from backupd.borg.runner import BorgEvent, BorgResult, LogMessage, run_borg
+from backupd.borg.transactions import repository_marker
 from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig
 from backupd.errors import not_configured
@@ -54,6 +55,7 @@ class Service:
         self._schedule: Schedule | None = None
         self.repository = RepositoryState()
         self.repository_lock = trio.Lock()
+        self.repository_marker: tuple[str, ...] | None = None
         self.jobs = JobRunner(self.hub, [], self._job_changed, self.clock.now, self.redact)
         self.notify = OperatorNotifier(
             lambda: self.settings.notify, self.box_name, self.secrets, self.publish_status, self.clock.now
@@ -211,6 +213,9 @@ class Service:
             if failure.code == ErrorCode.REPOSITORY_UNREACHABLE and await self._host_key_changed(config):
                 raise host_key_changed(config.repository) from None
             raise
+        finally:
+            # What the repository looks like after the daemon's own work: a later change is someone else's.
+            self.repository_marker = await trio.to_thread.run_sync(repository_marker, config.repository)
 
     async def _host_key_changed(self, config: BackupConfig) -> bool:
         server = remote_location(config.repository)

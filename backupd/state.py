@@ -35,6 +35,11 @@ class ArchiveEntry(FlatRecord):
     files: int | None = None
     original_size: int | None = None
 
+    @property
+    def age_order(self) -> tuple[float, str]:
+        """Older first. Times are to the second: two snapshots of one second go by name."""
+        return (self.time, self.name)
+
 
 @dataclass(frozen=True)
 class Problem(FlatRecord):

@@ -311,3 +311,31 @@ def test_a_stale_socket_file_is_replaced(tmp_path):
     daemon.settings.write_text('[defaults]\nschedule = "manual"\n')
     daemon.start()
     assert daemon.stop() == 0 and not path.exists()
+
+
+def test_an_empty_folder_such_as_a_new_disk_holds_a_new_repository(daemon, tmp_path, sample_data):
+    disk = tmp_path / "usb"
+    disk.mkdir()
+    with daemon.client() as client:
+        result = client.call("configure", {"repository": str(disk), "passphrase": PASSPHRASE,
+                                           "sources": [str(sample_data)]})
+        assert result == {"created": True, "snapshot_count": 0}
+        assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
+    assert (disk / "config").is_file()
+
+
+def test_a_new_file_system_or_a_folder_of_other_files_is_not_taken(daemon, tmp_path, sample_data):
+    fresh = tmp_path / "fresh-disk"
+    (fresh / "lost+found").mkdir(parents=True)
+    busy_folder = tmp_path / "documents"
+    busy_folder.mkdir()
+    (busy_folder / "letter.txt").write_text("dear")
+    with daemon.client() as client:
+        error = call_error(client, "configure", {"repository": str(fresh), "passphrase": PASSPHRASE,
+                                                 "sources": [str(sample_data)]})
+        assert error.code == "invalid_params" and error.data == {"param": "repository"}
+        assert str(fresh / "backups") in error.message
+        error = call_error(client, "configure", {"repository": str(busy_folder), "passphrase": PASSPHRASE,
+                                                 "sources": [str(sample_data)]})
+        assert error.code == "repository_invalid"
+    assert os.listdir(fresh) == ["lost+found"] and os.listdir(busy_folder) == ["letter.txt"]

@@ -321,3 +321,17 @@ def test_a_snapshot_whose_sources_overlap_restores_whole(restorable, rich_data, 
     # hardlink.jpg shared its inode with a photo outside the snapshot: that link cannot come back.
     assert {path: entry[:6] + entry[7:] for path, entry in describe(apps).items()} == {
         path: entry[:6] + entry[7:] for path, entry in saved.items()}
+
+
+def test_a_path_the_snapshot_lacks_is_not_found_in_the_dry_run_and_the_restore(restorable, rich_data):
+    name = snapshot(restorable)
+    change_everything(rich_data)
+    newer = rich_data / "photos" / "new-since-snapshot.jpg"
+    before = describe(rich_data)
+    for dry_run in (True, False):
+        job = restore(restorable, paths=[str(newer)], dry_run=dry_run)
+        assert job["state"] == "failed"
+        assert job["error"]["code"] == "not_found", job["error"]
+        assert job["error"]["data"] == {"param": "paths", "missing": [str(newer)]}
+        assert job["error"]["message"] == f"Snapshot {name} does not hold {newer}; it holds {rich_data}"
+    assert describe(rich_data) == before and leftovers(rich_data) == []

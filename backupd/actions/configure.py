@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
@@ -11,6 +12,7 @@ from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
 from backupd.borg import commands
 from backupd.config import BackupConfig, check_new_passphrase, config_from_params
+from backupd.errors import invalid_params
 from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
 from backupd.ssh import remote_location
@@ -38,7 +40,7 @@ async def _connect(service: Service, config: BackupConfig, job: Job, report: Rep
         try:
             facts = await read_repository(service, config, adopt=True)
         except RpcError as error:
-            if error.code != ErrorCode.REPOSITORY_NOT_FOUND:
+            if error.code != ErrorCode.REPOSITORY_NOT_FOUND and not _empty_local_folder(config.repository, error):
                 raise
             check_new_passphrase(config.passphrase)
             report({"step": "creating", "repository": config.repository})
@@ -51,3 +53,21 @@ async def _connect(service: Service, config: BackupConfig, job: Job, report: Rep
     )
     await service.save_config(config)
     return {"created": created, "snapshot_count": service.repository.snapshot_count}
+
+
+def _empty_local_folder(location: str, error: RpcError) -> bool:
+    """borg calls an empty folder (a new disk's mount point) not a repository; a new one can go
+    there. A folder holding only lost+found (a new file system) cannot: borg needs it empty."""
+    if error.code != ErrorCode.REPOSITORY_INVALID or remote_location(location) is not None:
+        return False
+    folder = location.removeprefix("file://")
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return False
+    if entries == ["lost+found"]:
+        raise invalid_params(
+            "repository", f"{folder} is the top of a new file system (it holds lost+found); a repository "
+            f"needs an empty folder: use a folder inside it, such as {os.path.join(folder, 'backups')}",
+        )
+    return not entries

@@ -21,13 +21,12 @@ Keep this note, the key below and your passphrase in safe places away from the b
 The passphrase is not in this note: without it the backups cannot be read.
 
 To get your data back on another Edgebox: install it, open Backups, and configure it
-with the repository location and passphrase above; the Restore button appears.
-
+with the repository location above and your passphrase; the Restore button appears.
+{keyfile_on_edgebox}
 To get your data back by hand on any Linux machine:
 
  1. Install BorgBackup 1.4 (for example `pip install "borgbackup>=1.4,<1.5"`).
- 2. If borg says the key is missing or damaged, save the key below as key.txt and run
-        borg key import {repository} key.txt
+ 2. {import_step}
  3. List the snapshots (borg asks for the passphrase):
         borg list {repository}
  4. Extract one into the current folder:
@@ -39,17 +38,33 @@ Key
 
 {key}
 """
+IMPORT_KEY = """Save the key below (from the line starting "BORG_KEY" to the end) as key.txt and run
+        borg key import {repository} key.txt"""
+KEYFILE_IMPORT = (IMPORT_KEY + """
+    This repository keeps its key outside ("{mode}" mode), so borg cannot read it
+    without this step.""")
+REPOKEY_IMPORT = ("""The key is inside the repository ("{mode}" mode). Only if borg says it is missing
+    or damaged: """ + IMPORT_KEY)
+KEYFILE_ON_EDGEBOX = """This repository keeps its key outside ("{mode}" mode): without the key below nobody,
+not even another Edgebox, can read the backups. If the box that made them is gone, get your
+data back by hand as below, with step 2.
+"""
 
 
 async def export_key(service: Service, prefix: str) -> dict[str, Any]:
     config = service.require_config()
     exported = await service.borg(commands.key_export(config.repository))
+    info = await service.borg(commands.info_repository(config.repository))
+    mode = str(((info.json or {}).get("encryption") or {}).get("mode") or config.encryption)
+    keyfile = mode.startswith("keyfile")
     key = exported.stdout.strip()
     note = RECOVERY_NOTE.format(
         repository=config.repository,
-        encryption=config.encryption,
+        encryption=mode,
         exported=datetime.now(service.zone).strftime("%Y-%m-%d %H:%M %Z"),
         prefix=prefix,
+        import_step=(KEYFILE_IMPORT if keyfile else REPOKEY_IMPORT).format(repository=config.repository, mode=mode),
+        keyfile_on_edgebox=KEYFILE_ON_EDGEBOX.format(mode=mode) if keyfile else "",
         key=key,
     )
-    return {"repository": config.repository, "key": key, "note": note}
+    return {"repository": config.repository, "encryption": mode, "key": key, "note": note}

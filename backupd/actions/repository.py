@@ -6,14 +6,21 @@ import logging
 from datetime import datetime
 from typing import Any
 
+import trio
+
 from backupctl.protocol import RpcError
 from backupd.archive_names import OwnArchives, is_checkpoint
 from backupd.borg import commands
+from backupd.borg.transactions import repository_marker
 from backupd.config import BackupConfig
 from backupd.service import Service
 from backupd.state import ArchiveEntry, SnapshotSummary
 
 log = logging.getLogger(__name__)
+
+FIRST_RETRY = 5.0
+LAST_RETRY = 600.0
+IDLE_CHECK_INTERVAL = 600.0
 
 
 # Connecting on purpose to a repository this box has not seen at this location (a
@@ -29,7 +36,7 @@ async def read_repository(service: Service, config: BackupConfig, adopt: bool = 
     listing = await service.borg(commands.list_archives(config.repository, checkpoints=True), config=config, env=env)
     listed = (listing.json or {}).get("archives") or []
     archives = tuple(archive_entry(archive) for archive in listed if not is_checkpoint(archive.get("name", "")))
-    newest = max(archives, key=lambda archive: archive.time, default=None)
+    newest = max(archives, key=lambda archive: archive.age_order, default=None)
     info_command = (commands.info_latest(config.repository) if newest is None
                     else commands.info_archive(config.repository, newest.name))
     info = await service.borg(info_command, config=config, env=env)
@@ -55,11 +62,12 @@ EMPTY_REPOSITORY: dict[str, Any] = {
 }
 
 
-async def refresh(service: Service) -> None:
-    """Re-read the configured repository; a failure becomes the overview's problem."""
+async def refresh(service: Service) -> bool:
+    """Re-read the configured repository; a failure becomes the overview's problem. Whether
+    the repository could be read (or there is none to read)."""
     config = service.config
     if config is None:
-        return
+        return True
     service.activity = "reading the repository"
     try:
         async with service.repository_lock:
@@ -67,13 +75,49 @@ async def refresh(service: Service) -> None:
     except RpcError as error:
         log.warning("cannot read repository %s: %s", config.repository, error.message)
         await service.update_repository(problem=service.problem_from(error.code, error.message, "refresh"))
-        return
+        return False
     finally:
         service.activity = "idle"
     problem = service.repository.problem
     if problem is not None and problem.operation == "refresh":
         problem = None
     await service.update_repository(**facts, problem=problem)
+    return True
+
+
+async def keep_view_current(service: Service, check_interval: float = IDLE_CHECK_INTERVAL) -> None:
+    """Read the repository at start, again and again with back-off until that works (a lock
+    held at boot, a disk not yet mounted); then, while idle, re-read it when something other
+    than the daemon changed it (archives made or deleted with plain borg)."""
+    delay = FIRST_RETRY
+    while not await refresh(service):
+        log.info("reading the repository again in %.0f s", delay)
+        await trio.sleep(delay)
+        delay = min(delay * 2, LAST_RETRY)
+    while True:
+        await trio.sleep(check_interval)
+        if service.jobs.current is None and not service.repository_lock.locked():
+            async with service.repository_lock:
+                await refresh_if_changed(service)
+
+
+async def refresh_if_changed(service: Service) -> None:
+    """Re-read the archive list when the repository changed since the daemon last used it; a
+    directory listing tells, for a local repository. Called with the repository lock held."""
+    config = service.config
+    if config is None:
+        return
+    marker = await trio.to_thread.run_sync(repository_marker, config.repository)
+    if marker is None or marker == service.repository_marker:
+        return
+    log.info("repository %s changed outside the daemon: reading it again", config.repository)
+    try:
+        facts = await read_repository(service, config)
+    except RpcError as error:
+        log.warning("cannot read repository %s: %s", config.repository, error.message)
+        return
+    await service.update_repository(**facts)
+
 
 
 def summary_from_archive(archive: dict[str, Any]) -> SnapshotSummary:

@@ -17,17 +17,18 @@ from typing import Any
 import trio
 
 from backupctl.protocol import ErrorCode, RpcError
+from backupd.actions.repository import refresh_if_changed
 from backupd.borg import commands
 from backupd.borg.process import bytes_written
 from backupd.borg.runner import BorgEvent, LogMessage
 from backupd.config import BackupConfig
-from backupd.errors import invalid_params, not_found
+from backupd.errors import invalid_params, not_found, not_in_snapshot
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
 from backupd.params import Param
 from backupd.paths import is_within, outermost
 from backupd.restore.preview import preview
-from backupd.restore.transaction import RestoreError, RestoreTransaction
+from backupd.restore.transaction import NotInSnapshot, RestoreError, RestoreTransaction
 from backupd.service import Service
 from backupd.state import ArchiveEntry
 
@@ -68,7 +69,7 @@ def _chosen_archive(service: Service, name: str | None) -> ArchiveEntry:
     if name is None:
         if not archives:
             raise not_found("snapshot: the repository holds none")
-        return max(archives, key=lambda archive: archive.time)
+        return max(archives, key=lambda archive: archive.age_order)
     for archive in archives:
         if archive.name == name:
             return archive
@@ -86,11 +87,12 @@ async def _restore(service: Service, request: RestoreRequest, job: Job, report: 
     report({"step": "reading the snapshot"})
     await service.restore_cleaned_up.wait()
     async with service.repository_lock:
+        await refresh_if_changed(service)
         contents = await _snapshot_contents(service, config, request.archive)
         targets = _targets(service, request.paths, list(contents.sources))
         if request.dry_run:
             log.info("dry run of restoring %s from snapshot %s", ", ".join(targets), request.archive.name)
-            return await _dry_run(service, config, request, targets)
+            return await _dry_run(service, config, request, targets, contents.sources)
         log.info("restoring %s from snapshot %s", ", ".join(targets), request.archive.name)
         return await around_job(
             service.settings.hooks, "restore", job,
@@ -140,11 +142,13 @@ def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tu
 
 
 async def _dry_run(service: Service, config: BackupConfig, request: RestoreRequest,
-                   targets: tuple[str, ...]) -> dict[str, Any]:
+                   targets: tuple[str, ...], sources: tuple[str, ...]) -> dict[str, Any]:
     listing = await service.borg(
         commands.list_items(config.repository, request.archive.name, [target.lstrip("/") for target in targets])
     )
     changes = await trio.to_thread.run_sync(preview, listing.json_lines(), targets)
+    if changes.missing:
+        raise not_in_snapshot(request.archive.name, changes.missing, list(sources))
     return {"dry_run": True, "snapshot": request.archive.name, "targets": list(targets), **changes.to_record()}
 
 
@@ -180,9 +184,13 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
             progress.group_done(extracted.written_bytes)
         report(dict(progress.current(), step="swapping"))
         await trio.to_thread.run_sync(transaction.swap_into_place)
-    except BaseException:
+    except BaseException as failure:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(transaction.abort)
+        if isinstance(failure, NotInSnapshot):
+            raise not_in_snapshot(request.archive.name, failure.missing, list(contents.sources)) from None
+        if isinstance(failure, RestoreError):
+            raise RpcError(ErrorCode.RESTORE_FAILED, f"The restore failed: {failure}") from None
         raise
     _clean_up_after_the_job(service, transaction)
     report(dict(progress.current(), percent=100.0, eta=0.0, step="done"))

@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from backupd.actions.maintenance import compact_repository, prune_archives
-from backupd.actions.repository import stored_size
+from backupd.actions.repository import refresh_if_changed, stored_size
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.jobs import Job, ReportProgress
@@ -27,6 +27,7 @@ async def _prune(service: Service, job: Job, report: ReportProgress) -> dict[str
     own = OwnArchives.of_host(service.settings.hostname)
     report({"step": "pruning"})
     async with service.repository_lock:
+        await refresh_if_changed(service)
         outcome = await prune_archives(service, config, own)
         compacted = False
         last_compact = service.repository.last_compact

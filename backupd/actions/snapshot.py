@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import trio
 
 from backupctl.protocol import RpcError
-from backupd.actions.repository import archive_entry, stored_size, summary_from_archive
+from backupd.actions.repository import archive_entry, refresh_if_changed, stored_size, summary_from_archive
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.borg.runner import ArchiveProgress, BorgEvent, LogMessage
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 1.0
 Result = TypeVar("Result")
 MAX_WARNINGS = 100
+SHOWN_IN_PROBLEM = 3
+SNAPSHOT_INCOMPLETE = "snapshot_incomplete"
 
 
 def start_snapshot(service: Service, trigger: str, requested_by: dict[str, Any] | None = None) -> Job:
@@ -119,6 +121,7 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
     # An interrupted `borg create` leaves a checkpoint; it is known until this one succeeds.
     service.repository = replace(service.repository, checkpoints_left=True)
     async with service.repository_lock:
+        await refresh_if_changed(service)
         result = await _with_heartbeat(service.borg(command, on_event=on_event), estimate, report)
         checkpoints_left = checkpoints_before and not await _deleted_own_checkpoints(service, own)
     borg_json = result.json or {}
@@ -136,7 +139,7 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
         last_snapshot=summary,
         total_size=stored_size(borg_json),
         file_count=summary.files,
-        problem=_problem_after_success(service),
+        problem=_problem_after_success(service, warnings, warning_count),
         checkpoints_left=checkpoints_left,
     )
     return {"snapshot": asdict(summary), "warnings": warnings, "warning_count": warning_count}
@@ -179,8 +182,17 @@ async def _heartbeat(estimate: ProgressEstimate, report: ReportProgress) -> None
         report(estimate.current())
 
 
-def _problem_after_success(service: Service) -> Problem | None:
+def _problem_after_success(service: Service, warnings: list[str], warning_count: int) -> Problem | None:
     """A snapshot that succeeds ends every problem but damage found by a check or a restore
-    that could not be undone: those need a person."""
+    that could not be undone: those need a person. One that missed files (borg's warnings:
+    unreadable, vanished) is a problem of its own until a snapshot completes cleanly."""
     problem = service.repository.problem
-    return problem if problem is not None and problem.operation in ("check", "restore") else None
+    if problem is not None and problem.operation in ("check", "restore"):
+        return problem
+    if warning_count:
+        shown = "; ".join(warnings[:SHOWN_IN_PROBLEM])
+        more = f" and {warning_count - SHOWN_IN_PROBLEM} more" if warning_count > SHOWN_IN_PROBLEM else ""
+        message = (f"The last snapshot is incomplete: borg could not read {warning_count} "
+                   f"{'item' if warning_count == 1 else 'items'} ({shown}{more})")
+        return service.problem_from(SNAPSHOT_INCOMPLETE, message, "snapshot")
+    return None

@@ -133,6 +133,17 @@ def info_latest(repository: str) -> BorgCommand:
     )
 
 
+def info_repository(repository: str) -> BorgCommand:
+    """The repository's own facts: its encryption mode, its cache statistics."""
+    _check_repository(repository)
+    return BorgCommand(
+        ("info", "--log-json", "--json", "--", _literal(repository)),
+        json_output=True,
+        repository=repository,
+        capabilities=_needs(repository),
+    )
+
+
 def info_archive(repository: str, archive: str) -> BorgCommand:
     _check_repository(repository)
     _check_archive(archive)

@@ -30,6 +30,7 @@ class RestorePreview:
     removed: PathList = field(default_factory=PathList)
     unchanged: int = 0
     bytes: int = 0
+    missing: list[str] = field(default_factory=list)  # targets the snapshot does not hold
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,8 @@ def preview(items: Iterable[dict[str, Any]], targets: Iterable[str]) -> RestoreP
             result.replaced.add(path)
             result.bytes += item.get("size", 0) if item.get("type") == "-" else 0
     for target in targets:
+        if target not in in_snapshot:
+            result.missing.append(target)
         for path in _walk(target):
             if path not in in_snapshot:
                 result.removed.add(path)

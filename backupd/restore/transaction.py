@@ -80,6 +80,14 @@ class RestoreError(Exception):
     """A restore cannot be prepared, committed or undone; the message says why for people."""
 
 
+class NotInSnapshot(RestoreError):
+    """borg extracted nothing for some targets: the snapshot does not hold them."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"the snapshot does not hold {', '.join(missing)}; nothing was restored")
+        self.missing = missing
+
+
 @dataclass(frozen=True)
 class ExtractGroup:
     cwd: Path  # run `borg extract` with this working directory
@@ -563,6 +571,7 @@ def _check_staged_content(journal: _Journal) -> None:
                 pass
         except OSError as error:
             raise RestoreError(f"cannot use the staging folder: {_describe(error)}") from None
+    missing: list[str] = []
     for plan in journal.targets:
         try:
             info = lstat(plan.staged)
@@ -571,12 +580,15 @@ def _check_staged_content(journal: _Journal) -> None:
                 f"cannot look at the extracted copy of {plan.path}: {_describe(error)}"
             ) from None
         if info is None:
-            raise RestoreError(f"the snapshot does not hold {plan.path}; nothing was restored")
+            missing.append(plan.path)
+            continue
         if plan.method == BY_CHILDREN and not stat.S_ISDIR(info.st_mode):
             raise RestoreError(
                 f"{plan.path} is a mount point, so only a folder can be restored there, but the "
                 "snapshot holds something else; nothing was restored"
             )
+    if missing:
+        raise NotInSnapshot(missing)
 
 
 def _swap(journal: _Journal, plan: _TargetPlan) -> None:

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import PASSPHRASE
 from tests.faults.conftest import configure, hold_lock, raw_borg
 from tests.processes import children_of
+from tests.test_daemon import wait_for
 
 needs_mounts = pytest.mark.skipif(os.getuid() != 0, reason="needs root to mount small file systems")
 
@@ -116,3 +117,21 @@ def test_a_lock_left_by_a_dead_process_is_cleared(make_daemon, tmp_path, sample_
         assert job["state"] == "succeeded", job["error"]
     assert not list(repository.glob("lock.exclusive/*"))
     assert PASSPHRASE not in daemon.log()
+
+
+def test_a_start_up_read_that_met_a_lock_is_tried_again(make_daemon, tmp_path: Path, sample_data: Path) -> None:
+    daemon = make_daemon("lock_wait = 1")
+    repository = tmp_path / "repo"
+    configure(daemon, repository, [sample_data])
+    with daemon.client() as client:
+        assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
+    daemon.stop()
+    holder = hold_lock(daemon, repository, 6)
+    daemon.start()
+    with daemon.client() as client:
+        wait_for(lambda: (client.call("status")["problem"] or {}).get("code") == "repository_locked")
+        holder.wait(timeout=30)
+        started = time.monotonic()
+        wait_for(lambda: client.call("status")["problem"] is None, timeout=60)
+        assert client.call("status")["snapshot_count"] == 1
+    assert time.monotonic() - started < 30
