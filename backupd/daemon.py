@@ -17,7 +17,7 @@ import trio
 
 from backupd.actions.repository import keep_view_current
 from backupd.access import allowed_levels
-from backupd.actions.restore import journal_path
+from backupd.actions.restore import unfinished_journals
 from backupd.api import dispatch
 from backupd.events import Subscriber
 from backupd.jobs import JobLogHandler
@@ -33,6 +33,7 @@ from backupd.systemd import JournalFormatter, Notifier, activated_socket, under_
 
 log = logging.getLogger("backupd")
 
+RESTORE_INCOMPLETE = "restore_incomplete"
 # How long systemd should wait for a stop that has to stop borg first.
 STOP_TIMEOUT_WITH_JOB = 60.0
 
@@ -102,7 +103,7 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
     store.open()
     service = Service(settings, store)
     service.load()
-    await finish_interrupted_restore(service)
+    await finish_interrupted_restores(service)
     activated = activated_socket()
     listener = trio.socket.from_stdlib_socket(activated) if activated else bind_unix_socket(
         settings.socket, settings.socket_mode, settings.socket_group
@@ -137,17 +138,26 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
         log.info("stopped")
 
 
-async def finish_interrupted_restore(service: Service) -> None:
-    """A restore the daemon was killed in is undone (or its clean-up finished) before serving."""
-    try:
-        recovered = await trio.to_thread.run_sync(recover, journal_path(service))
-    except RestoreError as error:
-        log.error("an interrupted restore could not be undone: %s", error)
-        message = f"An interrupted restore could not be undone automatically: {error}"
-        await service.update_repository(problem=service.problem_from("restore_incomplete", message, "restore"))
-        return
-    if recovered:
-        log.warning("an interrupted restore was found: %s", recovered)
+async def finish_interrupted_restores(service: Service) -> None:
+    """Restores the daemon was killed in are undone (or their clean-up finished) before
+    serving. One that cannot be is a problem, and holds only its own targets; once every one
+    is recovered, at a later start, the problem is gone."""
+    failures: list[str] = []
+    for journal in unfinished_journals(service.settings.state_dir):
+        try:
+            recovered = await trio.to_thread.run_sync(recover, journal)
+        except RestoreError as error:
+            log.error("an interrupted restore could not be undone: %s", error)
+            failures.append(str(error))
+            continue
+        if recovered:
+            log.warning("an interrupted restore was found: %s", recovered)
+    if failures:
+        message = f"An interrupted restore could not be undone automatically: {'; '.join(failures)}"
+        await service.update_repository(problem=service.problem_from(RESTORE_INCOMPLETE, message, "restore"))
+    elif service.repository.problem is not None and service.repository.problem.code == RESTORE_INCOMPLETE:
+        log.info("every interrupted restore is recovered now")
+        await service.update_repository(problem=None)
 
 
 async def handle_signals(

@@ -1,6 +1,7 @@
 """Reset and restore end to end: a real daemon, real borg, real files."""
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import pytest
 
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.test_daemon import call_error, wait_for
+from backupd.actions.restore import JOURNAL_FOLDER, unfinished_journals
 from tests.tree import describe
 
 
@@ -56,7 +58,7 @@ def restore(daemon, **params) -> dict:
     """Restore and wait, including for the clean-up that runs after the job has answered."""
     with daemon.client() as client:
         job = client.call("restore", {**params, "wait": True})
-    wait_for(lambda: not (daemon.state_dir / "restore-journal.json").exists())
+    wait_for(lambda: not (daemon.state_dir / JOURNAL_FOLDER / f"{job['id']}.json").exists())
     return job
 
 
@@ -75,7 +77,7 @@ def leftovers(root: Path) -> list[str]:
 
 def cleaned_up(daemon, root: Path) -> bool:
     """The previous content is deleted after the restore has answered: wait for it."""
-    wait_for(lambda: not leftovers(root) and not (daemon.state_dir / "restore-journal.json").exists())
+    wait_for(lambda: not leftovers(root) and not unfinished_journals(daemon.state_dir))
     return True
 
 
@@ -209,14 +211,14 @@ def test_a_restore_killed_during_extract_leaves_the_old_data_whole(daemon, repos
         client.call("restore", {})
         wait_for(lambda: (client.call("status")["job"] or {}).get("progress", {}).get("original_size"))
     daemon.stop(signal.SIGKILL)
-    assert (daemon.state_dir / "restore-journal.json").exists()
+    assert unfinished_journals(daemon.state_dir)
     daemon.start()
     with daemon.client() as client:
         jobs = client.call("jobs", {"limit": 1})
     assert describe(target) == before and leftovers(target) == []
     assert jobs[0]["kind"] == "restore" and jobs[0]["state"] == "failed"
     assert jobs[0]["error"]["code"] == "interrupted"
-    assert not (daemon.state_dir / "restore-journal.json").exists()
+    assert not unfinished_journals(daemon.state_dir)
 
 
 def test_reset_keeps_the_remote_archives_and_forgets_the_secrets(restorable, repository, rich_data):
@@ -335,3 +337,35 @@ def test_a_path_the_snapshot_lacks_is_not_found_in_the_dry_run_and_the_restore(r
         assert job["error"]["data"] == {"param": "paths", "missing": [str(newer)]}
         assert job["error"]["message"] == f"Snapshot {name} does not hold {newer}; it holds {rich_data}"
     assert describe(rich_data) == before and leftovers(rich_data) == []
+
+
+def test_a_restore_that_cannot_be_undone_blocks_only_its_targets_until_it_is_recovered(restorable, rich_data):
+    snapshot(restorable)
+    other = rich_data.parent / "other-app"
+    aside = rich_data.parent / ".backupd-previous-77"
+    (aside / "other-app").mkdir(parents=True)
+    (aside / "other-app" / "settings").write_text("the previous content")
+    other.mkdir()
+    (other / "in-the-way").write_text("made after the crash")
+    journals = restorable.state_dir / "restores"
+    journals.mkdir(mode=0o700)
+    (journals / "77.json").write_text(json.dumps({
+        "version": 1, "job_id": "77", "phase": "swapping", "created_folders": [],
+        "targets": [{"path": str(other), "method": "rename", "staging": str(rich_data.parent / ".backupd-restore-77"),
+                     "aside": str(aside), "step": "moving_aside", "old_metadata": None, "new_metadata": None}]}))
+    restorable.restart()
+    with restorable.client() as client:
+        problem = client.call("status")["problem"]
+    assert problem["code"] == "restore_incomplete" and str(other) in problem["message"]
+
+    change_everything(rich_data)
+    job = restore(restorable, paths=[str(rich_data / "photos")])
+    assert job["state"] == "succeeded", job["error"]
+
+    (other / "in-the-way").unlink()
+    other.rmdir()
+    restorable.restart()
+    with restorable.client() as client:
+        assert client.call("status")["problem"] is None
+    assert (other / "settings").read_text() == "the previous content"
+    assert not aside.exists() and not unfinished_journals(restorable.state_dir)

@@ -23,6 +23,7 @@ import pytest
 from backupd.restore.transaction import RestoreError, RestoreTransaction
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.test_daemon import wait_for
+from backupd.actions.restore import unfinished_journals
 from tests.users import NOBODY, user_switch
 
 ROUNDS = 4
@@ -144,7 +145,7 @@ class Attacker:
 def restore(daemon: DaemonProcess, **params: object) -> dict:
     with daemon.client() as client:
         job = client.call("restore", {**params, "wait": True})
-    wait_for(lambda: not (daemon.state_dir / "restore-journal.json").exists())
+    wait_for(lambda: not unfinished_journals(daemon.state_dir))
     return job
 
 
@@ -166,7 +167,7 @@ def test_racing_the_staging_folders_never_writes_outside_the_target(
                 job = client.call("restore", {"wait": True})
             assert fingerprint(secret) == secret_before, job
             assert job["state"] == "succeeded", job
-            wait_for(lambda: not (daemon.state_dir / "restore-journal.json").exists())
+            wait_for(lambda: not unfinished_journals(daemon.state_dir))
     finally:
         swaps = attacker.stop()
 

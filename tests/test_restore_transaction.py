@@ -805,3 +805,35 @@ def test_a_commit_killed_at_any_moment_is_recovered_whole(tmp_path: Path) -> Non
     killed_in = Counter(phases)
     print(f"commit took {duration * 1000:.0f} ms; SIGKILLs by journal phase: {dict(killed_in)}")
     assert all(killed_in[phase] >= 1 for phase in PHASES), killed_in
+
+
+# --- before anything is extracted -----------------------------------------------------------
+
+
+def test_a_target_on_a_read_only_mount_is_refused_before_anything_is_made(box: Path, journal: Path) -> None:
+    readonly = box / "etc"
+    readonly.mkdir()
+    with tmpfs_mounted_at(readonly):
+        (readonly / "app.conf").write_text("old")
+        subprocess.run(["mount", "-o", "remount,ro", str(readonly)], check=True)
+        before = listing(box)
+        for target in (readonly / "app.conf", readonly / "new" / "deeper", readonly):
+            with pytest.raises(RestoreError, match=f"nothing was restored: {readonly} is on a read-only file system"):
+                RestoreTransaction.prepare(journal, JOB, [str(target)])
+            assert listing(box) == before and not journal.exists()
+
+
+def test_an_unfinished_restore_holds_only_its_own_targets(box: Path, journal: Path) -> None:
+    held, free = box / "held" / "app", box / "free" / "app"
+    for target in (held, free):
+        target.mkdir(parents=True)
+    unfinished = journal.with_name("17.json")
+    write_journal(unfinished, journal_document("swapping", [renamed_target(held, "moving_aside")]))
+    for blocked in (held, held / "inside", held.parent):
+        with pytest.raises(RestoreError, match=f"restore {JOB} was interrupted and could not be undone"):
+            RestoreTransaction.prepare(journal, "18", [str(blocked)], unfinished=[unfinished])
+    transaction = RestoreTransaction.prepare(journal, "18", [str(free)], unfinished=[unfinished])
+    transaction.abort()
+    unfinished.write_text("{not json")
+    with pytest.raises(RestoreError, match="unreadable.*no restore can start until then"):
+        RestoreTransaction.prepare(journal, "18", [str(free)], unfinished=[unfinished])

@@ -40,7 +40,9 @@ RESTORE_PARAMS = (
     Param("dry_run", bool),
     Param("wait", bool),
 )
-JOURNAL_DOCUMENT = "restore-journal"
+JOURNAL_FOLDER = "restores"
+# Where daemons before the journal folder kept their one journal: still recovered at start.
+LEGACY_JOURNAL = "restore-journal.json"
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,14 @@ def start_restore(service: Service, params: dict[str, Any], requested_by: dict[s
     return service.jobs.start("restore", "manual", partial(_restore, service, request), requested_by)
 
 
-def journal_path(service: Service) -> Path:
-    return service.settings.state_dir / f"{JOURNAL_DOCUMENT}.json"
+def journal_path(service: Service, job_id: str) -> Path:
+    return service.settings.state_dir / JOURNAL_FOLDER / f"{job_id}.json"
+
+
+def unfinished_journals(state_dir: Path) -> list[Path]:
+    """The journals of restores that are not finished: running, or interrupted and not undone."""
+    legacy = state_dir / LEGACY_JOURNAL
+    return sorted((state_dir / JOURNAL_FOLDER).glob("*.json")) + ([legacy] if legacy.exists() else [])
 
 
 def _chosen_archive(service: Service, name: str | None) -> ArchiveEntry:
@@ -160,9 +168,10 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
     progress = RestoreProgress(total_size=contents.original_size if whole else None,
                                total_files=contents.files if whole else None)
     try:
-        transaction = await trio.to_thread.run_sync(
-            RestoreTransaction.prepare, journal_path(service), job.id, targets
-        )
+        transaction = await trio.to_thread.run_sync(partial(
+            RestoreTransaction.prepare, journal_path(service, job.id), job.id, targets,
+            unfinished=unfinished_journals(service.settings.state_dir),
+        ))
     except RestoreError as error:
         raise RpcError(ErrorCode.INVALID_PARAMS, str(error), {"param": "paths"}) from None
     try:

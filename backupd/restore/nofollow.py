@@ -268,6 +268,16 @@ def remove_folder_if_empty(path: str, identity: Identity | None = None) -> None:
             raise
 
 
+def why_unwritable(path: str) -> str | None:
+    """Why the folder at path cannot take new entries now (a read-only mount), None if it can."""
+    with opened_folder(path) as fd:
+        if os.statvfs(fd).f_flag & os.ST_RDONLY:
+            return f"{path} is on a read-only file system"
+        if not os.access(".", os.W_OK, dir_fd=fd):
+            return f"{path} cannot be written by backupd"
+    return None
+
+
 def sync_folder(path: str) -> None:
     with opened_folder(path) as fd:
         os.fsync(fd)

@@ -50,6 +50,7 @@ from backupd.restore.nofollow import (
     remove_tree,
     rename,
     sync_folder,
+    why_unwritable,
 )
 from backupd.paths import is_within, overlapping
 from backupd.restore.staging_place import NoSafePlace, mount_points, require_safe, safe_folder_for
@@ -265,10 +266,12 @@ class RestoreTransaction:
         targets: Sequence[str],
         *,
         swap_children: Collection[str] = (),
+        unfinished: Collection[Path] = (),
     ) -> RestoreTransaction:
-        """Validate targets (absolute, normalised, no target inside another, parents exist or
-        can be created), choose a staging folder per target on the target's filesystem (a fresh
-        0700 folder named `.backupd-restore-<job_id>` in the target's parent; inside the target
+        """Validate targets (absolute, normalised, no target inside another, none that an
+        unfinished earlier restore still holds, parents exist or can be created and written),
+        choose a staging folder per target on the target's mount (a fresh 0700 folder named
+        `.backupd-restore-<job_id>` in a folder no other user can change; inside the target
         when it is a mount point, or is listed in `swap_children`), write the journal (phase
         "staging") and return. Raises RestoreError."""
         if not _JOB_ID.fullmatch(job_id):
@@ -279,6 +282,7 @@ class RestoreTransaction:
                 "backupd starts"
             )
         paths = _validated_targets(targets, journal_path)
+        _refuse_unfinished(paths, unfinished)
         unknown = set(swap_children) - set(paths)
         if unknown:
             raise RestoreError(f"not a target of this restore: {', '.join(sorted(unknown))}")
@@ -459,6 +463,26 @@ def _validated_targets(targets: Sequence[str], journal_path: Path) -> list[str]:
     return paths
 
 
+def _refuse_unfinished(paths: list[str], unfinished: Collection[Path]) -> None:
+    """An earlier restore that could not be undone holds its targets until a person looks;
+    the rest of the box can still be restored."""
+    for journal_path in unfinished:
+        try:
+            journal = _Journal.load(journal_path)
+        except RestoreError as error:
+            raise RestoreError(f"{error}; no restore can start until then") from None
+        if journal is None:
+            continue
+        held = [plan.path for plan in journal.targets]
+        overlap = [path for path in paths if any(is_within(path, other) or is_within(other, path) for other in held)]
+        if overlap:
+            raise RestoreError(
+                f"restore {journal.job_id} was interrupted and could not be undone, and it holds "
+                f"{', '.join(overlap)}: look at {', '.join(held)} and the folders its journal "
+                f"{journal_path} names, then restart backupd"
+            )
+
+
 def _is_clean_absolute_path(path: object) -> bool:
     return (
         isinstance(path, str)
@@ -486,7 +510,25 @@ def _plan(journal_path: Path, job_id: str, paths: list[str], swap_children: set[
             raise RestoreError(
                 f"{folder} already exists; remove what an earlier restore left there"
             )
+    _refuse_unwritable(journal)
     return journal
+
+
+def _refuse_unwritable(journal: _Journal) -> None:
+    """Every folder the restore will create entries in can take them, before anything is
+    extracted: the staging places, and where each target goes (or its deepest existing
+    ancestor, where missing parents will be made)."""
+    folders: list[str] = []
+    for plan in journal.targets:
+        folders.append(os.path.dirname(plan.staging))
+        where = plan.path if plan.method == BY_CHILDREN else os.path.dirname(plan.path)
+        while lstat(where) is None:
+            where = os.path.dirname(where)
+        folders.append(where)
+    for folder in dict.fromkeys(folders):
+        reason = why_unwritable(folder)
+        if reason is not None:
+            raise RestoreError(f"nothing was restored: {reason}")
 
 
 def _missing_parents(path: str) -> list[str]:

@@ -9,6 +9,7 @@ from tests.conftest import PASSPHRASE
 from tests.faults.conftest import TRIALS, archive_names, configure, raw_borg
 from tests.processes import children_of
 from tests.test_daemon import wait_for
+from backupd.actions.restore import unfinished_journals
 from tests.tree import describe
 
 
@@ -74,7 +75,7 @@ def test_the_daemon_killed_during_restores_leaves_every_target_whole(make_daemon
         after = describe(target)
         assert after in (before, snapshot_tree), f"trial {trial}: a mix of old and new"
         assert not list(tmp_path.glob(".backupd-*")) and not list(target.glob(".backupd-*"))
-        assert not (daemon.state_dir / "restore-journal.json").exists()
+        assert not unfinished_journals(daemon.state_dir)
         if after == before:
             for path in target.glob("new-in-trial-*"):
                 path.unlink()
