@@ -369,3 +369,33 @@ def test_a_restore_that_cannot_be_undone_blocks_only_its_targets_until_it_is_rec
         assert client.call("status")["problem"] is None
     assert (other / "settings").read_text() == "the previous content"
     assert not aside.exists() and not unfinished_journals(restorable.state_dir)
+
+
+def test_a_restore_that_cannot_fit_fails_before_writing_anything(daemon, repository, tmp_path):
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+    try:
+        target = disk / "photos"
+        target.mkdir()
+        for index in range(5):
+            (target / f"img{index}.jpg").write_bytes(os.urandom(1024 * 1024))
+        with daemon.client() as client:
+            client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                      "sources": [str(target)]})
+        snapshot(daemon)
+        before = describe(target)
+        plan = restore(daemon, dry_run=True)["result"]
+        [room] = plan["space"]
+        assert room["mount_point"] == str(disk) and room["needed"] == plan["bytes"] == 5 * 1024 * 1024
+        assert 2 * 1024 * 1024 < room["free"] < room["needed"]
+        job = restore(daemon)
+        assert job["state"] == "failed" and job["error"]["code"] == "disk_full"
+        assert job["error"]["data"] == {"mount_point": str(disk), "needed": room["needed"], "free": room["free"]}
+        assert "nothing was restored" in job["error"]["message"]
+        assert describe(target) == before and leftovers(target) == []
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)

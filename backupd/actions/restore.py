@@ -28,6 +28,7 @@ from backupd.jobs import Job, ReportProgress
 from backupd.params import Param
 from backupd.paths import is_within, outermost
 from backupd.restore.preview import preview
+from backupd.restore.space import bytes_by_target, on_one_file_system, room_for
 from backupd.restore.transaction import NotInSnapshot, RestoreError, RestoreTransaction
 from backupd.service import Service
 from backupd.state import ArchiveEntry
@@ -154,10 +155,36 @@ async def _dry_run(service: Service, config: BackupConfig, request: RestoreReque
     listing = await service.borg(
         commands.list_items(config.repository, request.archive.name, [target.lstrip("/") for target in targets])
     )
-    changes = await trio.to_thread.run_sync(preview, listing.json_lines(), targets)
+    items = listing.json_lines()
+    changes = await trio.to_thread.run_sync(preview, items, targets)
     if changes.missing:
         raise not_in_snapshot(request.archive.name, changes.missing, list(sources))
-    return {"dry_run": True, "snapshot": request.archive.name, "targets": list(targets), **changes.to_record()}
+    needed = bytes_by_target(items, targets)
+    rooms = await trio.to_thread.run_sync(room_for, needed)
+    return {"dry_run": True, "snapshot": request.archive.name, "targets": list(targets), **changes.to_record(),
+            "bytes": sum(needed.values()), "space": [room.to_record() for room in rooms]}
+
+
+async def _refuse_without_room(service: Service, config: BackupConfig, request: RestoreRequest,
+                               targets: tuple[str, ...], contents: SnapshotContents) -> None:
+    """Fail before anything is written when a file system cannot hold the staged copy: the
+    snapshot's size for a whole restore onto one file system, else what borg lists."""
+    if not request.paths and await trio.to_thread.run_sync(on_one_file_system, targets):
+        needed = {targets[0]: contents.original_size}
+    else:
+        listing = await service.borg(
+            commands.list_items(config.repository, request.archive.name, [target.lstrip("/") for target in targets])
+        )
+        needed = bytes_by_target(listing.json_lines(), targets)
+    short = [room for room in await trio.to_thread.run_sync(room_for, needed) if not room.fits]
+    if short:
+        room = short[0]
+        raise RpcError(
+            ErrorCode.DISK_FULL,
+            f"Not enough room on {room.mount_point}: the restore writes {room.needed} bytes there "
+            f"(a whole second copy, before the old one is deleted) and {room.free} are free; nothing was restored",
+            {"mount_point": room.mount_point, "needed": room.needed, "free": room.free},
+        )
 
 
 async def _extract_and_swap(service: Service, config: BackupConfig, request: RestoreRequest,
@@ -167,6 +194,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
     whole = not request.paths
     progress = RestoreProgress(total_size=contents.original_size if whole else None,
                                total_files=contents.files if whole else None)
+    await _refuse_without_room(service, config, request, targets, contents)
     try:
         transaction = await trio.to_thread.run_sync(partial(
             RestoreTransaction.prepare, journal_path(service, job.id), job.id, targets,
