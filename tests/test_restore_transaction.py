@@ -231,9 +231,10 @@ def test_extract_groups_follow_the_staging_folders(box: Path, journal: Path) -> 
     )
 
     assert transaction.extract_groups() == [
-        ExtractGroup(box / "one" / f".backupd-restore-{JOB}", (str(targets[0]), str(targets[1]))),
-        ExtractGroup(box / "two" / f".backupd-restore-{JOB}", (str(targets[2]),)),
-        ExtractGroup(box / "mounted" / f".backupd-restore-{JOB}", (str(targets[3]),)),
+        ExtractGroup(box / "one" / f".backupd-restore-{JOB}", (str(targets[0]), str(targets[1])),
+                     (str(targets[0]).lstrip("/"), str(targets[1]).lstrip("/"))),
+        ExtractGroup(box / "two" / f".backupd-restore-{JOB}", (str(targets[2]),), (str(targets[2]).lstrip("/"),)),
+        ExtractGroup(box / "mounted" / f".backupd-restore-{JOB}", (str(targets[3]),), (str(targets[3]).lstrip("/"),)),
     ]
     staging = box / "one" / f".backupd-restore-{JOB}"
     assert transaction.staged_path(str(targets[0])) == staging / str(targets[0]).lstrip("/")
@@ -441,7 +442,7 @@ def test_a_real_mount_point_target(box: Path, journal: Path) -> None:
         build_tree_inside(target, "old", OLD_TIME_NS)
         transaction = RestoreTransaction.prepare(journal, JOB, [str(target)])
         staging = target / f".backupd-restore-{JOB}"
-        assert transaction.extract_groups() == [ExtractGroup(staging, (str(target),))]
+        assert transaction.extract_groups() == [ExtractGroup(staging, (str(target),), (str(target).lstrip("/"),))]
         expected = without_root_inode(listing(stage(transaction, target)))
 
         transaction.commit()

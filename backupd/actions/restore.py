@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -27,6 +28,7 @@ from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
 from backupd.params import Param
 from backupd.paths import is_within, outermost
+from backupd.restore.archive_roots import locate, roots_of
 from backupd.restore.preview import preview
 from backupd.restore.space import bytes_by_target, on_one_file_system, room_for
 from backupd.restore.transaction import NotInSnapshot, RestoreError, RestoreTransaction
@@ -101,7 +103,7 @@ async def _restore(service: Service, request: RestoreRequest, job: Job, report: 
         targets = _targets(service, request.paths, list(contents.sources))
         if request.dry_run:
             log.info("dry run of restoring %s from snapshot %s", ", ".join(targets), request.archive.name)
-            return await _dry_run(service, config, request, targets, contents.sources)
+            return await _dry_run(service, config, request, targets, contents)
         log.info("restoring %s from snapshot %s", ", ".join(targets), request.archive.name)
         return await around_job(
             service.settings.hooks, "restore", job,
@@ -111,28 +113,42 @@ async def _restore(service: Service, request: RestoreRequest, job: Job, report: 
 
 @dataclass(frozen=True)
 class SnapshotContents:
-    sources: tuple[str, ...]
+    places: dict[str, str]  # where each root of the snapshot goes on the box -> its archive path
     files: int
     original_size: int
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(self.places)
+
+    def archive_path(self, place: str) -> str:
+        """The archive path of a place on the box inside one of the snapshot's roots."""
+        for root, archive_root in self.places.items():
+            if is_within(place, root):
+                return archive_root + place[len(root):]
+        raise ValueError(f"{place} is not in the snapshot")
+
+    def place_of(self, archive_path: str) -> str:
+        """Where an archive path goes on the box."""
+        for root, archive_root in self.places.items():
+            if is_within(archive_path, archive_root):
+                return root + archive_path[len(archive_root):]
+        return "/" + archive_path
+
 
 async def _snapshot_contents(service: Service, config: BackupConfig, archive: ArchiveEntry) -> SnapshotContents:
-    """What the snapshot holds: remembered for the daemon's own snapshots, else asked of borg."""
+    """What the snapshot holds: remembered for the daemon's own snapshots, else read from its
+    items (an archive made by hand may have named anything on its command line)."""
     if archive.sources:
-        return SnapshotContents(tuple(archive.sources), archive.files or 0, archive.original_size or 0)
+        places = {source: source.lstrip("/") for source in archive.sources}
+        return SnapshotContents(places, archive.files or 0, archive.original_size or 0)
     info = await service.borg(commands.info_archive(config.repository, archive.name))
     details = (info.json or {}).get("archives", [{}])[0]
     stats = details.get("stats", {})
-    return SnapshotContents(_sources_in(details), stats.get("nfiles") or 0, stats.get("original_size") or 0)
-
-
-def _sources_in(archive: dict[str, Any]) -> tuple[str, ...]:
-    """The paths the snapshot was taken of: the arguments after REPO::ARCHIVE in its command line."""
-    command_line = archive.get("command_line") or []
-    for index, argument in enumerate(command_line):
-        if "::" in argument:
-            return tuple(os.path.normpath(source) for source in command_line[index + 1:] if os.path.isabs(source))
-    return ()
+    listing = await service.borg(commands.list_items(config.repository, archive.name))
+    roots = roots_of(item["path"] for item in listing.json_lines() if item.get("path"))
+    places = locate(roots, details.get("command_line") or [], details.get("cwd") or "")
+    return SnapshotContents(places, stats.get("nfiles") or 0, stats.get("original_size") or 0)
 
 
 def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tuple[str, ...]:
@@ -151,15 +167,15 @@ def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tu
 
 
 async def _dry_run(service: Service, config: BackupConfig, request: RestoreRequest,
-                   targets: tuple[str, ...], sources: tuple[str, ...]) -> dict[str, Any]:
+                   targets: tuple[str, ...], contents: SnapshotContents) -> dict[str, Any]:
     listing = await service.borg(
-        commands.list_items(config.repository, request.archive.name, [target.lstrip("/") for target in targets])
+        commands.list_items(config.repository, request.archive.name, [contents.archive_path(target) for target in targets])
     )
     items = listing.json_lines()
-    changes = await trio.to_thread.run_sync(preview, items, targets)
+    changes = await trio.to_thread.run_sync(preview, items, targets, contents.place_of)
     if changes.missing:
-        raise not_in_snapshot(request.archive.name, changes.missing, list(sources))
-    needed = bytes_by_target(items, targets)
+        raise not_in_snapshot(request.archive.name, changes.missing, list(contents.sources))
+    needed = bytes_by_target(items, targets, contents.place_of)
     rooms = await trio.to_thread.run_sync(room_for, needed)
     return {"dry_run": True, "snapshot": request.archive.name, "targets": list(targets), **changes.to_record(),
             "bytes": sum(needed.values()), "space": [room.to_record() for room in rooms]}
@@ -173,9 +189,9 @@ async def _refuse_without_room(service: Service, config: BackupConfig, request: 
         needed = {targets[0]: contents.original_size}
     else:
         listing = await service.borg(
-            commands.list_items(config.repository, request.archive.name, [target.lstrip("/") for target in targets])
+            commands.list_items(config.repository, request.archive.name, [contents.archive_path(target) for target in targets])
         )
-        needed = bytes_by_target(listing.json_lines(), targets)
+        needed = bytes_by_target(listing.json_lines(), targets, contents.place_of)
     short = [room for room in await trio.to_thread.run_sync(room_for, needed) if not room.fits]
     if short:
         room = short[0]
@@ -193,18 +209,19 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
     # The snapshot's totals size a whole restore; a part of it has no total without an extra pass.
     whole = not request.paths
     progress = RestoreProgress(total_size=contents.original_size if whole else None,
-                               total_files=contents.files if whole else None)
+                               total_files=contents.files if whole else None, place_of=contents.place_of)
     await _refuse_without_room(service, config, request, targets, contents)
     try:
         transaction = await trio.to_thread.run_sync(partial(
             RestoreTransaction.prepare, journal_path(service, job.id), job.id, targets,
             unfinished=unfinished_journals(service.settings.state_dir),
+            archive_paths={target: contents.archive_path(target) for target in targets},
         ))
     except RestoreError as error:
         raise RpcError(ErrorCode.INVALID_PARAMS, str(error), {"param": "paths"}) from None
     try:
         for group in transaction.extract_groups():
-            paths = [target.lstrip("/") for target in group.targets]
+            paths = list(group.archive_paths)
 
             def on_event(event: BorgEvent) -> None:
                 if isinstance(event, LogMessage) and event.name == LISTED_ITEM_LOGGER:
@@ -270,8 +287,10 @@ async def _report_written(borg_pids: list[int], progress: RestoreProgress, repor
 class RestoreProgress:
     """Bytes and files extracted against the snapshot's totals, with percent and ETA."""
 
-    def __init__(self, total_size: int | None, total_files: int | None) -> None:
+    def __init__(self, total_size: int | None, total_files: int | None,
+                 place_of: Callable[[str], str] = lambda archive_path: "/" + archive_path) -> None:
         self.total_size = total_size
+        self.place_of = place_of
         self.total_files = total_files
         self.started = trio.current_time()
         self.done_size = 0
@@ -298,7 +317,7 @@ class RestoreProgress:
             "total_files": self.total_files,
             "original_size": self.done_size,
             "total_size": self.total_size,
-            "path": "/" + self._last_path if self._last_path else None,
+            "path": self.place_of(self._last_path) if self._last_path else None,
             "elapsed": round(elapsed, 1),
             "percent": None,
             "eta": None,

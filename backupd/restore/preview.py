@@ -6,7 +6,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 MAX_LISTED = 100
 _TYPES = {"d": stat.S_IFDIR, "-": stat.S_IFREG, "l": stat.S_IFLNK}
@@ -42,15 +42,17 @@ class RestorePreview:
         }
 
 
-def preview(items: Iterable[dict[str, Any]], targets: Iterable[str]) -> RestorePreview:
-    """Compare snapshot items (borg's --json-lines records) with the disk under each target.
+def preview(items: Iterable[dict[str, Any]], targets: Iterable[str],
+            place_of: Callable[[str], str] = lambda archive_path: "/" + archive_path) -> RestorePreview:
+    """Compare snapshot items (borg's --json-lines records) with the disk under each target;
+    ``place_of`` says where an archive path goes on the box.
 
     Each target is restored whole, so anything under it that the snapshot lacks is removed.
     """
     result = RestorePreview()
     in_snapshot: set[str] = set()
     for item in items:
-        path = "/" + item["path"]
+        path = place_of(item["path"])
         in_snapshot.add(path)
         try:
             current = os.lstat(path)

@@ -30,7 +30,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +92,8 @@ class NotInSnapshot(RestoreError):
 @dataclass(frozen=True)
 class ExtractGroup:
     cwd: Path  # run `borg extract` with this working directory
-    targets: tuple[str, ...]  # borg creates cwd/<target without its leading "/">
+    targets: tuple[str, ...]
+    archive_paths: tuple[str, ...]  # what to extract for each target: borg creates cwd/<archive path>
 
 
 @dataclass
@@ -117,10 +118,15 @@ class _TargetPlan:
     old_metadata: _FolderMetadata | None = None  # BY_CHILDREN: the target folder's own, before
     new_metadata: _FolderMetadata | None = None  # BY_CHILDREN: the staged folder's own
     aside_name: str | None = None  # BY_RENAME: its entry in the aside folder (default: its name)
+    archive_path: str | None = None  # where it is in the snapshot (default: its path without "/")
+
+    @property
+    def in_archive(self) -> str:
+        return self.archive_path or self.path.lstrip("/")
 
     @property
     def staged(self) -> str:
-        return os.path.join(self.staging, self.path.lstrip("/"))
+        return os.path.join(self.staging, self.in_archive)
 
     @property
     def aside_path(self) -> str:
@@ -134,6 +140,7 @@ class _TargetPlan:
             "staging": self.staging,
             "aside": self.aside,
             "aside_name": self.aside_name,
+            "archive_path": self.archive_path,
             "step": self.step,
             "old_metadata": None if self.old_metadata is None else vars(self.old_metadata),
             "new_metadata": None if self.new_metadata is None else vars(self.new_metadata),
@@ -244,6 +251,7 @@ def _plan_from_document(entry: dict[str, Any]) -> _TargetPlan:
         old_metadata=_metadata_from_document(entry.get("old_metadata")),
         new_metadata=_metadata_from_document(entry.get("new_metadata")),
         aside_name=entry.get("aside_name"),
+        archive_path=entry.get("archive_path"),
     )
 
 
@@ -267,6 +275,7 @@ class RestoreTransaction:
         *,
         swap_children: Collection[str] = (),
         unfinished: Collection[Path] = (),
+        archive_paths: Mapping[str, str] | None = None,
     ) -> RestoreTransaction:
         """Validate targets (absolute, normalised, no target inside another, none that an
         unfinished earlier restore still holds, parents exist or can be created and written),
@@ -287,7 +296,7 @@ class RestoreTransaction:
         if unknown:
             raise RestoreError(f"not a target of this restore: {', '.join(sorted(unknown))}")
         try:
-            journal = _plan(journal_path, job_id, paths, set(swap_children))
+            journal = _plan(journal_path, job_id, paths, set(swap_children), archive_paths or {})
         except NoSafePlace as error:
             raise RestoreError(f"cannot restore safely: {error}") from None
         except OSError as error:
@@ -302,10 +311,11 @@ class RestoreTransaction:
         return cls(journal)
 
     def extract_groups(self) -> list[ExtractGroup]:
-        groups: dict[str, list[str]] = {}
+        groups: dict[str, list[_TargetPlan]] = {}
         for plan in self._journal.targets:
-            groups.setdefault(plan.staging, []).append(plan.path)
-        return [ExtractGroup(Path(cwd), tuple(targets)) for cwd, targets in groups.items()]
+            groups.setdefault(plan.staging, []).append(plan)
+        return [ExtractGroup(Path(cwd), tuple(plan.path for plan in plans), tuple(plan.in_archive for plan in plans))
+                for cwd, plans in groups.items()]
 
     @contextmanager
     def opened_staging_folder(self, group: ExtractGroup) -> Iterator[int]:
@@ -494,7 +504,8 @@ def _is_clean_absolute_path(path: object) -> bool:
     )
 
 
-def _plan(journal_path: Path, job_id: str, paths: list[str], swap_children: set[str]) -> _Journal:
+def _plan(journal_path: Path, job_id: str, paths: list[str], swap_children: set[str],
+          archive_paths: Mapping[str, str]) -> _Journal:
     points = mount_points()
     created_folders: list[str] = []
     plans: list[_TargetPlan] = []
@@ -503,7 +514,9 @@ def _plan(journal_path: Path, job_id: str, paths: list[str], swap_children: set[
             if folder not in created_folders:
                 created_folders.append(folder)
         by_children = path in swap_children or _is_mount_point(path, points)
-        plans.append(_plan_target(path, job_id, by_children, index))
+        plan = _plan_target(path, job_id, by_children, index)
+        plan.archive_path = archive_paths.get(path)
+        plans.append(plan)
     journal = _Journal(journal_path, job_id, STAGING, plans, created_folders)
     for folder in journal.staging_folders + journal.aside_folders:
         if lstat(folder) is not None:

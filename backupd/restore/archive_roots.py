@@ -1,0 +1,40 @@
+"""Where the contents of an archive the daemon did not make belong on the box.
+
+borg stores an absolute path without its leading "/" (`/srv/data` as `srv/data`) and a
+relative one as given, relative to the folder borg ran in (`cwd` in `borg info`). What an
+archive holds is read from its items: its roots are the items whose parent is not an item.
+The command line only tells whether a root was named by an absolute path or a relative one;
+an option's value (`--exclude /srv/data/cache`) names no root, since it has no items.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+from backupd.paths import is_within
+
+
+def roots_of(item_paths: Iterable[str]) -> list[str]:
+    """The archive paths no other item path holds, in archive order. borg lists a folder
+    before what it holds, so one pass that keeps only the roots suffices."""
+    roots: list[str] = []
+    for path in item_paths:
+        if not any(is_within(path, root) for root in roots):
+            roots.append(path)
+    return roots
+
+
+def locate(roots: Sequence[str], command_line: Sequence[str], cwd: str) -> dict[str, str]:
+    """Each root's place on the box (absolute, normalised) -> its archive path."""
+    absolute = {os.path.normpath(argument) for argument in command_line if argument.startswith("/")}
+    relative = {os.path.normpath(argument) for argument in command_line
+                if argument and not argument.startswith(("/", "-")) and "::" not in argument}
+    places: dict[str, str] = {}
+    for root in roots:
+        named_relative = os.path.normpath(root) in relative and "/" + root not in absolute
+        if named_relative and cwd.startswith("/"):
+            places[os.path.normpath(os.path.join(cwd, root))] = root
+        else:
+            places["/" + root] = root
+    return places
