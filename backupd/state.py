@@ -32,6 +32,7 @@ class ArchiveEntry(FlatRecord):
     time: float
     # Known for the snapshots this daemon took; a restore of the others asks borg.
     sources: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None
     files: int | None = None
     original_size: int | None = None
 

@@ -428,3 +428,36 @@ def test_archives_made_by_hand_are_restored_from_what_they_hold(restorable, rich
     assert {path: entry[:6] + entry[7:] for path, entry in restored.items() if path.startswith("apps")} == {
         path: entry[:6] + entry[7:] for path, entry in saved.items() if path.startswith("apps")}
     assert not (rich_data.parent / "apps").exists() and not Path("/apps").exists()
+
+
+def test_a_whole_restore_keeps_what_the_snapshot_excluded_unless_asked_to_remove_it(
+    daemon, repository, rich_data
+):
+    media = rich_data / "photos" / "holiday.big"
+    cache = rich_data / "apps" / "cache"
+    later = rich_data / "new-folder" / "film.big"
+    media.write_bytes(b"a large film")
+    (cache / "thumbs").mkdir(parents=True)
+    (cache / "thumbs" / "t1").write_bytes(b"thumbnail")
+    with daemon.client() as client:
+        client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                  "sources": [str(rich_data)], "exclude": ["*.big", f"pp:{cache}"]})
+    snapshot(daemon)
+    later.parent.mkdir()
+    later.write_bytes(b"made after the snapshot")
+    (rich_data / "photos" / "new-since-snapshot.jpg").write_bytes(b"new")
+
+    plan = restore(daemon, dry_run=True)["result"]
+    assert sorted(plan["kept"]["paths"]) == sorted(map(str, [media, cache, later]))
+    assert str(rich_data / "photos" / "new-since-snapshot.jpg") in plan["removed"]["paths"]
+    assert not any(str(path) in plan["removed"]["paths"] for path in (media, cache, cache / "thumbs", later))
+    job = restore(daemon)
+    assert job["state"] == "succeeded", job["error"]
+    assert media.read_bytes() == b"a large film" and (cache / "thumbs" / "t1").read_bytes() == b"thumbnail"
+    assert later.read_bytes() == b"made after the snapshot"
+    assert not (rich_data / "photos" / "new-since-snapshot.jpg").exists()
+
+    plan = restore(daemon, dry_run=True, remove_excluded=True)["result"]
+    assert plan["kept"]["count"] == 0 and str(media) in plan["removed"]["paths"]
+    assert restore(daemon, remove_excluded=True)["state"] == "succeeded"
+    assert not media.exists() and not cache.exists() and not later.parent.exists()

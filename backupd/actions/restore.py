@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,9 @@ from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
 from backupd.params import Param
 from backupd.paths import is_within, outermost
-from backupd.restore.archive_roots import locate, roots_of
+from backupd.borg.grammar import check_exclude
+from backupd.borg.patterns import exclude_matcher
+from backupd.restore.archive_roots import excludes_in, locate, roots_of
 from backupd.restore.preview import preview
 from backupd.restore.space import bytes_by_target, on_one_file_system, room_for
 from backupd.restore.transaction import NotInSnapshot, RestoreError, RestoreTransaction
@@ -41,6 +43,7 @@ RESTORE_PARAMS = (
     Param("snapshot", str),
     Param("paths", list, item_kind=str),
     Param("dry_run", bool),
+    Param("remove_excluded", bool),
     Param("wait", bool),
 )
 JOURNAL_FOLDER = "restores"
@@ -53,6 +56,7 @@ class RestoreRequest:
     archive: ArchiveEntry
     paths: tuple[str, ...]
     dry_run: bool
+    remove_excluded: bool = False  # delete what the snapshot's exclude patterns match too
 
 
 def start_restore(service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None) -> Job:
@@ -61,6 +65,7 @@ def start_restore(service: Service, params: dict[str, Any], requested_by: dict[s
         archive=_chosen_archive(service, params.get("snapshot")),
         paths=tuple(_restore_path(path) for path in params.get("paths", ())),
         dry_run=params.get("dry_run", False),
+        remove_excluded=params.get("remove_excluded", False),
     )
     return service.jobs.start("restore", "manual", partial(_restore, service, request), requested_by)
 
@@ -116,6 +121,15 @@ class SnapshotContents:
     places: dict[str, str]  # where each root of the snapshot goes on the box -> its archive path
     files: int
     original_size: int
+    exclude: tuple[str, ...] = ()  # the patterns the snapshot was taken with
+
+    def excluded(self, place: str) -> bool:
+        """Whether the snapshot's exclude patterns match a place inside its roots."""
+        return bool(self.exclude) and self._matcher(self.archive_path(place))
+
+    @cached_property
+    def _matcher(self) -> Callable[[str], bool]:
+        return exclude_matcher(self.exclude)
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -139,16 +153,30 @@ class SnapshotContents:
 async def _snapshot_contents(service: Service, config: BackupConfig, archive: ArchiveEntry) -> SnapshotContents:
     """What the snapshot holds: remembered for the daemon's own snapshots, else read from its
     items (an archive made by hand may have named anything on its command line)."""
-    if archive.sources:
+    if archive.sources and archive.exclude is not None:
         places = {source: source.lstrip("/") for source in archive.sources}
-        return SnapshotContents(places, archive.files or 0, archive.original_size or 0)
+        return SnapshotContents(places, archive.files or 0, archive.original_size or 0, archive.exclude)
     info = await service.borg(commands.info_archive(config.repository, archive.name))
     details = (info.json or {}).get("archives", [{}])[0]
     stats = details.get("stats", {})
+    exclude = tuple(pattern for pattern in excludes_in(details.get("command_line") or [])
+                    if _valid_exclude(pattern))
+    if archive.sources:
+        places = {source: source.lstrip("/") for source in archive.sources}
+        return SnapshotContents(places, archive.files or 0, archive.original_size or 0, exclude)
     listing = await service.borg(commands.list_items(config.repository, archive.name))
     roots = roots_of(item["path"] for item in listing.json_lines() if item.get("path"))
     places = locate(roots, details.get("command_line") or [], details.get("cwd") or "")
-    return SnapshotContents(places, stats.get("nfiles") or 0, stats.get("original_size") or 0)
+    return SnapshotContents(places, stats.get("nfiles") or 0, stats.get("original_size") or 0, exclude)
+
+
+def _valid_exclude(pattern: str) -> bool:
+    try:
+        check_exclude(pattern)
+    except ValueError:
+        log.warning("the snapshot's exclude pattern %r is not understood; what it matches is not kept", pattern)
+        return False
+    return True
 
 
 def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tuple[str, ...]:
@@ -172,7 +200,8 @@ async def _dry_run(service: Service, config: BackupConfig, request: RestoreReque
         commands.list_items(config.repository, request.archive.name, [contents.archive_path(target) for target in targets])
     )
     items = listing.json_lines()
-    changes = await trio.to_thread.run_sync(preview, items, targets, contents.place_of)
+    changes = await trio.to_thread.run_sync(
+        preview, items, targets, contents.place_of, (lambda place: False) if request.remove_excluded else contents.excluded)
     if changes.missing:
         raise not_in_snapshot(request.archive.name, changes.missing, list(contents.sources))
     needed = bytes_by_target(items, targets, contents.place_of)
@@ -216,6 +245,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
             RestoreTransaction.prepare, journal_path(service, job.id), job.id, targets,
             unfinished=unfinished_journals(service.settings.state_dir),
             archive_paths={target: contents.archive_path(target) for target in targets},
+            keep_excluded=() if request.remove_excluded else contents.exclude,
         ))
     except RestoreError as error:
         raise RpcError(ErrorCode.INVALID_PARAMS, str(error), {"param": "paths"}) from None

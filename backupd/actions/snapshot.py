@@ -134,7 +134,7 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
         log.warning("borg reported %d %s (exit code %d): what it could not read is not in the snapshot",
                     warning_count, "warning" if warning_count == 1 else "warnings", result.exit_code)
     await service.update_repository(
-        archives=(*service.repository.archives, replace(archive_entry(archive), sources=config.sources,
+        archives=(*service.repository.archives, replace(archive_entry(archive), sources=config.sources, exclude=config.exclude,
                                                           files=summary.files, original_size=summary.original_size)),
         last_snapshot=summary,
         total_size=stored_size(borg_json),

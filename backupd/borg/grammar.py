@@ -57,7 +57,7 @@ def check_exclude(pattern: str) -> None:
     """One ``--exclude`` value: ``[style:]pattern``, read the way ``borg.patterns.parse_pattern`` reads it."""
     if not pattern or any(char in pattern for char in _CONTROL):
         raise ValueError(f"Exclude pattern {pattern!r} is empty or holds control characters")
-    style, body = _split_style(pattern)
+    style, body = split_style(pattern)
     if style is not None and style not in PATTERN_STYLES:
         raise ValueError(f"Exclude pattern {pattern!r} has the unknown style {style!r}: "
                          f"use {', '.join(s + ':' for s in PATTERN_STYLES)} or no prefix")
@@ -70,7 +70,7 @@ def check_exclude(pattern: str) -> None:
             raise ValueError(f"Exclude pattern {pattern!r} is not a regular expression: {error}") from None
 
 
-def _split_style(pattern: str) -> tuple[str | None, str]:
+def split_style(pattern: str) -> tuple[str | None, str]:
     """Borg takes any two letters or digits before a colon as a style prefix."""
     if len(pattern) > 2 and pattern[2] == ":" and pattern[:2].isalnum():
         return pattern[:2], pattern[3:]

@@ -25,6 +25,20 @@ def roots_of(item_paths: Iterable[str]) -> list[str]:
     return roots
 
 
+def excludes_in(command_line: Sequence[str]) -> tuple[str, ...]:
+    """The `--exclude` patterns of a `borg create` command line, in any of argparse's forms."""
+    patterns: list[str] = []
+    for index, argument in enumerate(command_line):
+        following = command_line[index + 1] if index + 1 < len(command_line) else None
+        if argument in ("--exclude", "-e") and following is not None:
+            patterns.append(following)
+        elif argument.startswith("--exclude="):
+            patterns.append(argument.removeprefix("--exclude="))
+        elif argument.startswith("-e") and len(argument) > 2 and not argument.startswith("--"):
+            patterns.append(argument[2:])
+    return tuple(patterns)
+
+
 def locate(roots: Sequence[str], command_line: Sequence[str], cwd: str) -> dict[str, str]:
     """Each root's place on the box (absolute, normalised) -> its archive path."""
     absolute = {os.path.normpath(argument) for argument in command_line if argument.startswith("/")}

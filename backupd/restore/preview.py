@@ -28,6 +28,7 @@ class RestorePreview:
     written: PathList = field(default_factory=PathList)
     replaced: PathList = field(default_factory=PathList)
     removed: PathList = field(default_factory=PathList)
+    kept: PathList = field(default_factory=PathList)  # not in the snapshot, matched by its excludes
     unchanged: int = 0
     bytes: int = 0
     missing: list[str] = field(default_factory=list)  # targets the snapshot does not hold
@@ -37,17 +38,20 @@ class RestorePreview:
             "written": {"count": self.written.count, "paths": self.written.paths},
             "replaced": {"count": self.replaced.count, "paths": self.replaced.paths},
             "removed": {"count": self.removed.count, "paths": self.removed.paths},
+            "kept": {"count": self.kept.count, "paths": self.kept.paths},
             "unchanged": self.unchanged,
             "bytes": self.bytes,
         }
 
 
 def preview(items: Iterable[dict[str, Any]], targets: Iterable[str],
-            place_of: Callable[[str], str] = lambda archive_path: "/" + archive_path) -> RestorePreview:
+            place_of: Callable[[str], str] = lambda archive_path: "/" + archive_path,
+            excluded: Callable[[str], bool] = lambda place: False) -> RestorePreview:
     """Compare snapshot items (borg's --json-lines records) with the disk under each target;
     ``place_of`` says where an archive path goes on the box.
 
-    Each target is restored whole, so anything under it that the snapshot lacks is removed.
+    Each target is restored whole, so anything under it that the snapshot lacks is removed,
+    but for what ``excluded`` says the snapshot's exclude patterns match: that is kept.
     """
     result = RestorePreview()
     in_snapshot: set[str] = set()
@@ -68,7 +72,7 @@ def preview(items: Iterable[dict[str, Any]], targets: Iterable[str],
     for target in targets:
         if target not in in_snapshot:
             result.missing.append(target)
-        for path in _walk(target):
+        for path in _walk(target, excluded, result.kept):
             if path not in in_snapshot:
                 result.removed.add(path)
     return result
@@ -85,12 +89,20 @@ def _same(item: dict[str, Any], current: os.stat_result) -> bool:
     return same_time and item.get("size") == current.st_size
 
 
-def _walk(target: str) -> Iterable[str]:
+def _walk(target: str, excluded: Callable[[str], bool], kept: PathList) -> Iterable[str]:
+    """Every path under target, but those that excluded matches (and what they hold), which
+    go to kept."""
     if not os.path.lexists(target):
         return
     yield target
     if not os.path.isdir(target) or os.path.islink(target):
         return
     for folder, folders, files in os.walk(target):
-        for name in folders + files:
-            yield os.path.join(folder, name)
+        for name in list(folders) + files:
+            path = os.path.join(folder, name)
+            if excluded(path):
+                kept.add(path)
+                if name in folders:
+                    folders.remove(name)
+            else:
+                yield path

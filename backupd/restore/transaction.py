@@ -52,6 +52,7 @@ from backupd.restore.nofollow import (
     sync_folder,
     why_unwritable,
 )
+from backupd.borg.patterns import exclude_matcher
 from backupd.paths import is_within, overlapping
 from backupd.restore.staging_place import NoSafePlace, mount_points, require_safe, safe_folder_for
 from backupd.store import PRIVATE_FILE_MODE, write_atomically
@@ -160,6 +161,8 @@ class _Journal:
     targets: list[_TargetPlan]
     created_folders: list[str] = field(default_factory=list)  # missing parents, outermost first
     made: dict[str, Identity] = field(default_factory=dict)  # folders the restore made
+    # The snapshot's exclude patterns: what they match was never in it, and is kept.
+    keep_excluded: list[str] = field(default_factory=list)
     removed: bool = False
 
     @property
@@ -177,6 +180,7 @@ class _Journal:
             "phase": self.phase,
             "created_folders": self.created_folders,
             "made": {path: identity.document() for path, identity in self.made.items()},
+            "keep_excluded": self.keep_excluded,
             "targets": [plan.document() for plan in self.targets],
         }
 
@@ -234,6 +238,7 @@ class _Journal:
             created_folders=[str(folder) for folder in document.get("created_folders", [])],
             made={str(path): Identity.from_document(identity)
                   for path, identity in document.get("made", {}).items()},
+            keep_excluded=[str(pattern) for pattern in document.get("keep_excluded", [])],
         )
 
 
@@ -276,6 +281,7 @@ class RestoreTransaction:
         swap_children: Collection[str] = (),
         unfinished: Collection[Path] = (),
         archive_paths: Mapping[str, str] | None = None,
+        keep_excluded: Sequence[str] = (),
     ) -> RestoreTransaction:
         """Validate targets (absolute, normalised, no target inside another, none that an
         unfinished earlier restore still holds, parents exist or can be created and written),
@@ -297,6 +303,7 @@ class RestoreTransaction:
             raise RestoreError(f"not a target of this restore: {', '.join(sorted(unknown))}")
         try:
             journal = _plan(journal_path, job_id, paths, set(swap_children), archive_paths or {})
+            journal.keep_excluded = list(keep_excluded)
         except NoSafePlace as error:
             raise RestoreError(f"cannot restore safely: {error}") from None
         except OSError as error:
@@ -693,12 +700,58 @@ def _refuse_conflicts(conflicts: list[str], destination: str) -> None:
 
 
 def _finish(journal: _Journal) -> None:
+    if journal.keep_excluded:
+        _keep_excluded(journal)
     for folder in journal.aside_folders + journal.staging_folders:
         remove_tree(folder, journal.made.get(folder))
     for plan in journal.targets:
         if plan.method == BY_CHILDREN and plan.new_metadata is not None:
             _apply_metadata_if_present(plan.path, plan.new_metadata)
     journal.remove()
+
+
+def _keep_excluded(journal: _Journal) -> None:
+    """Before the previous content is deleted, move back into place what the snapshot's
+    exclude patterns match: it was never in the snapshot, so the snapshot's copy cannot
+    replace it. Done again, from where it stopped, when a crash interrupted it."""
+    excluded = exclude_matcher(journal.keep_excluded)
+    for plan in journal.targets:
+        previous = plan.aside_path if plan.method == BY_RENAME else plan.aside
+        info = lstat(previous)
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            _move_back_excluded(previous, plan.path, plan.in_archive, excluded, lambda: None)
+
+
+def _move_back_excluded(previous: str, place: str, archive_path: str, excluded: Callable[[str], bool],
+                        ensure_parent: Callable[[], None]) -> None:
+    with opened_folder(previous) as fd:
+        names = sorted(os.listdir(fd))
+        folder_info = os.fstat(fd)
+
+    def ensure_place() -> None:
+        ensure_parent()
+        _ensure_folder_like(place, folder_info)
+
+    for name in names:
+        path_in_archive = f"{archive_path}/{name}"
+        entry = lstat(os.path.join(previous, name))
+        if entry is None:
+            continue
+        if excluded(path_in_archive):
+            ensure_place()
+            rename(os.path.join(previous, name), os.path.join(place, name))
+        elif stat.S_ISDIR(entry.st_mode):
+            _move_back_excluded(os.path.join(previous, name), os.path.join(place, name), path_in_archive,
+                                excluded, ensure_place)
+
+
+def _ensure_folder_like(path: str, like: os.stat_result) -> None:
+    """A folder the snapshot no longer has, made again to hold what it excluded."""
+    if lstat(path) is not None:
+        return
+    make_folder(path, stat.S_IMODE(like.st_mode))
+    with opened_folder(path) as fd:
+        os.chown(fd, like.st_uid, like.st_gid)
 
 
 def _roll_back(journal: _Journal) -> None:
