@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from backupd.archive_names import OwnArchives, is_checkpoint
-from tests.conftest import PASSPHRASE, DaemonProcess
+from tests.conftest import DaemonProcess
+from tests.faults.conftest import raw_borg
 from tests.test_daemon import call_error, start_large_snapshot, wait_for
 
 OWN = OwnArchives("testbox-")
 
 
-def raw_borg(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    """borg run by hand against the daemon's repository, as an administrator would."""
-    env = {**os.environ, "BORG_PASSPHRASE": PASSPHRASE, "BORG_BASE_DIR": str(daemon.state_dir.parent / "raw-borg"),
-           "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}
-    return subprocess.run([sys.executable, "-m", "borg", *args], env=env, capture_output=True, text=True,
-                          check=True, timeout=300)
 
 
 def every_archive(daemon: DaemonProcess, repository: Path) -> list[str]:

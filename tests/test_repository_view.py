@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import PASSPHRASE, DaemonProcess
+from tests.conftest import DaemonProcess
+from tests.faults.conftest import raw_borg
 
 
-def raw_borg(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BORG_PASSPHRASE": PASSPHRASE, "BORG_BASE_DIR": str(daemon.state_dir.parent / "raw-borg"),
-           "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}
-    return subprocess.run([sys.executable, "-m", "borg", *args], env=env, capture_output=True, text=True,
-                          check=True, timeout=120)
 
 
 def names(daemon: DaemonProcess) -> set[str]:

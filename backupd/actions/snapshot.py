@@ -15,6 +15,7 @@ from backupctl.protocol import RpcError
 from backupd.actions.repository import archive_entry, refresh_if_changed, stored_size, summary_from_archive
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
+from backupd.borg.errors import is_item_warning
 from backupd.borg.runner import ArchiveProgress, BorgEvent, LogMessage
 from backupd.errors import no_sources
 from backupd.hooks import around_job
@@ -101,6 +102,8 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
     warnings: list[str] = []
     warning_count = 0
 
+    missed: list[str] = []
+
     def on_event(event: BorgEvent) -> None:
         nonlocal warning_count
         if isinstance(event, ArchiveProgress) and not event.finished:
@@ -109,6 +112,8 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
             warning_count += 1
             if len(warnings) < MAX_WARNINGS:
                 warnings.append(event.message)
+            if is_item_warning(event):
+                missed.append(event.message)
 
     report(estimate.current())
     log.info("taking snapshot %s of %s", name, ", ".join(config.sources))
@@ -139,7 +144,7 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
         last_snapshot=summary,
         total_size=stored_size(borg_json),
         file_count=summary.files,
-        problem=_problem_after_success(service, warnings, warning_count),
+        problem=_problem_after_success(service, missed),
         checkpoints_left=checkpoints_left,
     )
     return {"snapshot": asdict(summary), "warnings": warnings, "warning_count": warning_count}
@@ -182,17 +187,18 @@ async def _heartbeat(estimate: ProgressEstimate, report: ReportProgress) -> None
         report(estimate.current())
 
 
-def _problem_after_success(service: Service, warnings: list[str], warning_count: int) -> Problem | None:
+def _problem_after_success(service: Service, missed: list[str]) -> Problem | None:
     """A snapshot that succeeds ends every problem but damage found by a check or a restore
-    that could not be undone: those need a person. One that missed files (borg's warnings:
-    unreadable, vanished) is a problem of its own until a snapshot completes cleanly."""
+    that could not be undone: those need a person. One that missed files (borg's warnings
+    about items: unreadable, vanished, changed while read) is a problem of its own until a
+    snapshot completes cleanly."""
     problem = service.repository.problem
     if problem is not None and problem.operation in ("check", "restore"):
         return problem
-    if warning_count:
-        shown = "; ".join(warnings[:SHOWN_IN_PROBLEM])
-        more = f" and {warning_count - SHOWN_IN_PROBLEM} more" if warning_count > SHOWN_IN_PROBLEM else ""
-        message = (f"The last snapshot is incomplete: borg could not read {warning_count} "
-                   f"{'item' if warning_count == 1 else 'items'} ({shown}{more})")
+    if missed:
+        shown = "; ".join(missed[:SHOWN_IN_PROBLEM])
+        more = f" and {len(missed) - SHOWN_IN_PROBLEM} more" if len(missed) > SHOWN_IN_PROBLEM else ""
+        message = (f"The last snapshot is incomplete: borg could not read {len(missed)} "
+                   f"{'item' if len(missed) == 1 else 'items'} ({shown}{more})")
         return service.problem_from(SNAPSHOT_INCOMPLETE, message, "snapshot")
     return None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from backupctl.protocol import ErrorCode, RpcError
 
 if TYPE_CHECKING:
-    from backupd.borg.runner import BorgResult
+    from backupd.borg.runner import BorgResult, LogMessage
 
 EXIT_SUCCESS = 0
 EXIT_WARNING = 1
@@ -139,6 +139,19 @@ class BorgFailed(RpcError):
     def __init__(self, code: str, message: str, data: dict[str, object], result: BorgResult) -> None:
         super().__init__(code, message, data)
         self.result = result
+
+
+# borg's warnings about one item it could not back up (with BORG_EXIT_CODES=modern each has
+# its own exit code, 100 to 107): the snapshot is whole but for that item.
+ITEM_WARNING_MSGIDS = frozenset({
+    "FileChangedWarning", "BackupWarning", "BackupError", "BackupRaceConditionError", "BackupOSError",
+    "BackupPermissionError", "BackupIOError", "BackupFileNotFoundError",
+})
+
+
+def is_item_warning(message: LogMessage) -> bool:
+    """Whether a log message says that an item is missing from (or changed in) the snapshot."""
+    return message.levelname == "WARNING" and message.msgid in ITEM_WARNING_MSGIDS
 
 
 def is_success(exit_code: int) -> bool:
