@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from backupctl.paths import from_wire
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.repository import refresh_if_changed
 from backupd.borg import commands
@@ -25,7 +26,7 @@ from backupd.config import BackupConfig
 from backupd.errors import invalid_params, not_found, not_in_snapshot
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
-from backupd.params import Param
+from backupd.params import Param, PathName
 from backupd.paths import is_within, outermost
 from backupd.restore.preview import preview
 from backupd.restore.transaction import NotInSnapshot, RestoreError, RestoreTransaction
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 RESTORE_PARAMS = (
     Param("snapshot", str),
-    Param("paths", list, item_kind=str),
+    Param("paths", list, item_kind=PathName),
     Param("dry_run", bool),
     Param("wait", bool),
 )
@@ -56,7 +57,7 @@ def start_restore(service: Service, params: dict[str, Any], requested_by: dict[s
     service.require_config()
     request = RestoreRequest(
         archive=_chosen_archive(service, params.get("snapshot")),
-        paths=tuple(_restore_path(path) for path in params.get("paths", ())),
+        paths=tuple(_restore_path(from_wire(path)) for path in params.get("paths", ())),
         dry_run=params.get("dry_run", False),
     )
     return service.jobs.start("restore", "manual", partial(_restore, service, request), requested_by)
@@ -154,7 +155,7 @@ async def _dry_run(service: Service, config: BackupConfig, request: RestoreReque
     listing = await service.borg(
         commands.list_items(config.repository, request.archive.name, [target.lstrip("/") for target in targets])
     )
-    changes = await trio.to_thread.run_sync(preview, listing.json_lines(), targets)
+    changes = await trio.to_thread.run_sync(preview, commands.listed_items(listing.stdout), targets)
     if changes.missing:
         raise not_in_snapshot(request.archive.name, changes.missing, list(sources))
     return {"dry_run": True, "snapshot": request.archive.name, "targets": list(targets), **changes.to_record()}
