@@ -97,6 +97,8 @@ def test_names_not_utf8_travel_as_bin_through_plan_restore_progress_and_history(
     listener.join(30)
     finished = [n.params for n in listener.received if n.method == "job.finished"]
     assert finished and finished[-1]["result"]["targets"] == [folder]
+    progress = [n.params["progress"] for n in listener.received if n.method == "job.progress"]
+    assert progress and all(isinstance(p.get("path"), (str, type(None))) for p in progress)
 
     job = restore(named_daemon)
     assert job["state"] == "succeeded", job["error"]
