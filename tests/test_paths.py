@@ -24,6 +24,8 @@ from backupd.events import EventHub
 from backupd.jobs import Job, JobRunner
 from backupd.params import Param, PathName, check_params
 from backupd.server import Server, bind_unix_socket
+from backupd.service import Service
+from backupd.settings import Settings
 from backupd.store import Store
 from tests import test_job_log
 
@@ -160,3 +162,11 @@ async def test_a_result_msgpack_cannot_pack_goes_out_as_text_and_later_calls_sti
 def test_parse_keeps_bin_params_as_bytes():
     message = parse(msgpack.unpackb(pack(Request(3, "restore", {"paths": ["/caf\udce9"]})), raw=False))
     assert message.params == {"paths": [b"/caf\xe9"]}
+
+
+def test_a_problem_naming_such_a_file_shows_it_escaped(tmp_path: Path):
+    store = Store(tmp_path / "state")
+    store.open()
+    service = Service(Settings(state_dir=tmp_path / "state", borg_base_dir=tmp_path / "base"), store)
+    problem = service.problem_from("restore_incomplete", "something took the place of /srv/caf\udce9", "restore")
+    assert problem.message == "something took the place of /srv/caf\\xe9"
