@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-Path = str | bytes
+WirePath = str | bytes  # a path as the wire carries it
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
@@ -31,7 +31,7 @@ def to_wire(value: Any) -> Any:
     return value
 
 
-def from_wire(path: Path) -> str:
+def from_wire(path: WirePath) -> str:
     """A path as received (str, or bin for one that is not UTF-8) as Python holds file names."""
     if isinstance(path, bytes):
         return path.decode("utf-8", "surrogateescape")
@@ -56,7 +56,7 @@ def escape_surrogates_in_json(text: str) -> str:
     return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
-def printable(text: Path) -> str:
+def printable(text: WirePath) -> str:
     """Text (or a path) for people: each byte that is not UTF-8 shown as \\xXX; never fails."""
     if isinstance(text, bytes):
         return text.decode("utf-8", "backslashreplace")

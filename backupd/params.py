@@ -11,7 +11,6 @@ MAX_STRING_LENGTH = 4096
 MAX_LIST_ITEMS = 1000
 
 
-
 class PathName:
     """The kind of an option that names a file: a str, or a bin for a name that is not UTF-8."""
 
