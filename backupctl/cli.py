@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from backupctl import format as fmt
 from backupctl.client import Client, DaemonUnreachable, socket_path
+from backupctl.paths import escape_surrogates_in_json, for_json, printable
 from backupctl.protocol import ErrorCode, Notification, ProtocolError, RpcError
 
 EXIT_OK = 0
@@ -88,7 +89,9 @@ DescribeSuccess = Callable[[Mapping[str, Any]], JobOutcome]
 
 
 def to_json(value: Any, indent: int | None = 2) -> str:
-    return json.dumps(value, indent=indent, ensure_ascii=False, default=_json_fallback)
+    """JSON text; a path that is not UTF-8 is a string with each such byte as \\udcXX (docs/api.md)."""
+    text = json.dumps(for_json(value), indent=indent, ensure_ascii=False, default=_json_fallback)
+    return escape_surrogates_in_json(text)
 
 
 def _json_fallback(value: Any) -> Any:
@@ -473,7 +476,7 @@ def run_restore(invocation: Invocation) -> int:
     show = invocation.warn if invocation.as_json else invocation.say
     show(describe_plan(plan).text)
     result = plan["result"]
-    question = f"This overwrites {', '.join(result['targets'])} with snapshot {result['snapshot']}."
+    question = f"This overwrites {path_list(result['targets'], ', ')} with snapshot {result['snapshot']}."
     if not confirmed(invocation, question, "restore"):
         invocation.warn("Nothing was restored.")
         return EXIT_ERROR
@@ -518,7 +521,7 @@ def describe_restore_plan(plan: Mapping[str, Any], taken: float | None, now: flo
     written, replaced, removed = (plan.get(change) or {} for change in ("written", "replaced", "removed"))
     pairs = [
         ("Snapshot", f"{plan.get('snapshot')}, taken {fmt.timestamp(taken)} ({fmt.relative_time(taken, now)})"),
-        ("Targets", "\n".join(plan.get("targets") or [])),
+        ("Targets", path_list(plan.get("targets") or [], "\n")),
         ("Written", f"{fmt.plural(written.get('count', 0), 'file')} missing now"),
         ("Replaced", f"{fmt.plural(replaced.get('count', 0), 'file')} changed since the snapshot"),
         ("Removed", f"{fmt.plural(removed.get('count', 0), 'file')} not in the snapshot"),
@@ -536,7 +539,7 @@ def describe_restore_result(job: Mapping[str, Any]) -> JobOutcome:
     result = job.get("result") or {}
     return JobOutcome(
         f"Restored snapshot {result.get('snapshot')} in {job_duration(job)}: "
-        f"{fmt.human_size(result.get('bytes'))} written to {', '.join(result.get('targets') or [])}."
+        f"{fmt.human_size(result.get('bytes'))} written to {path_list(result.get('targets') or [], ', ')}."
     )
 
 
@@ -917,11 +920,16 @@ def run_config(invocation: Invocation) -> int:
     return EXIT_OK
 
 
-def path_lines(paths: list[str] | None) -> str:
+def path_list(paths: Sequence[str | bytes], separator: str) -> str:
+    """Paths for people: a name's bytes that are not UTF-8 (sent as bin) shown as \\xXX."""
+    return separator.join(map(printable, paths))
+
+
+def path_lines(paths: list[str | bytes] | None) -> str:
     """A list of paths, one a line; the daemon sends readers nil in its place."""
     if paths is None:
         return SHOWN_TO_ADMINS
-    return "\n".join(paths) or "none"
+    return path_list(paths, "\n") or "none"
 
 
 def describe_config(config: Mapping[str, Any]) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from backupctl.paths import printable
+
 SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 UNKNOWN = "-"
 ELLIPSIS = "..."
@@ -103,7 +105,7 @@ class Progress:
     original_size: int | None = None
     total_size: int | None = None
     deduplicated_size: int | None = None
-    path: str | None = None
+    path: str | bytes | None = None  # bytes: a name that is not UTF-8
     percent: float | None = None
     eta: float | None = None
     step: str | None = None
@@ -139,7 +141,7 @@ def progress_line(progress: Mapping[str, Any] | Progress | None, width: int | No
         parts.append(f"{human_size(progress.deduplicated_size)} new")
     line = "  ".join(parts)
     if progress.path:
-        line = _append_path(line, progress.path, width)
+        line = _append_path(line, printable(progress.path), width)
     if width is not None and len(line) > width:
         line = line[: max(0, width - len(ELLIPSIS))] + ELLIPSIS if width > len(ELLIPSIS) else line[:width]
     return line
@@ -182,10 +184,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def examples(items: Sequence[str], total: int, limit: int) -> str:
-    """Up to limit of the items, one per indented line, then how many more there are."""
+def examples(items: Sequence[str | bytes], total: int, limit: int) -> str:
+    """Up to limit of the items (paths), one per indented line, then how many more there are."""
     shown = list(items[:limit])
-    lines = [f"  {item}" for item in shown]
+    lines = [f"  {printable(item)}" for item in shown]
     if total > len(shown):
         lines.append(f"  {ELLIPSIS} and {total - len(shown):,} more")
     return "\n".join(lines)

@@ -14,6 +14,8 @@ from typing import Any
 
 import msgpack
 
+from backupctl.paths import printable, to_wire
+
 API_VERSION = 1
 DEFAULT_SOCKET = "/run/backupd/backupd.sock"
 MAX_MESSAGE_SIZE = 1024 * 1024
@@ -55,6 +57,7 @@ class RpcError(Exception):
     """An error as it travels on the wire: a stable code, a sentence for people, details."""
 
     def __init__(self, code: str, message: str, data: dict[str, Any] | None = None) -> None:
+        message = printable(message)
         super().__init__(message)
         self.code = str(code)
         self.message = message
@@ -115,16 +118,27 @@ _MSGID_LIMIT = 2**32
 
 
 def pack(message: Message) -> bytes:
+    value = _message_value(message)
+    try:
+        return msgpack.packb(value, use_bin_type=True)
+    except UnicodeEncodeError:
+        # Only a path that is not UTF-8 gets here: it goes out as bin (see backupctl.paths).
+        return msgpack.packb(to_wire(value), use_bin_type=True)
+
+
+def pack_leniently(message: Message) -> bytes:
+    """pack(), with a value msgpack has no type for sent as its text instead of failing."""
+    return msgpack.packb(to_wire(_message_value(message)), use_bin_type=True,
+                         default=lambda unknown: printable(repr(unknown)))
+
+
+def _message_value(message: Message) -> list[Any]:
     if isinstance(message, Request):
-        return _pack([MessageType.REQUEST, message.msgid, message.method, _wire_params(message.params)])
+        return [MessageType.REQUEST, message.msgid, message.method, _wire_params(message.params)]
     if isinstance(message, Response):
         error = message.error.to_wire() if message.error is not None else None
-        return _pack([MessageType.RESPONSE, message.msgid, error, message.result])
-    return _pack([MessageType.NOTIFICATION, message.method, _wire_params(message.params)])
-
-
-def _pack(value: list[Any]) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+        return [MessageType.RESPONSE, message.msgid, error, message.result]
+    return [MessageType.NOTIFICATION, message.method, _wire_params(message.params)]
 
 
 def _wire_params(params: dict[str, Any] | Any) -> list[Any]:

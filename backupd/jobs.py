@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 
+from backupctl.paths import printable
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.errors import busy, not_found
 from backupd.events import EventHub
@@ -232,7 +233,8 @@ class JobRunner:
         return records
 
     def _write_log(self, job: Job, level: str, message: str) -> None:
-        job.add_log(LogLine(time=self._now(), level=str(LogLevel.of(level)), message=self._redact(message)))
+        text = self._redact(printable(message))
+        job.add_log(LogLine(time=self._now(), level=str(LogLevel.of(level)), message=text))
 
     async def _run_job(self, job: Job, work: JobWork, previous: Job | None) -> None:
         # Every task this one starts inherits it: borg runs and the daemon's log records land in this job's log.

@@ -10,7 +10,13 @@ from backupd.errors import invalid_params
 MAX_STRING_LENGTH = 4096
 MAX_LIST_ITEMS = 1000
 
-_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", list: "a list", dict: "a map"}
+
+class PathName:
+    """The kind of an option that names a file: a str, or a bin for a name that is not UTF-8."""
+
+
+_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", list: "a list", dict: "a map",
+               PathName: "a path (a string, or binary for a name that is not UTF-8)"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ def check_params(params: dict[Any, Any], declared: tuple[Param, ...]) -> dict[st
 def _check_value(name: str, value: Any, kind: type, item_kind: type | None) -> None:
     if not _is_kind(value, kind):
         raise invalid_params(name, f"Option {name!r} must be {_TYPE_NAMES.get(kind, kind.__name__)}")
-    if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
+    if isinstance(value, (str, bytes)) and len(value) > MAX_STRING_LENGTH:
         raise invalid_params(name, f"Option {name!r} is longer than {MAX_STRING_LENGTH} characters")
     if isinstance(value, (list, dict)) and len(value) > MAX_LIST_ITEMS:
         raise invalid_params(name, f"Option {name!r} has more than {MAX_LIST_ITEMS} items")
@@ -57,4 +63,6 @@ def _is_kind(value: Any, kind: type) -> bool:
         return type(value) is int
     if kind is list:
         return isinstance(value, (list, tuple))
+    if kind is PathName:
+        return isinstance(value, (str, bytes))
     return isinstance(value, kind)

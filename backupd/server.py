@@ -22,12 +22,14 @@ import trio
 from backupctl.protocol import (
     ErrorCode,
     Message,
+    Notification,
     ProtocolError,
     Request,
     Response,
     RpcError,
     new_unpacker,
     pack,
+    pack_leniently,
     parse,
 )
 from backupd.access import Level, Peer, peer_of
@@ -219,6 +221,16 @@ async def _answer_first_request(stream: trio.SocketStream, error: RpcError) -> N
             return
 
 
+def _packed(message: Response | Notification, what: str) -> bytes:
+    """The message packed; a value msgpack has no type for is a bug, sent as text rather than
+    failing every later call that shows the same record."""
+    try:
+        return pack(message)
+    except (TypeError, ValueError):
+        log.exception("the answer to %r holds a value that cannot be packed; it is sent as text", what)
+        return pack_leniently(message)
+
+
 class Connection:
     """One client's connection. It is closed once it has sent no message for idle_timeout seconds
     while it has no request in flight and no subscription."""
@@ -297,7 +309,7 @@ class Connection:
         try:
             try:
                 result = await self._dispatch(request, self._peer, self._subscribe)
-                reply = pack(Response(request.msgid, None, result))
+                reply = _packed(Response(request.msgid, None, result), request.method)
             except RpcError as error:
                 reply = pack(Response(request.msgid, error, None))
             except Exception:
@@ -337,7 +349,7 @@ class Connection:
             while batch := await subscriber.next_batch():
                 for notification in batch:
                     if (visible := shown(notification)) is not None:
-                        await self._send(pack(visible))
+                        await self._send(_packed(visible, visible.method))
         except SubscriberOverflow:
             log.warning("closing connection of pid %s: it stopped reading notifications", self._peer.pid)
             await self._stream.aclose()

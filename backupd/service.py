@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from backupctl.paths import printable
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg.commands import BorgCommand
 from backupd.borg.errors import BorgFailed, host_key_changed, redact
@@ -296,7 +297,7 @@ class Service:
     def problem_from(self, code: str, message: str, operation: str) -> Problem:
         current = self.repository.problem
         since = current.since if current and current.code == code else time.time()
-        return Problem(code=code, message=message, since=since, operation=operation)
+        return Problem(code=code, message=printable(message), since=since, operation=operation)
 
     def _set_config(self, config: BackupConfig | None) -> None:
         self.config = config

@@ -260,7 +260,7 @@ def test_archive_item_commands():
 
     assert commands.info_archive("/r", "a").args == ("info", "--log-json", "--json", "--", "/r::a")
     assert commands.list_items("/r", "a", ["srv/data"]).args == (
-        "list", "--log-json", "--json-lines", "--", "/r::a", "srv/data")
+        "list", "--log-json", "--format={type}{TAB}{size}{TAB}{isomtime}{TAB}{bpath}{NUL}", "--", "/r::a", "srv/data")
     assert commands.extract("/r", "a", ["srv/data", "etc/x"]).args == (
         "extract", "--log-json", "--list", "--sparse", "--", "/r::a", "srv/data", "etc/x")
     assert commands.key_export("/r").args == ("key", "export", "--log-json", "--", "/r")

@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from backupctl.paths import from_wire
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.repository import refresh_if_changed
 from backupd.borg import commands
@@ -26,7 +27,7 @@ from backupd.config import BackupConfig
 from backupd.errors import invalid_params, not_found, not_in_snapshot
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
-from backupd.params import Param
+from backupd.params import Param, PathName
 from backupd.paths import is_within, outermost
 from backupd.borg.grammar import check_exclude
 from backupd.borg.patterns import exclude_matcher
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 RESTORE_PARAMS = (
     Param("snapshot", str),
-    Param("paths", list, item_kind=str),
+    Param("paths", list, item_kind=PathName),
     Param("dry_run", bool),
     Param("remove_excluded", bool),
     Param("wait", bool),
@@ -63,7 +64,7 @@ def start_restore(service: Service, params: dict[str, Any], requested_by: dict[s
     service.require_config()
     request = RestoreRequest(
         archive=_chosen_archive(service, params.get("snapshot")),
-        paths=tuple(_restore_path(path) for path in params.get("paths", ())),
+        paths=tuple(_restore_path(from_wire(path)) for path in params.get("paths", ())),
         dry_run=params.get("dry_run", False),
         remove_excluded=params.get("remove_excluded", False),
     )
@@ -165,7 +166,7 @@ async def _snapshot_contents(service: Service, config: BackupConfig, archive: Ar
         places = {source: source.lstrip("/") for source in archive.sources}
         return SnapshotContents(places, archive.files or 0, archive.original_size or 0, exclude)
     listing = await service.borg(commands.list_items(config.repository, archive.name))
-    roots = roots_of(item["path"] for item in listing.json_lines() if item.get("path"))
+    roots = roots_of(item["path"] for item in commands.listed_items(listing.stdout) if item.get("path"))
     places = locate(roots, details.get("command_line") or [], details.get("cwd") or "")
     return SnapshotContents(places, stats.get("nfiles") or 0, stats.get("original_size") or 0, exclude)
 
@@ -199,7 +200,7 @@ async def _dry_run(service: Service, config: BackupConfig, request: RestoreReque
     listing = await service.borg(
         commands.list_items(config.repository, request.archive.name, [contents.archive_path(target) for target in targets])
     )
-    items = listing.json_lines()
+    items = commands.listed_items(listing.stdout)
     changes = await trio.to_thread.run_sync(
         preview, items, targets, contents.place_of, (lambda place: False) if request.remove_excluded else contents.excluded)
     if changes.missing:
@@ -220,7 +221,7 @@ async def _refuse_without_room(service: Service, config: BackupConfig, request: 
         listing = await service.borg(
             commands.list_items(config.repository, request.archive.name, [contents.archive_path(target) for target in targets])
         )
-        needed = bytes_by_target(listing.json_lines(), targets, contents.place_of)
+        needed = bytes_by_target(commands.listed_items(listing.stdout), targets, contents.place_of)
     short = [room for room in await trio.to_thread.run_sync(room_for, needed) if not room.fits]
     if short:
         room = short[0]

@@ -12,6 +12,7 @@ from typing import Any
 
 import trio
 
+from backupctl.paths import printable
 from backupd.borg import errors
 from backupd.borg.commands import BorgCommand
 from backupd.borg.process import ChildProcess
@@ -138,27 +139,28 @@ def parse_stderr_line(line: str) -> list[BorgEvent]:
 class LineSplitter:
     """Bytes in, complete decoded lines out; an endless line is cut at ``max_line_bytes``."""
 
-    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES, encoding: str = "utf-8") -> None:
         self._buffer = bytearray()
         self._max_line_bytes = max_line_bytes
+        self._encoding = encoding
 
     def feed(self, chunk: bytes) -> list[str]:
         self._buffer += chunk
         lines: list[str] = []
         start = 0
         while (end := self._buffer.find(b"\n", start)) >= 0:
-            lines.append(_decode(self._buffer[start:end]))
+            lines.append(_decode(self._buffer[start:end], self._encoding))
             start = end + 1
         del self._buffer[:start]
         while len(self._buffer) > self._max_line_bytes:
-            lines.append(_decode(self._buffer[: self._max_line_bytes]))
+            lines.append(_decode(self._buffer[: self._max_line_bytes], self._encoding))
             del self._buffer[: self._max_line_bytes]
         return lines
 
     def flush(self) -> list[str]:
         rest = self._buffer
         self._buffer = bytearray()
-        return [_decode(rest)] if rest else []
+        return [_decode(rest, self._encoding)] if rest else []
 
 
 async def run_borg(
@@ -181,7 +183,8 @@ async def run_borg(
     """
     secrets = (passphrase,) if passphrase else ()
     environment = borg_environment(env)
-    output = _BorgOutput(on_event, secrets)
+    environment["PYTHONIOENCODING"] = command.output_encoding
+    output = _BorgOutput(on_event, secrets, command.output_encoding)
     process = _spawn([*borg, *command.args], environment, passphrase, cwd, command.capabilities)
     if on_start is not None:
         on_start(process.pid)
@@ -304,12 +307,14 @@ def _exit_code(returncode: int) -> int:
 class _BorgOutput:
     """Collects stdout and turns stderr lines into events as they arrive."""
 
-    def __init__(self, on_event: Callable[[BorgEvent], None] | None, secrets: Sequence[str]) -> None:
+    def __init__(self, on_event: Callable[[BorgEvent], None] | None, secrets: Sequence[str],
+                 encoding: str = "utf-8") -> None:
         self.log: deque[LogMessage] = deque(maxlen=KEPT_LOG_MESSAGES)
         self._on_event = on_event
         self._secrets = secrets
+        self._encoding = encoding
         self._stdout = bytearray()
-        self._stderr_lines = LineSplitter()
+        self._stderr_lines = LineSplitter(encoding=encoding)
 
     async def read_stdout(self, stream: trio.abc.ReceiveStream | None) -> None:
         if stream is None:
@@ -329,10 +334,10 @@ class _BorgOutput:
             self._handle_line(line)
 
     def stdout_text(self) -> str:
-        return _decode(self._stdout)
+        return _decode(self._stdout, self._encoding)
 
     def json_result(self) -> Any | None:
-        text = _decode(self._stdout).strip()
+        text = _decode(self._stdout, self._encoding).strip()
         if not text:
             self.log.append(_plain_text("borg printed no JSON result"))
             return None
@@ -345,26 +350,24 @@ class _BorgOutput:
     def _handle_line(self, line: str) -> None:
         for event in parse_stderr_line(line):
             if isinstance(event, LogMessage):
-                event = _redacted(event, self._secrets)
+                event = _as_text(event, self._secrets)
                 self.log.append(event)
             if self._on_event is not None:
                 self._on_event(event)
 
 
-def _redacted(message: LogMessage, secrets: Sequence[str]) -> LogMessage:
-    if not secrets:
+def _as_text(message: LogMessage, secrets: Sequence[str]) -> LogMessage:
+    """The message without secrets, and with a file name's bytes that are not UTF-8 as \\xXX."""
+    text = printable(message.message)
+    if secrets:
+        text = errors.redact(text, secrets)
+    if text is message.message:
         return message
-    return LogMessage(
-        message.levelname,
-        message.name,
-        errors.redact(message.message, secrets),
-        message.msgid,
-        message.time,
-    )
+    return LogMessage(message.levelname, message.name, text, message.msgid, message.time)
 
 
-def _decode(data: bytes | bytearray) -> str:
-    return bytes(data).decode("utf-8", errors="replace")
+def _decode(data: bytes | bytearray, encoding: str = "utf-8") -> str:
+    return bytes(data).decode(encoding, errors="replace")
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
