@@ -60,7 +60,7 @@ READER_MESSAGES = {
     "internal": "The backup daemon failed on an internal error",
     "check_failed": "The consistency check found damage in the repository",
     "snapshot_incomplete": "The last snapshot missed files or folders it could not read",
-    "config_unreadable": "The saved configuration could not be read; configure backups again",
+    "config_unreadable": "The settings or the saved configuration could not be read; an administrator must fix them",
     "state_unreadable": "Saved state could not be read; the repository is being read again",
     "restore_incomplete": "A restore interrupted by a crash could not be undone; a person must look",
 }
