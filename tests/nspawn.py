@@ -100,16 +100,25 @@ class Container:
             state = self.run(["systemctl", "is-system-running", "--wait"], check=False,
                              timeout=BOOT_TIMEOUT).stdout.strip()
 
-    def run(self, argv: list[str], check: bool = True, timeout: float = 120.0, input: str | None = None,
-            env: dict[str, str] | None = None, user: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run a command in the container, in every one of its namespaces, with a clean environment."""
+    def command(self, argv: list[str], env: dict[str, str] | None = None, user: str | None = None) -> list[str]:
+        """The command line that runs argv in the container, in every one of its namespaces,
+        with a clean environment."""
         assert self.init_pid is not None, "the container is not running"
         variables = {"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": "/root", **(env or {})}
         if user is not None:
             argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv]
-        command = ["nsenter", f"--target={self.init_pid}", "--all", "env", "-i",
-                   *(f"{name}={value}" for name, value in variables.items()), *argv]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, input=input)
+        return ["nsenter", f"--target={self.init_pid}", "--all", "env", "-i",
+                *(f"{name}={value}" for name, value in variables.items()), *argv]
+
+    def start(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """A command left running in the container; its output is read when it ends."""
+        return subprocess.Popen(self.command(argv, env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def run(self, argv: list[str], check: bool = True, timeout: float = 120.0, input: str | None = None,
+            env: dict[str, str] | None = None, user: str | None = None) -> subprocess.CompletedProcess[str]:
+        command = self.command(argv, env, user)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                input=input if input is not None else "")
         if check and result.returncode != 0:
             raise AssertionError(f"{argv} exited with {result.returncode}:\n{result.stdout}\n{result.stderr}")
         return result
