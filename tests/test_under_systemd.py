@@ -95,6 +95,21 @@ def test_install_enables_the_socket_and_the_service_and_makes_both_groups(box):
         box.run(["getent", "group", group])
 
 
+def test_the_installed_groups_let_a_service_user_read_or_administer(box):
+    for user, groups in (("webui", "backupd,backupd-admin"), ("monitor", "backupd"), ("stranger", "")):
+        box.run(["useradd", "--system", user])
+        if groups:
+            box.run(["usermod", "-aG", groups, user])
+    assert json.loads(backupctl(box, "--json", "config", user="webui").stdout)["schedule"] == "hourly"
+    assert json.loads(backupctl(box, "--json", "status", user="monitor").stdout)["state"] == "unconfigured"
+    refused = backupctl(box, "snapshot", user="monitor", check=False)
+    assert refused.returncode == 1 and "forbidden" in refused.stderr
+    admitted = backupctl(box, "snapshot", user="webui", check=False)
+    assert admitted.returncode == 1 and "not_configured" in admitted.stderr
+    locked_out = backupctl(box, "status", user="stranger", check=False)
+    assert locked_out.returncode == 3 and "Permission denied" in locked_out.stderr
+
+
 def test_the_socket_starts_the_service_on_first_use(box):
     box.run(["systemctl", "stop", "backupd.service"])
     assert box.run(["systemctl", "is-active", "backupd.service"], check=False).stdout.strip() == "inactive"
