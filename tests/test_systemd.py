@@ -159,24 +159,26 @@ def test_broken_settings_at_start_serve_the_problem_and_refuse_work_until_reload
     daemon = DaemonProcess(socket=tmp_path / "backupd.sock", state_dir=tmp_path / "state", settings=settings,
                            log_path=tmp_path / "log", extra_env={"NOTIFY_SOCKET": str(path)})
     daemon.start()
-    ready = messages_until(sock, "READY=1")
-    assert any("STATUS=settings unreadable" in message for message in ready)
-    with daemon.client() as client:
-        problem = client.call("status")["problem"]
-        assert (problem["code"], problem["line"], problem["column"]) == ("config_unreadable", 3, 12)
-        assert str(settings) in problem["message"] and "systemctl reload backupd" in problem["message"]
-        with pytest.raises(RpcError) as refused:
+    try:
+        ready = messages_until(sock, "READY=1")
+        assert any("STATUS=settings unreadable" in message for message in ready)
+        with daemon.client() as client:
+            problem = client.call("status")["problem"]
+            assert (problem["code"], problem["line"], problem["column"]) == ("config_unreadable", 3, 12)
+            assert str(settings) in problem["message"] and "systemctl reload backupd" in problem["message"]
+            with pytest.raises(RpcError) as refused:
+                client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                          "sources": [str(sample_data)]})
+            assert refused.value.code == "config_unreadable" and refused.value.data == {"line": 3, "column": 12}
+            assert not (repository / "config").exists()
+            settings.write_text(good)
+            daemon.process.send_signal(signal.SIGHUP)
+            messages_until(sock, "READY=1")
+            assert client.call("status")["problem"] is None
             client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
                                       "sources": [str(sample_data)]})
-        assert refused.value.code == "config_unreadable" and refused.value.data == {"line": 3, "column": 12}
-        assert not (repository / "config").exists()
-        settings.write_text(good)
-        daemon.process.send_signal(signal.SIGHUP)
-        messages_until(sock, "READY=1")
-        assert client.call("status")["problem"] is None
-        client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
-                                  "sources": [str(sample_data)]})
-    assert daemon.stop() == 0
+    finally:
+        assert daemon.stop() == 0
 
 
 def test_socket_activation(tmp_path, sample_data):
