@@ -1102,6 +1102,7 @@ def run(args: argparse.Namespace, path: str) -> int:
         return EXIT_UNREACHABLE
     except TimeoutError:
         print(f"error: backupd at {path} did not answer within {CALL_TIMEOUT:.0f} s", file=sys.stderr)
+        print("See why with: systemctl status backupd; journalctl -u backupd", file=sys.stderr)
         return EXIT_UNREACHABLE
     except ProtocolError as error:
         print(f"error: backupd at {path} sent something that is not msgpack-rpc: {error}", file=sys.stderr)

@@ -50,6 +50,7 @@ class ErrorCode(StrEnum):
     INTERRUPTED = "interrupted"
     HOOK_FAILED = "hook_failed"
     RESTORE_FAILED = "restore_failed"
+    CONFIG_UNREADABLE = "config_unreadable"
     INTERNAL = "internal"
 
 

@@ -170,6 +170,8 @@ async def dispatch(service: Service, request: Request, peer: Peer,
     levels = allowed_levels(peer, service.settings.access)
     if method.access not in levels:
         raise RpcError(ErrorCode.FORBIDDEN, f"{request.method} is not allowed for uid {peer.uid}")
+    if method.access == Level.ADMIN:
+        service.require_settings()
     check_params(request.params, method.params)
     view = view_for(levels)
     result = await method.handler(Call(service, request.params, peer, view, subscribe_connection))

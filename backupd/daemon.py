@@ -60,22 +60,26 @@ def setup_logging(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.verbose)
-    def read_settings() -> Settings:
-        settings = load_settings(args.config)
+    def with_arguments(settings: Settings) -> Settings:
         if args.socket is not None:
             settings = replace(settings, socket=args.socket.absolute())
         if args.state_dir is not None:
             settings = replace(settings, state_dir=args.state_dir.absolute())
         return settings
 
+    def read_settings() -> Settings:
+        return with_arguments(load_settings(args.config))
+
+    unreadable: SettingsError | None = None
     try:
         settings = read_settings()
     except SettingsError as error:
-        log.error("%s", error)
-        sys.exit(1)
+        # Up and answering, so clients learn what is wrong instead of waiting on the socket.
+        log.error("%s; serving with no work done until the settings are fixed and reloaded", error)
+        settings, unreadable = with_arguments(Settings()), error
     raise_descriptor_limit()
     try:
-        trio.run(run, settings, read_settings)
+        trio.run(run, settings, read_settings, unreadable)
     except (StoreError, SocketUnusable, OSError) as error:
         log.error("cannot start: %s", error)
         sys.exit(1)
@@ -92,17 +96,20 @@ def raise_descriptor_limit() -> None:
         log.warning("cannot raise the open file limit from %s to %s: %s", soft, hard, error)
 
 
-async def run(settings: Settings, read_settings: Callable[[], Settings]) -> None:
+async def run(settings: Settings, read_settings: Callable[[], Settings], unreadable: SettingsError | None = None) -> None:
     # Taken before the socket answers: a stop request right after start-up is a clean stop.
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        await serve(settings, read_settings, signals)
+        await serve(settings, read_settings, signals, unreadable)
 
 
-async def serve(settings: Settings, read_settings: Callable[[], Settings], signals: AsyncIterator[int]) -> None:
+async def serve(settings: Settings, read_settings: Callable[[], Settings], signals: AsyncIterator[int],
+                unreadable: SettingsError | None = None) -> None:
     store = Store(settings.state_dir)
     store.open()
     service = Service(settings, store)
     service.load()
+    if unreadable is not None:
+        service.settings_unreadable(unreadable)
     await finish_interrupted_restores(service)
     activated = activated_socket()
     listener = trio.socket.from_stdlib_socket(activated) if activated else bind_unix_socket(
@@ -186,6 +193,11 @@ async def reload_settings(
     try:
         new = await trio.to_thread.run_sync(read_settings)
     except SettingsError as error:
+        if service.settings_error is not None:
+            log.error("settings still unreadable: %s", error)
+            service.settings_unreadable(error)
+            notifier.ready(describe(service))
+            return
         log.error("settings not reloaded, keeping the old ones: %s", error)
         notifier.ready(f"settings not reloaded: {error}")
         return
@@ -193,6 +205,8 @@ async def reload_settings(
     service.settings = replace(new, socket=current.socket, state_dir=current.state_dir,
                                borg_base_dir=current.borg_base_dir)
     service.zone = local_zone(new.timezone)
+    if service.settings_error is not None:
+        service.settings_unreadable(None)
     replan()
     log.info("settings reloaded")
     notifier.ready(describe(service))
@@ -221,6 +235,8 @@ async def report_status(service: Service, notifier: Notifier) -> None:
 
 def describe(service: Service) -> str:
     job = service.jobs.current
+    if service.settings_error is not None:
+        return f"settings unreadable, no work done: {service.settings_error}"
     if service.config is None:
         return "not configured"
     if job is not None:

@@ -107,7 +107,9 @@ class Scheduler:
             self._service.next_run = snapshot_plan.when if snapshot_plan else None
             self._service.publish_status()
             wake_times = [t for t in (plan.when if plan else None, self._service.overdue_at()) if t and t > now]
-            if plan is not None and plan.when <= now:
+            if self._service.settings_error is not None:
+                await self._changed.wait()
+            elif plan is not None and plan.when <= now:
                 await self._run(plan)
             elif wake_times:
                 await self._sleep_until(min(wake_times))

@@ -29,7 +29,7 @@ from backupd.events import EventHub
 from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, LogLevel, interrupted_error, job_log
 from backupd.notify import OperatorNotifier
 from backupd.schedule import Schedule, interval, parse_schedule
-from backupd.settings import Settings
+from backupd.settings import Settings, SettingsError
 from backupd.ssh import SSH_FOLDER, SshIdentity, remote_location
 from backupd.state import Problem, RepositoryState
 from backupd.store import Store, StoreError
@@ -62,6 +62,8 @@ class Service:
             lambda: self.settings.notify, self.box_name, self.secrets, self.publish_status, self.clock.now
         )
         self.storage_problem: Problem | None = None
+        self.settings_error: SettingsError | None = None
+        self._settings_error_since = 0.0
         self.restore_cleaned_up = _already_set()
         self.activity = "starting"
 
@@ -180,7 +182,23 @@ class Service:
             self._overdue_memo = ((schedule, anchor), deadline)
         return deadline
 
+    def settings_unreadable(self, error: SettingsError | None) -> None:
+        """Record (or, with None, clear) that the operator settings could not be read."""
+        if error is not None and self.settings_error is None:
+            self._settings_error_since = time.time()
+        self.settings_error = error
+        self.publish_status()
+
+    def require_settings(self) -> None:
+        """Work waits until the operator's settings are read: hooks, access and limits live there."""
+        error = self.settings_error
+        if error is not None:
+            raise RpcError(ErrorCode.CONFIG_UNREADABLE, _settings_advice(error), _position(error))
+
     def problem(self) -> dict[str, Any] | None:
+        if (error := self.settings_error) is not None:
+            return {"code": str(ErrorCode.CONFIG_UNREADABLE), "message": _settings_advice(error),
+                    "since": self._settings_error_since, **_position(error)}
         for problem in (self.storage_problem, self.repository.problem):
             if problem is not None:
                 return problem.to_wire()
@@ -352,6 +370,15 @@ def _logging_to_job(
             on_event(event)
 
     return on_borg_event
+
+
+def _settings_advice(error: SettingsError) -> str:
+    return (f"The daemon's settings are broken, so it does no work until they are fixed: {error}. "
+            "Correct the file, then run `systemctl reload backupd`")
+
+
+def _position(error: SettingsError) -> dict[str, int]:
+    return {"line": error.line, "column": error.column} if error.line is not None else {}
 
 
 def _already_set() -> trio.Event:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import tomllib
 from collections.abc import Callable
@@ -18,8 +19,17 @@ DEFAULT_STATE_DIR = Path("/var/lib/backupd")
 DEFAULT_KEEP = {"hourly": 24, "daily": 7, "weekly": 4, "monthly": 6, "yearly": 0}
 
 
+_TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
 class SettingsError(Exception):
-    """The settings file cannot be read or holds a value of the wrong kind."""
+    """The settings file cannot be read or holds a value of the wrong kind; a syntax error
+    knows where it is."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
 
 
 @dataclass(frozen=True)
@@ -102,8 +112,12 @@ def load_settings(path: Path | None) -> Settings:
     try:
         with open(path, "rb") as file:
             raw = tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError) as error:
+    except OSError as error:
         raise SettingsError(f"cannot read settings {path}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        position = _TOML_POSITION.search(str(error))
+        line, column = (int(position[1]), int(position[2])) if position else (None, None)
+        raise SettingsError(f"cannot read settings {path}: {error}", line, column) from None
     return parse_settings(raw, base=path.parent)
 
 

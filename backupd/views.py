@@ -60,9 +60,10 @@ READER_MESSAGES = {
     "internal": "The backup daemon failed on an internal error",
     "check_failed": "The consistency check found damage in the repository",
     "snapshot_incomplete": "The last snapshot missed files or folders it could not read",
-    "config_unreadable": "The saved configuration could not be read; configure backups again",
+    "config_unreadable": "The settings or the saved configuration could not be read; an administrator must fix them",
     "state_unreadable": "Saved state could not be read; the repository is being read again",
     "restore_incomplete": "A restore interrupted by a crash could not be undone; a person must look",
+    "restore_partial": "The last restore could not create some items, such as device nodes",
 }
 # Built by the daemon from times only.
 MESSAGES_WITHOUT_PATHS = frozenset({"overdue"})
@@ -128,7 +129,7 @@ def _reader_result(kind: str, result: Any) -> Any:
 
 
 def _reader_restore_result(result: dict[str, Any]) -> dict[str, Any]:
-    shown = _without(result, "targets")
+    shown = _without(_without(result, "targets"), "not_restored_paths")
     for changes in ("written", "replaced", "removed"):
         if isinstance(result.get(changes), dict):
             shown[changes] = _without(result[changes], "paths")

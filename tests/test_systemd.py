@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from backupctl.client import Client
+from backupctl.protocol import RpcError
 from tests.conftest import PASSPHRASE, DaemonProcess
 
 
@@ -147,6 +148,37 @@ def test_reload_takes_good_settings_and_keeps_old_ones_when_broken(tmp_path, not
         assert client.call("ping")["api"] == 1
     assert "settings not reloaded" in daemon.log()
     daemon.stop()
+
+
+def test_broken_settings_at_start_serve_the_problem_and_refuse_work_until_reloaded(
+        tmp_path, notify_socket, repository, sample_data):
+    path, sock = notify_socket
+    settings = tmp_path / "backupd.toml"
+    good = f'borg_base_dir = "{tmp_path / "borg"}"\n'
+    settings.write_text(good + '[defaults]\nschedule = hourly\n')
+    daemon = DaemonProcess(socket=tmp_path / "backupd.sock", state_dir=tmp_path / "state", settings=settings,
+                           log_path=tmp_path / "log", extra_env={"NOTIFY_SOCKET": str(path)})
+    daemon.start()
+    try:
+        ready = messages_until(sock, "READY=1")
+        assert any("STATUS=settings unreadable" in message for message in ready)
+        with daemon.client() as client:
+            problem = client.call("status")["problem"]
+            assert (problem["code"], problem["line"], problem["column"]) == ("config_unreadable", 3, 12)
+            assert str(settings) in problem["message"] and "systemctl reload backupd" in problem["message"]
+            with pytest.raises(RpcError) as refused:
+                client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                          "sources": [str(sample_data)]})
+            assert refused.value.code == "config_unreadable" and refused.value.data == {"line": 3, "column": 12}
+            assert not (repository / "config").exists()
+            settings.write_text(good)
+            daemon.process.send_signal(signal.SIGHUP)
+            messages_until(sock, "READY=1")
+            assert client.call("status")["problem"] is None
+            client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                      "sources": [str(sample_data)]})
+    finally:
+        assert daemon.stop() == 0
 
 
 def test_socket_activation(tmp_path, sample_data):

@@ -14,6 +14,7 @@ from backupd.borg import commands
 from backupd.config import BackupConfig, check_new_passphrase, config_from_params
 from backupd.errors import invalid_params
 from backupd.jobs import Job, ReportProgress
+from backupd.restorable import refuse_unrestorable
 from backupd.service import Service
 from backupd.ssh import remote_location
 
@@ -22,6 +23,7 @@ async def configure(
     service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     config = config_from_params(params, service.settings.defaults)
+    refuse_unrestorable(config.sources)
     job = service.jobs.start("configure", "manual", partial(_connect, service, config), requested_by)
     await service.jobs.wait(job)
     if job.error is not None:

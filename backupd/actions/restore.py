@@ -32,6 +32,7 @@ from backupd.paths import is_within, outermost
 from backupd.borg.grammar import check_exclude
 from backupd.borg.patterns import exclude_matcher
 from backupd.restore.archive_roots import excludes_in, locate, roots_of
+from backupd.restore.not_created import missing_in, refused_path
 from backupd.restore.preview import preview
 from backupd.restore.space import bytes_by_target, on_one_file_system, room_for
 from backupd.restore.transaction import NotInSnapshot, RestoreError, RestoreTransaction
@@ -58,6 +59,9 @@ class RestoreRequest:
     paths: tuple[str, ...]
     dry_run: bool
     remove_excluded: bool = False  # delete what the snapshot's exclude patterns match too
+
+
+RESTORE_PARTIAL = "restore_partial"
 
 
 def start_restore(service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None) -> Job:
@@ -250,13 +254,17 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
         ))
     except RestoreError as error:
         raise RpcError(ErrorCode.INVALID_PARAMS, str(error), {"param": "paths"}) from None
+    not_restored: list[str] = []
     try:
         for group in transaction.extract_groups():
             paths = list(group.archive_paths)
+            refused: list[str] = []
 
             def on_event(event: BorgEvent) -> None:
                 if isinstance(event, LogMessage) and event.name == LISTED_ITEM_LOGGER:
                     progress.item_extracted(event.message)
+                elif isinstance(event, LogMessage) and (path := refused_path(event)) is not None:
+                    refused.append(path)
 
             async with trio.open_nursery() as nursery:
                 borg_pids: list[int] = []
@@ -265,6 +273,8 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
                     extracted = await service.borg(
                         commands.extract(config.repository, request.archive.name, paths),
                         on_event=on_event, cwd=f"/proc/self/fd/{staging_fd}", on_start=borg_pids.append)
+                    missing = await trio.to_thread.run_sync(missing_in, staging_fd, refused)
+                    not_restored += [contents.place_of(path.lstrip("/")) for path in missing]
                 nursery.cancel_scope.cancel()
             progress.group_done(extracted.written_bytes)
         report(dict(progress.current(), step="swapping"))
@@ -282,7 +292,23 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
     # borg names every item it extracts, folders too: a whole restore counts the snapshot's files.
     files = contents.files if not request.paths else progress.files_seen
     log.info("restored %d files, %d bytes", files, progress.done_size)
-    return {"snapshot": request.archive.name, "targets": list(targets), "files": files, "bytes": progress.done_size}
+    await _report_not_restored(service, not_restored)
+    result = {"snapshot": request.archive.name, "targets": list(targets), "files": files, "bytes": progress.done_size,
+              "not_restored": len(not_restored)}
+    return dict(result, not_restored_paths=not_restored) if not_restored else result
+
+
+async def _report_not_restored(service: Service, not_restored: list[str]) -> None:
+    """Items borg could not create (device nodes without CAP_MKNOD) are the overview's problem
+    until a restore creates all it holds."""
+    current = service.repository.problem
+    if not_restored:
+        message = (f"The last restore could not create {len(not_restored)} item(s), such as device nodes "
+                   f"(the service may not make them): {', '.join(not_restored[:3])}")
+        log.warning("%s", message)
+        await service.update_repository(problem=service.problem_from(RESTORE_PARTIAL, message, "restore"))
+    elif current is not None and current.code == RESTORE_PARTIAL:
+        await service.update_repository(problem=None)
 
 
 def _clean_up_after_the_job(service: Service, transaction: RestoreTransaction) -> None:
