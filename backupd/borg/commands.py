@@ -45,6 +45,7 @@ class BorgCommand:
     json_output: bool
     repository: str | None = None
     capabilities: frozenset[Capability] = frozenset()
+    output_encoding: str = "utf-8"  # of borg's stdout and stderr (PYTHONIOENCODING)
 
 
 def _needs(repository: str, work: frozenset[Capability] = frozenset()) -> frozenset[Capability]:
@@ -162,6 +163,46 @@ def list_items(repository: str, archive: str, paths: Sequence[str] = ()) -> Borg
     _check_archive_paths(paths)
     return BorgCommand(
         ("list", "--log-json", "--json-lines", "--", _archive_location(repository, archive), *paths),
+        json_output=False,
+        repository=repository,
+        capabilities=_needs(repository),
+    )
+
+
+# Each item's fields, then its verbatim path and a link's target, each ended by NUL: neither holds NUL.
+TREE_FIELDS = ("type", "mode", "uid", "gid", "user", "group", "size", "mtime")
+_TREE_FORMAT = ("{type}{TAB}{mode}{TAB}{uid}{TAB}{gid}{TAB}{user}{TAB}{group}{TAB}{size}{TAB}{isomtime}"
+                "{TAB}{bpath}{NUL}{source}{NUL}")
+# borg writes its output with errors="replace", turning each byte of a name that is not UTF-8
+# into "?" (--json-lines has no verbatim path). UTF-7 encodes the surrogates that stand for
+# those bytes, so the names come through exactly.
+EXACT_NAMES_ENCODING = "utf-7"
+
+
+def list_tree(repository: str, archive: str, exact_paths: Sequence[str] = ()) -> BorgCommand:
+    """Every item of an archive with the fields of TREE_FIELDS and exact names; with
+    ``exact_paths``, only the items at exactly those archive paths (not what they hold)."""
+    _check_repository(repository)
+    _check_archive(archive)
+    _check_archive_paths(exact_paths)
+    only = (*(f"--pattern=+pf:{path}" for path in exact_paths), "--pattern=-sh:**") if exact_paths else ()
+    return BorgCommand(
+        ("list", "--log-json", f"--format={_TREE_FORMAT}", *only, "--", _archive_location(repository, archive)),
+        json_output=False,
+        repository=repository,
+        capabilities=_needs(repository),
+        output_encoding=EXACT_NAMES_ENCODING,
+    )
+
+
+def diff_archives(repository: str, older: str, newer: str) -> BorgCommand:
+    """What changed from archive ``older`` to ``newer``, one JSON object per stdout line; borg's
+    JSON escapes a name that is not UTF-8 as surrogates, so names are exact."""
+    _check_repository(repository)
+    _check_archive(older)
+    _check_archive(newer)
+    return BorgCommand(
+        ("diff", "--log-json", "--json-lines", "--", _archive_location(repository, older), _literal(newer)),
         json_output=False,
         repository=repository,
         capabilities=_needs(repository),

@@ -6,7 +6,7 @@ import json
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,27 +138,28 @@ def parse_stderr_line(line: str) -> list[BorgEvent]:
 class LineSplitter:
     """Bytes in, complete decoded lines out; an endless line is cut at ``max_line_bytes``."""
 
-    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES, encoding: str = "utf-8") -> None:
         self._buffer = bytearray()
         self._max_line_bytes = max_line_bytes
+        self._encoding = encoding
 
     def feed(self, chunk: bytes) -> list[str]:
         self._buffer += chunk
         lines: list[str] = []
         start = 0
         while (end := self._buffer.find(b"\n", start)) >= 0:
-            lines.append(_decode(self._buffer[start:end]))
+            lines.append(_decode(self._buffer[start:end], self._encoding))
             start = end + 1
         del self._buffer[:start]
         while len(self._buffer) > self._max_line_bytes:
-            lines.append(_decode(self._buffer[: self._max_line_bytes]))
+            lines.append(_decode(self._buffer[: self._max_line_bytes], self._encoding))
             del self._buffer[: self._max_line_bytes]
         return lines
 
     def flush(self) -> list[str]:
         rest = self._buffer
         self._buffer = bytearray()
-        return [_decode(rest)] if rest else []
+        return [_decode(rest, self._encoding)] if rest else []
 
 
 async def run_borg(
@@ -170,6 +171,7 @@ async def run_borg(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_stdout: Callable[[bytes], Awaitable[None]] | None = None,
     grace_period: float = 10.0,
     kill_delay: float = 5.0,
 ) -> BorgResult:
@@ -178,10 +180,14 @@ async def run_borg(
     Exit codes 0, 1 and 100..127 (warnings) are success. When the calling scope is cancelled,
     borg gets SIGINT, after ``grace_period`` seconds SIGTERM, after ``kill_delay`` more seconds
     SIGKILL; it is always reaped before the cancellation propagates.
+
+    With ``on_stdout``, borg's stdout is handed over chunk by chunk as it arrives (borg waits
+    while the callback does) instead of being collected in the result.
     """
     secrets = (passphrase,) if passphrase else ()
     environment = borg_environment(env)
-    output = _BorgOutput(on_event, secrets)
+    environment["PYTHONIOENCODING"] = command.output_encoding
+    output = _BorgOutput(on_event, secrets, command.output_encoding, on_stdout)
     process = _spawn([*borg, *command.args], environment, passphrase, cwd, command.capabilities)
     if on_start is not None:
         on_start(process.pid)
@@ -304,18 +310,24 @@ def _exit_code(returncode: int) -> int:
 class _BorgOutput:
     """Collects stdout and turns stderr lines into events as they arrive."""
 
-    def __init__(self, on_event: Callable[[BorgEvent], None] | None, secrets: Sequence[str]) -> None:
+    def __init__(self, on_event: Callable[[BorgEvent], None] | None, secrets: Sequence[str],
+                 encoding: str = "utf-8", on_stdout: Callable[[bytes], Awaitable[None]] | None = None) -> None:
         self.log: deque[LogMessage] = deque(maxlen=KEPT_LOG_MESSAGES)
         self._on_event = on_event
         self._secrets = secrets
+        self._encoding = encoding
+        self._on_stdout = on_stdout
         self._stdout = bytearray()
-        self._stderr_lines = LineSplitter()
+        self._stderr_lines = LineSplitter(encoding=encoding)
 
     async def read_stdout(self, stream: trio.abc.ReceiveStream | None) -> None:
         if stream is None:
             return
         while chunk := await stream.receive_some(_READ_SIZE):
-            self._stdout += chunk
+            if self._on_stdout is not None:
+                await self._on_stdout(chunk)
+            else:
+                self._stdout += chunk
 
     async def read_stderr(self, stream: trio.abc.ReceiveStream | None) -> None:
         if stream is None:
@@ -329,7 +341,7 @@ class _BorgOutput:
             self._handle_line(line)
 
     def stdout_text(self) -> str:
-        return _decode(self._stdout)
+        return _decode(self._stdout, self._encoding)
 
     def json_result(self) -> Any | None:
         text = _decode(self._stdout).strip()
@@ -363,8 +375,8 @@ def _redacted(message: LogMessage, secrets: Sequence[str]) -> LogMessage:
     )
 
 
-def _decode(data: bytes | bytearray) -> str:
-    return bytes(data).decode("utf-8", errors="replace")
+def _decode(data: bytes | bytearray, encoding: str = "utf-8") -> str:
+    return bytes(data).decode(encoding, errors="replace")
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

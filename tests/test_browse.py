@@ -1,0 +1,121 @@
+"""Looking inside snapshots through a real daemon and real borg: browse, versions, compare."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from backupctl.protocol import RpcError
+from tests.conftest import DaemonProcess
+
+
+def take_snapshot(daemon: DaemonProcess) -> str:
+    with daemon.client() as client:
+        job = client.call("snapshot", {"wait": True})
+    assert job["state"] == "succeeded", job
+    return job["result"]["snapshot"]["name"]
+
+
+def names(listing: dict) -> list:
+    return [entry["name"] for entry in listing["entries"]]
+
+
+def test_browse_starts_at_the_root_and_lists_a_folder_sorted_with_its_details(
+        configured_daemon: DaemonProcess, sample_data: Path) -> None:
+    name = take_snapshot(configured_daemon)
+    with configured_daemon.client() as client:
+        top = client.call("browse", {"snapshot": name})
+        assert top["path"] == "/" and top["kind"] == "folder"
+        assert names(top) == [sample_data.parts[1]]
+        data = client.call("browse", {"snapshot": name, "path": str(sample_data)})
+        assert names(data) == ["empty"] + [f"folder{index}" for index in range(5)] + ["link"]
+        link = data["entries"][-1]
+        assert link["kind"] == "link" and link["target"] == "folder0/file0.txt"
+        folder = client.call("browse", {"path": str(sample_data / "folder0")})  # the latest snapshot
+        first = folder["entries"][0]
+        info = os.lstat(sample_data / "folder0" / first["name"])
+        assert (first["kind"], first["size"], first["mode"]) == ("file", info.st_size, "-rw-r--r--")
+        assert first["mtime"] == pytest.approx(info.st_mtime, abs=1e-5)
+        assert folder["total"] == 20 and names(folder) == sorted(names(folder))
+
+
+def test_browse_pages_with_a_limit_and_a_cursor(configured_daemon: DaemonProcess, sample_data: Path) -> None:
+    name = take_snapshot(configured_daemon)
+    with configured_daemon.client() as client:
+        seen, cursor = [], None
+        while True:
+            params = {"snapshot": name, "path": str(sample_data / "folder1"), "limit": 7}
+            if cursor:
+                params["cursor"] = cursor
+            page = client.call("browse", params)
+            assert len(page["entries"]) <= 7
+            seen += names(page)
+            cursor = page["cursor"]
+            if cursor is None:
+                break
+    assert seen == sorted(f"file{index}.txt" for index in range(20))
+
+
+def test_a_missing_path_or_snapshot_is_not_found(configured_daemon: DaemonProcess, sample_data: Path) -> None:
+    name = take_snapshot(configured_daemon)
+    with configured_daemon.client() as client:
+        for params in ({"snapshot": name, "path": str(sample_data / "nothing")},
+                       {"snapshot": name, "path": "/elsewhere"},
+                       {"snapshot": "no-such-snapshot"}):
+            with pytest.raises(RpcError) as raised:
+                client.call("browse", params)
+            assert raised.value.code == "not_found", params
+        for params in ({"path": "relative"}, {"path": "/a/../b"}, {"limit": 0}, {"cursor": "zz"}):
+            with pytest.raises(RpcError) as raised:
+                client.call("browse", params)
+            assert raised.value.code == "invalid_params"
+            assert raised.value.data["param"] == next(iter(params))
+
+
+def test_versions_lists_each_snapshot_holding_a_path_and_restore_takes_it(
+        configured_daemon: DaemonProcess, sample_data: Path) -> None:
+    target = sample_data / "folder2" / "file3.txt"
+    first = take_snapshot(configured_daemon)
+    time.sleep(1.1)
+    target.write_bytes(b"changed")
+    second = take_snapshot(configured_daemon)
+    with configured_daemon.client() as client:
+        found = client.call("versions", {"path": str(target)})
+        assert [version["snapshot"] for version in found["versions"]] == [second, first]
+        assert [version["size"] for version in found["versions"]] == [7, 4096 + len(b"2/3")]
+        listed = client.call("browse", {"snapshot": first, "path": str(target.parent)})
+        path = str(target.parent / names(listed)[names(listed).index("file3.txt")])
+        job = client.call("restore", {"snapshot": first, "paths": [path], "wait": True})
+        assert job["state"] == "succeeded", job
+        assert target.stat().st_size == 4096 + len(b"2/3")
+        with pytest.raises(RpcError) as raised:
+            client.call("versions", {"path": str(sample_data / "never")})
+        assert raised.value.code == "not_found"
+
+
+def test_compare_two_snapshots_and_a_snapshot_with_the_live_files(
+        configured_daemon: DaemonProcess, sample_data: Path) -> None:
+    first = take_snapshot(configured_daemon)
+    time.sleep(1.1)
+    (sample_data / "folder0" / "file1.txt").unlink()
+    (sample_data / "new.txt").write_bytes(b"12345")
+    (sample_data / "folder3" / "file4.txt").write_bytes(b"different")
+    second = take_snapshot(configured_daemon)
+    with configured_daemon.client() as client:
+        changed = client.call("compare", {"from": first, "to": second})
+        by_path = {change["path"]: change for change in changed["changes"]}
+        assert by_path[str(sample_data / "new.txt")]["change"] == "added"
+        assert by_path[str(sample_data / "new.txt")]["size"] == 5
+        assert by_path[str(sample_data / "folder0" / "file1.txt")]["change"] == "removed"
+        assert by_path[str(sample_data / "folder0" / "file1.txt")]["old_size"] == 4096 + len(b"0/1")
+        assert "content" in by_path[str(sample_data / "folder3" / "file4.txt")]["what"]
+        assert changed["counts"]["added"] == 1 and changed["counts"]["removed"] == 1
+        (sample_data / "later.txt").write_bytes(b"x")
+        live = client.call("compare", {"from": second})
+        assert live["to"] is None
+        assert [(change["path"], change["change"]) for change in live["changes"]] == [
+            (str(sample_data), "modified"), (str(sample_data / "later.txt"), "added")] or \
+            [(change["path"], change["change"]) for change in live["changes"]] == [(str(sample_data / "later.txt"), "added")]
