@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -119,3 +120,70 @@ def test_compare_two_snapshots_and_a_snapshot_with_the_live_files(
         assert [(change["path"], change["change"]) for change in live["changes"]] == [
             (str(sample_data), "modified"), (str(sample_data / "later.txt"), "added")] or \
             [(change["path"], change["change"]) for change in live["changes"]] == [(str(sample_data / "later.txt"), "added")]
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_100000_file_snapshot_is_paged_quickly_within_the_memory_bound(
+        daemon: DaemonProcess, repository: Path, tmp_path: Path) -> None:
+    data = tmp_path / "many"
+    crowded = data / "crowded"
+    crowded.mkdir(parents=True)
+    for index in range(100_000):
+        (crowded / f"f{index:06d}").write_bytes(b"x" * (index % 7))
+    with daemon.client(timeout=600) as client:
+        client.call("configure", {"repository": str(repository), "passphrase": "a long passphrase",
+                                  "sources": [str(data)]})
+        name = take_snapshot(daemon)
+        started = time.monotonic()
+        first = client.call("browse", {"snapshot": name, "path": str(crowded), "limit": 1000})
+        indexing = time.monotonic() - started
+        assert first["total"] == 100_000 and len(first["entries"]) == 1000
+        started = time.monotonic()
+        page = client.call("browse", {"snapshot": name, "path": str(crowded), "limit": 1000,
+                                      "cursor": first["cursor"]})
+        again = time.monotonic() - started
+        assert names(page)[0] == "f001000" and page["entries"][0]["size"] == 1000 % 7
+        last = client.call("browse", {"snapshot": name, "path": str(crowded), "limit": 1000,
+                                      "cursor": client.call("browse", {"snapshot": name, "path": str(crowded),
+                                                                       "limit": 1000, "cursor": page["cursor"]})["cursor"]})
+        assert names(last)[0] == "f003000"
+    assert daemon.process is not None
+    peak = peak_rss_kib(daemon.process.pid)
+    print(f"indexing 100,000 items: {indexing:.2f} s; a later page: {again * 1000:.1f} ms; peak RSS {peak / 1024:.1f} MiB")
+    assert again < 0.2
+    assert peak < 64 * 1024
+
+
+def test_backupctl_finds_and_restores_last_weeks_version_of_a_file_alone(
+        configured_daemon: DaemonProcess, sample_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from backupctl.cli import main
+
+    def backupctl(*args: str) -> str:
+        assert main(["--socket", str(configured_daemon.socket), *args]) == 0
+        return capsys.readouterr().out
+
+    target = sample_data / "folder4" / "file7.txt"
+    week_ago = time.time() - 7 * 86400
+    os.utime(target, (week_ago, week_ago))
+    old = take_snapshot(configured_daemon)
+    time.sleep(1.1)
+    target.write_bytes(b"today")
+    take_snapshot(configured_daemon)
+    top = backupctl("ls", old)
+    assert sample_data.parts[1] + "/" in top
+    listed = backupctl("ls", old, str(target.parent))
+    assert "file7.txt" in listed and "-rw-r--r--" in listed
+    assert json.loads(backupctl("--json", "ls", str(sample_data)))["total"] == 8
+    versions = backupctl("versions", str(target))
+    assert old in versions and "2 snapshots" in versions
+    changes = backupctl("diff", old)
+    assert f"M  5 B" in changes or "content" in changes
+    backupctl("restore", "--snapshot", old, "--path", str(target), "--yes")
+    assert target.stat().st_size == 4096 + len(b"4/7")
+    assert abs(target.stat().st_mtime - week_ago) < 1
