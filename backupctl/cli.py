@@ -955,6 +955,114 @@ def describe_config(config: Mapping[str, Any]) -> str:
 # the command line
 
 
+# ls, versions, diff: looking inside snapshots
+
+PAGE_SIZE = 1000
+CHANGE_MARKS = {"added": "+", "removed": "-", "modified": "M"}
+
+
+def shown_name(name: Any) -> str:
+    """A name for people: each byte that is not UTF-8 as \\xXX; a name hidden from readers as -."""
+    if name is None:
+        return "-"
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "backslashreplace")
+    try:
+        return str(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return str(name).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def pages(client: Client, method: str, params: dict[str, Any], limit: int | None) -> Iterator[dict[str, Any]]:
+    """Each page of a paged method's answer, following its cursor until limit items were shown."""
+    shown = 0
+    while True:
+        page = client.call(method, {**params, "limit": min(PAGE_SIZE, limit - shown) if limit else PAGE_SIZE})
+        yield page
+        shown += len(page.get("entries", page.get("changes", [])))
+        if page.get("cursor") is None or (limit is not None and shown >= limit):
+            return
+        params = {**params, "cursor": page["cursor"]}
+
+
+def run_ls(invocation: Invocation) -> int:
+    args = invocation.args
+    snapshot, path = args.snapshot, args.path
+    if snapshot is not None and snapshot.startswith("/") and path is None:
+        snapshot, path = None, snapshot
+    params: dict[str, Any] = {}
+    if snapshot is not None:
+        params["snapshot"] = snapshot
+    if path is not None:
+        params["path"] = os.path.normpath(path) if path != "/" else path
+    listed = list(pages(invocation.client, "browse", params, args.limit))
+    if invocation.as_json:
+        first = listed[0]
+        invocation.emit_json({**first, "entries": [entry for page in listed for entry in page["entries"]],
+                              "cursor": listed[-1]["cursor"]})
+        return EXIT_OK
+    first = listed[0]
+    rows = [entry_row(entry) for page in listed for entry in page["entries"]]
+    invocation.say(f"{first['snapshot']}:{shown_name(first.get('path'))}  ({fmt.plural(first['total'], 'entry')})")
+    if rows:
+        invocation.say(fmt.table(("MODE", "OWNER", "SIZE", "MODIFIED", "NAME"), rows))
+    if listed[-1].get("cursor") is not None:
+        invocation.say(f"... {first['total'] - len(rows)} more (--limit)")
+    return EXIT_OK
+
+
+def entry_row(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    name = shown_name(entry.get("name"))
+    if entry.get("kind") == "folder" and entry.get("name") is not None:
+        name += "/"
+    if entry.get("target") is not None:
+        name += " -> " + shown_name(entry["target"])
+    owner = f"{entry.get('user') or entry.get('uid')}:{entry.get('group') or entry.get('gid')}" if entry.get("mode") else ""
+    return (entry.get("mode") or "d?????????", owner,
+            fmt.human_size(entry["size"]) if entry.get("size") is not None and entry.get("kind") != "folder" else "",
+            fmt.timestamp(entry.get("mtime")) if entry.get("mtime") is not None else "", name)
+
+
+def run_versions(invocation: Invocation) -> int:
+    found = invocation.client.call("versions", {"path": os.path.abspath(invocation.args.path)})
+    if invocation.as_json:
+        invocation.emit_json(found)
+        return EXIT_OK
+    invocation.say(f"{shown_name(found['path'])}: in {fmt.plural(len(found['versions']), 'snapshot')}")
+    rows = [(str(version["snapshot"]), fmt.timestamp(version.get("time")), str(version.get("kind")),
+             fmt.human_size(version.get("size")) if version.get("kind") != "folder" else "",
+             fmt.timestamp(version.get("mtime"))) for version in found["versions"]]
+    invocation.say(fmt.table(("SNAPSHOT", "TAKEN", "KIND", "SIZE", "MODIFIED"), rows))
+    invocation.say(f"Restore one with: backupctl restore --snapshot SNAPSHOT --path {shown_name(found['path'])}")
+    return EXIT_OK
+
+
+def run_diff(invocation: Invocation) -> int:
+    args = invocation.args
+    params = {"from": args.old} | ({"to": args.new} if args.new is not None else {})
+    listed = list(pages(invocation.client, "compare", params, args.limit))
+    if invocation.as_json:
+        invocation.emit_json({**listed[0], "changes": [change for page in listed for change in page["changes"]],
+                              "cursor": listed[-1]["cursor"]})
+        return EXIT_OK
+    first = listed[0]
+    counts = first["counts"]
+    invocation.say(f"{first['from']} -> {first['to'] or 'the files now'}: {counts['added']} added, "
+                   f"{counts['removed']} removed, {counts['modified']} modified")
+    rows = [change_row(change) for page in listed for change in page["changes"]]
+    if rows:
+        invocation.say(fmt.table(("", "SIZE", "WHAT", "PATH"), rows))
+    if listed[-1].get("cursor") is not None:
+        invocation.say(f"... {first['total'] - len(rows)} more (--limit)")
+    return EXIT_OK
+
+
+def change_row(change: Mapping[str, Any]) -> tuple[str, ...]:
+    size = change.get("size") if change.get("change") != "removed" else change.get("old_size")
+    return (CHANGE_MARKS.get(change.get("change", ""), "?"), fmt.human_size(size) if size is not None else "",
+            ",".join(change.get("what") or []), shown_name(change.get("path")))
+
+
 COMMANDS: dict[str, Command] = {
     "status": run_status,
     "configure": run_configure,
@@ -971,6 +1079,9 @@ COMMANDS: dict[str, Command] = {
     "watch": run_watch,
     "ping": run_ping,
     "config": run_config,
+    "ls": run_ls,
+    "versions": run_versions,
+    "diff": run_diff,
 }
 
 
@@ -1051,6 +1162,16 @@ def build_parser() -> argparse.ArgumentParser:
     command("watch", "show the overview live on a terminal (otherwise print notifications as they come), until Ctrl-C")
     command("ping", "check that backupd answers")
     command("config", "show the backup configuration (never the passphrase)")
+    ls = command("ls", "list a folder of a snapshot (default: the newest snapshot, from /)")
+    ls.add_argument("snapshot", nargs="?", metavar="SNAPSHOT", help="a snapshot's name (a path alone is allowed)")
+    ls.add_argument("path", nargs="?", metavar="PATH", help="a folder or file as it was on this box")
+    ls.add_argument("--limit", type=positive_int, help="show at most this many entries")
+    versions = command("versions", "list the snapshots that hold a file or folder, with its size and time in each")
+    versions.add_argument("path", metavar="PATH")
+    diff = command("diff", "show what changed from snapshot A to snapshot B, or to the files now")
+    diff.add_argument("old", metavar="A")
+    diff.add_argument("new", nargs="?", metavar="B", help="default: the files on this box now")
+    diff.add_argument("--limit", type=positive_int, help="show at most this many changes")
     return parser
 
 

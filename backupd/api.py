@@ -10,6 +10,7 @@ from typing import Any
 
 from backupctl.protocol import API_VERSION, ErrorCode, Request, RpcError
 from backupd.access import Level, Peer, allowed_levels
+from backupd.actions.browse import BROWSE_PARAMS, COMPARE_PARAMS, VERSIONS_PARAMS, browse, compare, versions
 from backupd.actions.check import start_check
 from backupd.actions.configure import configure
 from backupd.actions.export_key import export_key
@@ -121,6 +122,21 @@ async def snapshots(call: Call) -> list[dict[str, Any]]:
     return [{"name": archive.name, "id": archive.id, "time": archive.time} for archive in archives]
 
 
+async def browse_snapshot(call: Call) -> dict[str, Any]:
+    if not call.view.admin and call.params.get("path", "/") not in ("/", b"/"):
+        # Whether a snapshot holds a path names a file a reader may not be able to list.
+        raise RpcError(ErrorCode.FORBIDDEN, "Only admins may name a path inside a snapshot", {"param": "path"})
+    return await browse(call.service, call.params)
+
+
+async def path_versions(call: Call) -> dict[str, Any]:
+    return await versions(call.service, call.params)
+
+
+async def compare_snapshots(call: Call) -> dict[str, Any]:
+    return await compare(call.service, call.params)
+
+
 async def jobs(call: Call) -> list[dict[str, Any]]:
     limit = call.params.get("limit", DEFAULT_JOBS_LIMIT)
     if not 1 <= limit <= HISTORY_LIMIT:
@@ -154,6 +170,9 @@ METHODS: dict[str, Method] = {
     "reset": Method(reset_configuration, Level.ADMIN),
     "export_key": Method(export_repository_key, Level.ADMIN),
     "ssh_key": Method(ssh_key, Level.ADMIN),
+    "browse": Method(browse_snapshot, Level.READ, BROWSE_PARAMS, shows=Shown.BROWSE),
+    "versions": Method(path_versions, Level.ADMIN, VERSIONS_PARAMS),
+    "compare": Method(compare_snapshots, Level.READ, COMPARE_PARAMS, shows=Shown.CHANGES),
     "jobs": Method(jobs, Level.READ, (Param("limit", int),), shows=Shown.JOBS),
     "job": Method(job, Level.READ, (Param("id", str, required=True),), shows=Shown.JOB),
     "cancel": Method(cancel, Level.ADMIN, (Param("job", str, required=True),)),

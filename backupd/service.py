@@ -7,7 +7,7 @@ import logging
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
 from datetime import datetime
 from itertools import takewhile
@@ -219,6 +219,7 @@ class Service:
         low_priority: bool = False,
         cwd: str | None = None,
         on_start: Callable[[int], None] | None = None,
+        on_stdout: Callable[[bytes], Awaitable[None]] | None = None,
     ) -> BorgResult:
         """Run one borg command against the configured (or the given) repository.
 
@@ -227,7 +228,7 @@ class Service:
         """
         config = config or self.require_config()
         try:
-            return await self._run_borg(command, config, on_event, env, low_priority, cwd, on_start)
+            return await self._run_borg(command, config, on_event, env, low_priority, cwd, on_start, on_stdout)
         except BorgFailed as failure:
             if failure.code == ErrorCode.REPOSITORY_UNREACHABLE and await self._host_key_changed(config):
                 raise host_key_changed(config.repository) from None
@@ -251,6 +252,7 @@ class Service:
         low_priority: bool,
         cwd: str | None,
         on_start: Callable[[int], None] | None,
+        on_stdout: Callable[[bytes], Awaitable[None]] | None = None,
     ) -> BorgResult:
         return await run_borg(
             command,
@@ -261,6 +263,7 @@ class Service:
             env={"BORG_BASE_DIR": str(self.borg_base_dir()), **await self._remote_env(config), **(env or {})},
             cwd=cwd,
             on_start=on_start,
+            on_stdout=on_stdout,
         )
 
     @property

@@ -26,6 +26,8 @@ class Shown(StrEnum):
     JOB = "job"
     JOBS = "jobs"
     SNAPSHOTS = "snapshots"
+    BROWSE = "browse"
+    CHANGES = "changes"
 
 
 NOTIFIED = {
@@ -170,6 +172,16 @@ def reader_snapshots(snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [_without(snapshot, "sources") for snapshot in snapshots]
 
 
+def reader_browse(listing: dict[str, Any]) -> dict[str, Any]:
+    """A folder's entries without their names or link targets."""
+    entries = [_without(entry, "name", "target") for entry in listing.get("entries", [])]
+    return {**_without(listing, "path"), "entries": entries}
+
+
+def reader_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    return {**changes, "changes": [_without(change, "path") for change in changes.get("changes", [])]}
+
+
 def _without(record: dict[str, Any], *path_fields: str) -> dict[str, Any]:
     """The record with its fields that name paths set to None, the fields kept so clients find them."""
     return {**record, **{name: None for name in path_fields if name in record}}
@@ -182,4 +194,6 @@ _READER_VIEWS: dict[Shown, Callable[[Any], Any]] = {
     Shown.JOB: reader_job,
     Shown.JOBS: lambda records: [reader_job(record) for record in records],
     Shown.SNAPSHOTS: reader_snapshots,
+    Shown.BROWSE: reader_browse,
+    Shown.CHANGES: reader_changes,
 }

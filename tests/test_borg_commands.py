@@ -300,3 +300,17 @@ def test_create_keeps_reading_everything_and_extract_keeps_what_restoring_needs(
     assert commands.create("/r", "a", ["/srv"]).capabilities == {Capability.DAC_READ_SEARCH, Capability.DAC_OVERRIDE}
     assert commands.extract("ssh://b@host/./r", "a").capabilities == RESTORING
     assert commands.extract("/r", "a", ["srv"]).capabilities == RESTORING
+
+
+def test_list_tree_names_exact_paths_only_and_reads_names_exactly() -> None:
+    whole = commands.list_tree("/r", "a{b}")
+    assert whole.args[-2:] == ("--", "/r::a{{b}}") and whole.output_encoding == "utf-7"
+    one = commands.list_tree("/r", "a", ["srv/notes/todo.txt"])
+    assert one.args[3:5] == ("--pattern=+pf:srv/notes/todo.txt", "--pattern=-sh:**")
+    with pytest.raises(ValueError):
+        commands.list_tree("/r", "a", ["/absolute"])
+
+
+def test_diff_archives_takes_two_literal_names() -> None:
+    assert commands.diff_archives("/r", "old", "new{x}").args == (
+        "diff", "--log-json", "--json-lines", "--", "/r::old", "new{{x}}")

@@ -67,7 +67,7 @@ RESTORE_PARTIAL = "restore_partial"
 def start_restore(service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None) -> Job:
     service.require_config()
     request = RestoreRequest(
-        archive=_chosen_archive(service, params.get("snapshot")),
+        archive=chosen_archive(service, params.get("snapshot")),
         paths=tuple(_restore_path(from_wire(path)) for path in params.get("paths", ())),
         dry_run=params.get("dry_run", False),
         remove_excluded=params.get("remove_excluded", False),
@@ -85,7 +85,7 @@ def unfinished_journals(state_dir: Path) -> list[Path]:
     return sorted((state_dir / JOURNAL_FOLDER).glob("*.json")) + ([legacy] if legacy.exists() else [])
 
 
-def _chosen_archive(service: Service, name: str | None) -> ArchiveEntry:
+def chosen_archive(service: Service, name: str | None) -> ArchiveEntry:
     archives = service.repository.archives
     if name is None:
         if not archives:

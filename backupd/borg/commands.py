@@ -194,6 +194,42 @@ def listed_items(stdout: str) -> list[dict[str, Any]]:
     return items
 
 
+# Each item's fields, then its verbatim path and a link's target, each ended by NUL: neither holds NUL.
+TREE_FIELDS = ("type", "mode", "uid", "gid", "user", "group", "size", "mtime")
+_TREE_FORMAT = ("{type}{TAB}{mode}{TAB}{uid}{TAB}{gid}{TAB}{user}{TAB}{group}{TAB}{size}{TAB}{isomtime}"
+                "{TAB}{bpath}{NUL}{source}{NUL}")
+
+
+def list_tree(repository: str, archive: str, exact_paths: Sequence[str] = ()) -> BorgCommand:
+    """Every item of an archive with the fields of TREE_FIELDS and exact names; with
+    ``exact_paths``, only the items at exactly those archive paths (not what they hold)."""
+    _check_repository(repository)
+    _check_archive(archive)
+    _check_archive_paths(exact_paths)
+    only = (*(f"--pattern=+pf:{path}" for path in exact_paths), "--pattern=-sh:**") if exact_paths else ()
+    return BorgCommand(
+        ("list", "--log-json", f"--format={_TREE_FORMAT}", *only, "--", _archive_location(repository, archive)),
+        json_output=False,
+        repository=repository,
+        capabilities=_needs(repository),
+        output_encoding=EXACT_NAMES_ENCODING,
+    )
+
+
+def diff_archives(repository: str, older: str, newer: str) -> BorgCommand:
+    """What changed from archive ``older`` to ``newer``, one JSON object per stdout line; borg's
+    JSON escapes a name that is not UTF-8 as surrogates, so names are exact."""
+    _check_repository(repository)
+    _check_archive(older)
+    _check_archive(newer)
+    return BorgCommand(
+        ("diff", "--log-json", "--json-lines", "--", _archive_location(repository, older), _literal(newer)),
+        json_output=False,
+        repository=repository,
+        capabilities=_needs(repository),
+    )
+
+
 def extract(repository: str, archive: str, paths: Sequence[str] = ()) -> BorgCommand:
     """Extract into the working directory; paths are archive paths (no leading slash).
 

@@ -6,7 +6,7 @@ import json
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,6 +172,7 @@ async def run_borg(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_stdout: Callable[[bytes], Awaitable[None]] | None = None,
     grace_period: float = 10.0,
     kill_delay: float = 5.0,
 ) -> BorgResult:
@@ -180,11 +181,14 @@ async def run_borg(
     Exit codes 0, 1 and 100..127 (warnings) are success. When the calling scope is cancelled,
     borg gets SIGINT, after ``grace_period`` seconds SIGTERM, after ``kill_delay`` more seconds
     SIGKILL; it is always reaped before the cancellation propagates.
+
+    With ``on_stdout``, borg's stdout is handed over chunk by chunk as it arrives (borg waits
+    while the callback does) instead of being collected in the result.
     """
     secrets = (passphrase,) if passphrase else ()
     environment = borg_environment(env)
     environment["PYTHONIOENCODING"] = command.output_encoding
-    output = _BorgOutput(on_event, secrets, command.output_encoding)
+    output = _BorgOutput(on_event, secrets, command.output_encoding, on_stdout)
     process = _spawn([*borg, *command.args], environment, passphrase, cwd, command.capabilities)
     if on_start is not None:
         on_start(process.pid)
@@ -308,11 +312,12 @@ class _BorgOutput:
     """Collects stdout and turns stderr lines into events as they arrive."""
 
     def __init__(self, on_event: Callable[[BorgEvent], None] | None, secrets: Sequence[str],
-                 encoding: str = "utf-8") -> None:
+                 encoding: str = "utf-8", on_stdout: Callable[[bytes], Awaitable[None]] | None = None) -> None:
         self.log: deque[LogMessage] = deque(maxlen=KEPT_LOG_MESSAGES)
         self._on_event = on_event
         self._secrets = secrets
         self._encoding = encoding
+        self._on_stdout = on_stdout
         self._stdout = bytearray()
         self._stderr_lines = LineSplitter(encoding=encoding)
 
@@ -320,7 +325,10 @@ class _BorgOutput:
         if stream is None:
             return
         while chunk := await stream.receive_some(_READ_SIZE):
-            self._stdout += chunk
+            if self._on_stdout is not None:
+                await self._on_stdout(chunk)
+            else:
+                self._stdout += chunk
 
     async def read_stderr(self, stream: trio.abc.ReceiveStream | None) -> None:
         if stream is None:
