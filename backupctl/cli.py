@@ -963,14 +963,7 @@ CHANGE_MARKS = {"added": "+", "removed": "-", "modified": "M"}
 
 def shown_name(name: Any) -> str:
     """A name for people: each byte that is not UTF-8 as \\xXX; a name hidden from readers as -."""
-    if name is None:
-        return "-"
-    if isinstance(name, bytes):
-        return name.decode("utf-8", "backslashreplace")
-    try:
-        return str(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        return str(name).encode("utf-8", "backslashreplace").decode("utf-8")
+    return "-" if name is None else printable(name if isinstance(name, (str, bytes)) else str(name))
 
 
 def pages(client: Client, method: str, params: dict[str, Any], limit: int | None) -> Iterator[dict[str, Any]]:

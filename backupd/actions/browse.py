@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from backupctl.paths import from_wire, to_wire
 from backupd.actions.restore import SnapshotContents, chosen_archive
 from backupd.borg import commands
 from backupd.browse import index as snapshot_index
@@ -28,7 +29,7 @@ from backupd.browse.changes import ChangeList, build_changes, changes_of_diff, l
 from backupd.browse.index import Entry, SnapshotIndex, name_bytes
 from backupd.browse.tree_listing import TreeParser
 from backupd.errors import invalid_params, not_found
-from backupd.params import MAX_STRING_LENGTH, Param
+from backupd.params import Param, PathName
 from backupd.paths import is_within
 from backupd.restore.archive_roots import excludes_in, locate
 from backupd.service import Service
@@ -38,8 +39,8 @@ DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
 PAGE_PARAMS = (Param("limit", int), Param("cursor", str))
 # A path is a str, or a bin for one that is not UTF-8: place_param checks it.
-BROWSE_PARAMS = (Param("snapshot", str), Param("path", object), *PAGE_PARAMS)
-VERSIONS_PARAMS = (Param("path", object, required=True),)
+BROWSE_PARAMS = (Param("snapshot", str), Param("path", PathName), *PAGE_PARAMS)
+VERSIONS_PARAMS = (Param("path", PathName, required=True),)
 COMPARE_PARAMS = (Param("from", str, required=True), Param("to", str), *PAGE_PARAMS)
 _CHUNKS_IN_FLIGHT = 4
 
@@ -47,34 +48,14 @@ _CHUNKS_IN_FLIGHT = 4
 def place_param(value: Any, param: str = "path") -> str:
     """A path as given on the wire (str, or bin for one that is not UTF-8), checked to be a
     place on the box: absolute and normalised."""
-    path = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
-    if not isinstance(path, str):
-        raise invalid_params(param, f"Option {param!r} must be a path (a string, or binary for a name that is not UTF-8)")
-    if len(path) > MAX_STRING_LENGTH:
-        raise invalid_params(param, f"Option {param!r} is longer than {MAX_STRING_LENGTH} characters")
+    path = from_wire(value)
     if not path.startswith("/") or "\0" in path or (path != "/" and os.path.normpath(path) != path):
         raise invalid_params(param, f"{path!r} must be an absolute, normalised path")
     return path
 
 
-def on_the_wire(value: Any) -> Any:
-    """value with each str that holds a name that is not UTF-8 as that name's exact bytes
-    (msgpack bin), the API's scheme for such paths."""
-    if isinstance(value, str):
-        return value if value.isascii() or _is_utf8(value) else name_bytes(value)
-    if isinstance(value, dict):
-        return {key: on_the_wire(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [on_the_wire(item) for item in value]
-    return value
 
 
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _limit(params: dict[str, Any]) -> int:
@@ -287,7 +268,7 @@ async def browse(service: Service, params: dict[str, Any]) -> dict[str, Any]:
         listing = await trio.to_thread.run_sync(folder_listing, index, contents, place, after, limit)
     if listing is None:
         raise not_found(f"path {place} in snapshot {archive.name}")
-    return on_the_wire({"snapshot": archive.name, "path": place, **listing})
+    return to_wire({"snapshot": archive.name, "path": place, **listing})
 
 
 def folder_listing(index: SnapshotIndex, contents: SnapshotContents, place: str, after: bytes,
@@ -377,7 +358,7 @@ async def versions(service: Service, params: dict[str, Any]) -> dict[str, Any]:
                     found.append(Version(archive.name, archive.time, entry))
     if not found:
         raise not_found(f"path {place} in any snapshot")
-    return on_the_wire({"path": place, "versions": [version.to_record() for version in found]})
+    return to_wire({"path": place, "versions": [version.to_record() for version in found]})
 
 
 # compare
@@ -393,7 +374,7 @@ async def compare(service: Service, params: dict[str, Any]) -> dict[str, Any]:
         new = chosen_archive(service, params["to"])
         async with browser.changes(old, new) as changes:
             page = await trio.to_thread.run_sync(changes.page, after, limit)
-        return on_the_wire({"from": old.name, "to": new.name, **page})
+        return to_wire({"from": old.name, "to": new.name, **page})
     protected = (str(service.settings.state_dir), str(service.borg_base_dir()))
     page = await browser.live_changes(old, protected, after, limit)
-    return on_the_wire({"from": old.name, "to": None, **page})
+    return to_wire({"from": old.name, "to": None, **page})
