@@ -132,9 +132,11 @@ def _reader_result(kind: str, result: Any) -> Any:
 
 def _reader_restore_result(result: dict[str, Any]) -> dict[str, Any]:
     shown = _without(_without(result, "targets"), "not_restored_paths")
-    for changes in ("written", "replaced", "removed"):
+    for changes in ("written", "replaced", "removed", "kept"):
         if isinstance(result.get(changes), dict):
             shown[changes] = _without(result[changes], "paths")
+    if isinstance(result.get("space"), list):
+        shown["space"] = [_without(room, "mount_point") for room in result["space"]]
     return shown
 
 

@@ -243,3 +243,14 @@ def test_an_overdue_problem_keeps_its_message_and_others_get_a_sentence_for_thei
     failed = {"code": "borg_failed", "message": "borg: /root/x: Permission denied", "since": 1.0}
     assert reader_overview({"problem": failed, "job": None})["problem"] == {
         "code": "borg_failed", "message": "borg failed", "since": 1.0}
+
+
+def test_a_dry_run_shows_readers_no_kept_path_and_no_mount_point():
+    result = {"dry_run": True, "snapshot": "s", "targets": ["/srv/private"], "unchanged": 3, "bytes": 10,
+              "written": {"count": 1, "paths": ["/srv/private/a"]}, "replaced": {"count": 0, "paths": []},
+              "removed": {"count": 0, "paths": []}, "kept": {"count": 1, "paths": ["/srv/private/film.big"]},
+              "space": [{"mount_point": "/srv/private", "needed": 10, "free": 99}]}
+    shown = reader_job({"id": "1", "kind": "restore", "state": "succeeded", "result": result, "error": None})
+    assert "/srv/private" not in repr(shown)
+    assert shown["result"]["kept"] == {"count": 1, "paths": None}
+    assert shown["result"]["space"] == [{"mount_point": None, "needed": 10, "free": 99}]
