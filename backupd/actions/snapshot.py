@@ -115,7 +115,7 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
     own_files = [f"pp:{service.settings.state_dir}", f"pp:{service.borg_base_dir()}"]
     command = commands.create(
         config.repository, name, config.sources, (*config.exclude, *own_files), config.compression,
-        upload_limit=service.settings.upload_limit,
+        upload_limit=service.settings.upload_limit if config.upload_limit is None else config.upload_limit,
     )
     checkpoints_before = service.repository.checkpoints_left
     # An interrupted `borg create` leaves a checkpoint; it is known until this one succeeds.
