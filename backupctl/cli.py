@@ -185,7 +185,7 @@ def describe_last_check(check: Mapping[str, Any] | None, now: float) -> str:
 
 def describe_running_job(job: Mapping[str, Any], now: float, width: int) -> str:
     heading = (
-        f"{job.get('kind')} job {job.get('id')} ({job.get('trigger')}), "
+        f"{job_kind(job)} job {job.get('id')} ({job.get('trigger')}), "
         f"started {fmt.relative_time(job.get('started'), now)}"
     )
     line = fmt.progress_line(job.get("progress"), max(width, 40))
@@ -741,13 +741,18 @@ def job_row(job: Mapping[str, Any], now: float) -> tuple[str, ...]:
     error = job.get("error") or {}
     return (
         str(job.get("id")),
-        str(job.get("kind")),
+        job_kind(job),
         str(job.get("trigger")),
         str(job.get("state")) + (WARNINGS_MARKER if has_warnings(job) else ""),
         fmt.timestamp(started),
         fmt.duration(ended - started) if started is not None else fmt.UNKNOWN,
         str(error.get("code", "")),
     )
+
+
+def job_kind(job: Mapping[str, Any]) -> str:
+    """The kind of job, "restore (dry run)" for a restore that only said what it would change."""
+    return f"{job.get('kind')} (dry run)" if job.get("dry_run") else str(job.get("kind"))
 
 
 def run_log(invocation: Invocation) -> int:
@@ -764,7 +769,7 @@ def describe_job_with_log(job: Mapping[str, Any], now: float) -> str:
     ended = job.get("finished")
     took = f", took {job_duration(job)}" if ended else ", still running"
     pairs = [
-        ("Job", f"{job.get('kind')} job {job.get('id')} ({job.get('trigger')})"),
+        ("Job", f"{job_kind(job)} job {job.get('id')} ({job.get('trigger')})"),
         ("State", str(job.get("state"))),
         ("Started", f"{fmt.timestamp(started)} ({fmt.relative_time(started, now)}){took}"),
     ]
@@ -912,7 +917,7 @@ def describe_notification(notification: Notification, now: float, width: int = 1
 
 
 def describe_job_event(method: str, job: Mapping[str, Any], width: int) -> str:
-    name = f"{job.get('kind')} job {job.get('id')}"
+    name = f"{job_kind(job)} job {job.get('id')}"
     if method == "job.started":
         return f"{name} started ({job.get('trigger')})"
     if method == "job.progress":

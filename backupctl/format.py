@@ -83,15 +83,15 @@ def duration(seconds: float | None) -> str:
 
 
 def timestamp(when: float | None) -> str:
-    """A moment in local time: "2024-05-01 14:03:22"."""
+    """A moment in local time with its zone: "2024-05-01 14:03:22 CEST" (snapshot names are in UTC)."""
     if when is None:
         return UNKNOWN
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(when))
 
 
 def clock(when: float | None = None) -> str:
-    """The local time of day: "14:03:22"."""
-    return time.strftime("%H:%M:%S", time.localtime(time.time() if when is None else when))
+    """The local time of day with its zone: "14:03:22 CEST"."""
+    return time.strftime("%H:%M:%S %Z", time.localtime(time.time() if when is None else when))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import stat
@@ -691,6 +692,29 @@ def test_restore_dry_run_shows_what_would_change_and_changes_nothing(
     assert f"Files to replace:\n  {data.changed}\n" in outcome.out
     assert f"Files to remove:\n  {data.added}" in outcome.out
     assert_unchanged_since_the_change(data)
+
+
+def test_jobs_mark_a_dry_run_apart_from_a_restore(
+    configured_daemon: DaemonProcess, sample_data: Path, backupctl: RunCli
+) -> None:
+    change_after_a_snapshot(configured_daemon, sample_data)
+    assert backupctl(configured_daemon.socket, "restore", "--dry-run").code == 0
+    assert backupctl(configured_daemon.socket, "restore", "--yes").code == 0
+    records = json.loads(backupctl(configured_daemon.socket, "--json", "jobs", "--limit", "2").out)
+    assert [(record["kind"], record["dry_run"]) for record in records] == [
+        ("restore", False), ("restore", True)]
+    listed = backupctl(configured_daemon.socket, "jobs").out.splitlines()
+    assert "restore (dry run)" in listed[2] and "dry run" not in listed[1]
+    dry_run_id = records[1]["id"]
+    assert f"restore (dry run) job {dry_run_id}" in backupctl(configured_daemon.socket, "log", dry_run_id).out
+
+
+def test_human_times_name_their_zone(configured_daemon: DaemonProcess, backupctl: RunCli) -> None:
+    take_snapshot(configured_daemon)
+    zone = time.strftime("%Z")
+    for command in ("snapshots", "jobs", "status"):
+        outcome = backupctl(configured_daemon.socket, command)
+        assert re.search(rf"\d\d:\d\d:\d\d {zone}\b", outcome.out), (command, outcome.out)
 
 
 def test_restore_with_yes_brings_back_the_changed_files(

@@ -59,7 +59,8 @@ def start_restore(service: Service, params: dict[str, Any], requested_by: dict[s
         paths=tuple(_restore_path(path) for path in params.get("paths", ())),
         dry_run=params.get("dry_run", False),
     )
-    return service.jobs.start("restore", "manual", partial(_restore, service, request), requested_by)
+    return service.jobs.start("restore", "manual", partial(_restore, service, request), requested_by,
+                              dry_run=request.dry_run)
 
 
 def journal_path(service: Service, job_id: str) -> Path:
