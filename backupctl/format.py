@@ -107,6 +107,8 @@ class Progress:
     percent: float | None = None
     eta: float | None = None
     step: str | None = None
+    more_than_expected: bool | None = None
+    expected_size: int | None = None
 
     @classmethod
     def from_wire(cls, progress: Mapping[str, Any] | None) -> Progress:
@@ -129,6 +131,8 @@ def progress_line(progress: Mapping[str, Any] | Progress | None, width: int | No
         parts.append(f"{progress_bar(progress.percent)} {progress.percent:5.1f}%")
         if progress.eta is not None:
             parts.append(f"ETA {duration(progress.eta)}")
+    elif progress.more_than_expected:
+        parts.append(f"more than expected ({human_size(progress.expected_size)} last time)")
     if progress.step:
         parts.append(progress.step)
     if progress.files is not None:

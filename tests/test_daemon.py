@@ -197,18 +197,22 @@ def test_progress_arrives_every_second_with_percent_from_the_previous_snapshot(d
                 break
         (large_data / "new.bin").write_bytes(os.urandom(100 * 1024 * 1024))
         second = client.call("snapshot")
-        progress_times, percents = [], []
+        progress_times, percents, grown = [], [], []
         for event in client.events():
             if event.method == "job.progress" and event.params["id"] == second["id"]:
                 progress_times.append(time.monotonic())
                 if event.params["progress"]["percent"] is not None:
                     percents.append(event.params["progress"])
+                if event.params["progress"]["more_than_expected"]:
+                    grown.append(event.params["progress"])
             if event.method == "job.finished":
                 break
         (large_data / "new.bin").unlink()
     gaps = [b - a for a, b in zip(progress_times, progress_times[1:])]
     assert progress_times and max(gaps, default=0) < 1.6
-    assert percents and all(0 < p["percent"] <= 100 and p["eta"] is not None for p in percents)
+    assert all(0 < p["percent"] <= 100 and not p["more_than_expected"] for p in percents)
+    # 100 MB more than the previous snapshot: said so once past it, never held at 99 %.
+    assert grown and all(p["percent"] is None and p["expected_size"] == 200 * 1024 * 1024 for p in grown)
 
 
 def test_cancel_stops_borg_and_leaves_the_repository_usable(daemon, repository, large_data):
