@@ -465,6 +465,8 @@ def report_finished_job(
         code = error.get("code", job.get("state"))
         message = error.get("message", f"the {job.get('kind')} did not succeed")
         invocation.warn(f"error: {code}: {message}")
+        for line in ssh_lines(error.get("data") or {}):
+            invocation.warn(line)
         return exit_code_of(code)
     outcome = describe_success(job)
     if not invocation.as_json:
@@ -1209,7 +1211,14 @@ def _error_details(error: RpcError) -> list[str]:
         job = error.data["job"]
         lines.append(f"  (running: {job.get('kind')} job {job.get('id')})")
     lines.extend(f"  borg: {line}" for line in _last_lines(error.data))
+    lines.extend(ssh_lines(error.data))
     return lines
+
+
+def ssh_lines(data: Mapping[str, Any]) -> list[str]:
+    """ssh's own words about a link that failed, as the daemon found them."""
+    words = data.get("ssh")
+    return [f"  ssh: {line}" for line in words] if isinstance(words, list) else []
 
 
 def _last_lines(data: Mapping[str, Any]) -> Iterator[str]:
