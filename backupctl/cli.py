@@ -988,7 +988,7 @@ def describe_config(config: Mapping[str, Any]) -> str:
         ("Encryption", str(config.get("encryption"))),
         ("Compression", str(config.get("compression"))),
         ("Append-only", "yes" if config.get("append_only") else "no"),
-        ("Upload limit", describe_upload_limit(config.get("upload_limit"))),
+        ("Upload cap", describe_upload_limit(config.get("upload_limit"))),
     ]
     text = fmt.fields(pairs)
     if repository is None:

@@ -290,7 +290,7 @@ def test_change_sets_settings_without_the_passphrase_and_keeps_the_rest(
                         "--exclude", "*.tmp", "--compression", "zstd,3", "--upload-limit", "500")
     assert outcome.code == 0, outcome.err
     assert "Changed compression, exclude, keep, schedule, upload_limit." in outcome.out
-    assert "Schedule:     daily 02:30" in outcome.out
+    assert "Schedule:    daily 02:30" in outcome.out
     with configured_daemon.client() as client:
         after = client.call("config")
         overview = client.call("status")
