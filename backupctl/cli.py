@@ -255,6 +255,8 @@ def setting_params(args: argparse.Namespace) -> dict[str, Any]:
 def run_change(invocation: Invocation) -> int:
     params = setting_params(invocation.args)
     if invocation.args.no_exclude:
+        if "exclude" in params:
+            raise UsageError("--exclude and --no-exclude cannot go together")
         params["exclude"] = []
     if not params:
         raise UsageError("name at least one setting to change (see backupctl change --help)")
@@ -269,8 +271,8 @@ def run_change(invocation: Invocation) -> int:
 
 def describe_configured(overview: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     if not config.get("sources"):
-        return ("Nothing will be backed up: no folders are configured. Restores work; configure again "
-                "with --source PATH to take snapshots.")
+        return ("Nothing will be backed up: no folders are configured. Restores work; name the folders "
+                "with `backupctl change --source PATH` to take snapshots.")
     folders = fmt.plural(len(config["sources"]), "folder")
     if overview.get("automatic"):
         return f"Backups are configured: {folders}, automatic snapshots {config.get('schedule')}."
