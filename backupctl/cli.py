@@ -188,7 +188,7 @@ def describe_last_check(check: Mapping[str, Any] | None, now: float) -> str:
 
 def describe_running_job(job: Mapping[str, Any], now: float, width: int) -> str:
     heading = (
-        f"{job.get('kind')} job {job.get('id')} ({job.get('trigger')}), "
+        f"{job_kind(job)} job {job.get('id')} ({job.get('trigger')}), "
         f"started {fmt.relative_time(job.get('started'), now)}"
     )
     line = fmt.progress_line(job.get("progress"), max(width, 40))
@@ -200,21 +200,12 @@ def describe_running_job(job: Mapping[str, Any], now: float, width: int) -> str:
 
 def run_configure(invocation: Invocation) -> int:
     args = invocation.args
-    params: dict[str, Any] = {"repository": repository_location(args.repository)}
-    if args.sources:
-        params["sources"] = [os.path.abspath(source) for source in args.sources]
-    if args.exclude:
-        params["exclude"] = list(args.exclude)
-    if args.keep:
-        params["keep"] = dict(args.keep)
-    if args.append_only is not None:
-        params["append_only"] = args.append_only
-    for option in ("schedule", "encryption", "compression", "remote_path", "host_key"):
+    params: dict[str, Any] = {"repository": repository_location(args.repository), **setting_params(args)}
+    for option in ("encryption", "host_key"):
         value = getattr(args, option)
         if value is not None:
             params[option] = value
-    params["passphrase"] = read_passphrase(args.passphrase_file)
-    result = invocation.client.call("configure", params)
+    result = configure_with_passphrase(invocation.client, params, args.passphrase_file)
     if invocation.as_json:
         invocation.emit_json(result)
         return EXIT_OK
@@ -227,10 +218,64 @@ def run_configure(invocation: Invocation) -> int:
     return EXIT_OK
 
 
+def configure_with_passphrase(client: Client, params: dict[str, Any], passphrase_file: str | None) -> dict[str, Any]:
+    """Configure; a passphrase typed at a prompt is asked once to connect, and again only to create."""
+    if passphrase_file is not None or os.environ.get(PASSPHRASE_VARIABLE) or not sys.stdin.isatty():
+        return client.call("configure", {**params, "passphrase": read_passphrase(passphrase_file)})
+    passphrase = _prompt_passphrase(repeat=False)
+    try:
+        return client.call("configure", {**params, "passphrase": passphrase, "create": False})
+    except RpcError as error:
+        if error.code != ErrorCode.REPOSITORY_NOT_FOUND:
+            raise
+    print(f"There is no repository at {params['repository']} yet: a new one will be created.", file=sys.stderr)
+    if _ask_passphrase("Repeat the passphrase: ") != passphrase:
+        raise UsageError("the passphrases do not match")
+    return client.call("configure", {**params, "passphrase": passphrase})
+
+
+def setting_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line of configure or change."""
+    params: dict[str, Any] = {}
+    if args.sources:
+        params["sources"] = [os.path.abspath(source) for source in args.sources]
+    if args.exclude:
+        params["exclude"] = list(args.exclude)
+    if args.keep:
+        params["keep"] = dict(args.keep)
+    if args.append_only is not None:
+        params["append_only"] = args.append_only
+    for option in ("schedule", "compression", "remote_path", "upload_limit"):
+        value = getattr(args, option)
+        if value is not None:
+            params[option] = value
+    return params
+
+
+# change
+
+
+def run_change(invocation: Invocation) -> int:
+    params = setting_params(invocation.args)
+    if invocation.args.no_exclude:
+        if "exclude" in params:
+            raise UsageError("--exclude and --no-exclude cannot go together")
+        params["exclude"] = []
+    if not params:
+        raise UsageError("name at least one setting to change (see backupctl change --help)")
+    config = invocation.client.call("change", params)
+    if invocation.as_json:
+        invocation.emit_json(config)
+        return EXIT_OK
+    invocation.say(f"Changed {', '.join(sorted(params))}.")
+    invocation.say(describe_config(config))
+    return EXIT_OK
+
+
 def describe_configured(overview: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     if not config.get("sources"):
-        return ("Nothing will be backed up: no folders are configured. Restores work; configure again "
-                "with --source PATH to take snapshots.")
+        return ("Nothing will be backed up: no folders are configured. Restores work; name the folders "
+                "with `backupctl change --source PATH` to take snapshots.")
     folders = fmt.plural(len(config["sources"]), "folder")
     if overview.get("automatic"):
         return f"Backups are configured: {folders}, automatic snapshots {config.get('schedule')}."
@@ -277,7 +322,7 @@ def _passphrase_from_file(path: str) -> str:
     return passphrase
 
 
-def _prompt_passphrase() -> str:
+def _prompt_passphrase(repeat: bool = True) -> str:
     if not sys.stdin.isatty():
         passphrase = sys.stdin.readline().rstrip("\r\n")
         if not passphrase:
@@ -285,15 +330,19 @@ def _prompt_passphrase() -> str:
                 f"no passphrase: use --passphrase-file, set {PASSPHRASE_VARIABLE} or run in a terminal"
             )
         return passphrase
+    passphrase = _ask_passphrase("Repository passphrase: ")
+    if not passphrase:
+        raise UsageError("the passphrase must not be empty")
+    if repeat and _ask_passphrase("Repeat the passphrase: ") != passphrase:
+        raise UsageError("the passphrases do not match")
+    return passphrase
+
+
+def _ask_passphrase(prompt: str) -> str:
     try:
-        passphrase = getpass.getpass("Repository passphrase: ")
-        if not passphrase:
-            raise UsageError("the passphrase must not be empty")
-        if getpass.getpass("Repeat the passphrase: ") != passphrase:
-            raise UsageError("the passphrases do not match")
+        return getpass.getpass(prompt)
     except EOFError:
         raise UsageError("no passphrase given") from None
-    return passphrase
 
 
 # snapshot, check and restore: jobs followed to their end
@@ -421,7 +470,9 @@ def report_finished_job(
         code = error.get("code", job.get("state"))
         message = error.get("message", f"the {job.get('kind')} did not succeed")
         invocation.warn(f"error: {code}: {message}")
-        return EXIT_ERROR
+        for line in ssh_lines(error.get("data") or {}):
+            invocation.warn(line)
+        return exit_code_of(code)
     outcome = describe_success(job)
     if not invocation.as_json:
         invocation.say(outcome.text)
@@ -473,7 +524,7 @@ def run_restore(invocation: Invocation) -> int:
     describe_plan = partial(restore_plan_outcome, client)
     if invocation.args.dry_run or plan["state"] != "succeeded":
         return report_finished_job(invocation, plan, describe_plan)
-    show = invocation.warn if invocation.as_json else invocation.say
+    show = invocation.warn if invocation.as_json or invocation.args.no_wait else invocation.say
     show(describe_plan(plan).text)
     result = plan["result"]
     question = f"This overwrites {path_list(result['targets'], ', ')} with snapshot {result['snapshot']}."
@@ -697,13 +748,18 @@ def job_row(job: Mapping[str, Any], now: float) -> tuple[str, ...]:
     error = job.get("error") or {}
     return (
         str(job.get("id")),
-        str(job.get("kind")),
+        job_kind(job),
         str(job.get("trigger")),
         str(job.get("state")) + (WARNINGS_MARKER if has_warnings(job) else ""),
         fmt.timestamp(started),
         fmt.duration(ended - started) if started is not None else fmt.UNKNOWN,
         str(error.get("code", "")),
     )
+
+
+def job_kind(job: Mapping[str, Any]) -> str:
+    """The kind of job, "restore (dry run)" for a restore that only said what it would change."""
+    return f"{job.get('kind')} (dry run)" if job.get("dry_run") else str(job.get("kind"))
 
 
 def run_log(invocation: Invocation) -> int:
@@ -720,7 +776,7 @@ def describe_job_with_log(job: Mapping[str, Any], now: float) -> str:
     ended = job.get("finished")
     took = f", took {job_duration(job)}" if ended else ", still running"
     pairs = [
-        ("Job", f"{job.get('kind')} job {job.get('id')} ({job.get('trigger')})"),
+        ("Job", f"{job_kind(job)} job {job.get('id')} ({job.get('trigger')})"),
         ("State", str(job.get("state"))),
         ("Started", f"{fmt.timestamp(started)} ({fmt.relative_time(started, now)}){took}"),
     ]
@@ -756,14 +812,11 @@ def describe_log_line(line: Mapping[str, Any]) -> str:
 
 def run_cancel(invocation: Invocation) -> int:
     job_id = invocation.args.job_id
-    # backupd accepts the cancel of a finished job and does nothing; say so instead.
-    record = find_job(invocation.client, job_id)
-    if record is not None and record.get("state") != "running" and not invocation.as_json:
-        invocation.say(f"Job {job_id} already finished ({record.get('state')}); nothing to cancel.")
-        return EXIT_OK
     result = invocation.client.call("cancel", {"job": job_id})
     if invocation.as_json:
         invocation.emit_json(result)
+    elif result.get("state", "running") != "running":
+        invocation.say(f"Job {job_id} already finished ({result['state']}); nothing to cancel.")
     else:
         invocation.say(f"Cancelling job {job_id}.")
     return EXIT_OK
@@ -871,7 +924,7 @@ def describe_notification(notification: Notification, now: float, width: int = 1
 
 
 def describe_job_event(method: str, job: Mapping[str, Any], width: int) -> str:
-    name = f"{job.get('kind')} job {job.get('id')}"
+    name = f"{job_kind(job)} job {job.get('id')}"
     if method == "job.started":
         return f"{name} started ({job.get('trigger')})"
     if method == "job.progress":
@@ -945,11 +998,18 @@ def describe_config(config: Mapping[str, Any]) -> str:
         ("Encryption", str(config.get("encryption"))),
         ("Compression", str(config.get("compression"))),
         ("Append-only", "yes" if config.get("append_only") else "no"),
+        ("Upload cap", describe_upload_limit(config.get("upload_limit"))),
     ]
     text = fmt.fields(pairs)
     if repository is None:
         text = "Backups are not configured; a configure starts from these defaults:\n" + text
     return text
+
+
+def describe_upload_limit(limit: int | None) -> str:
+    if limit is None:
+        return "the operator's setting"
+    return f"{limit:,} KiB/s" if limit else "none"
 
 
 # the command line
@@ -1059,6 +1119,7 @@ def change_row(change: Mapping[str, Any]) -> tuple[str, ...]:
 COMMANDS: dict[str, Command] = {
     "status": run_status,
     "configure": run_configure,
+    "change": run_change,
     "snapshot": run_snapshot,
     "snapshots": run_snapshots,
     "check": run_check,
@@ -1107,27 +1168,19 @@ def build_parser() -> argparse.ArgumentParser:
     command("status", "show the backup overview")
     configure = command("configure", "create or connect to a repository and start backing up")
     configure.add_argument("repository", help="absolute path, ssh://user@host[:port]/path or user@host:path")
-    configure.add_argument("--source", dest="sources", action="append", metavar="PATH",
-                           help="a folder or file to back up (repeatable)")
-    configure.add_argument("--exclude", action="append", metavar="PATTERN",
-                           help="a borg exclude pattern (repeatable)")
-    configure.add_argument("--schedule",
-                           help="manual, hourly, daily [HH:MM], weekly [DAY] [HH:MM] or a 5-field cron expression")
-    configure.add_argument("--keep", action="append", type=keep_rule, metavar="RULE=COUNT",
-                           help="retention, e.g. daily=7 (repeatable)")
+    add_setting_options(configure)
     configure.add_argument("--encryption", help="borg encryption mode for a new repository (default repokey-blake2)")
-    configure.add_argument("--compression", help="borg compression, e.g. lz4 or zstd,3")
-    configure.add_argument("--remote-path", help="the borg command on an SSH server (default: borg)")
     configure.add_argument("--host-key", metavar="SHA256:...",
                            help="the SSH server's host key fingerprint to trust (default: trust on first use)")
-    configure.add_argument("--append-only", action=argparse.BooleanOptionalAction, default=None,
-                           help="the server keeps the repository append-only, so this box does not prune "
-                                "(default: on for SSH repositories)")
     configure.add_argument(
         "--passphrase-file", metavar="FILE",
         help=f"read the passphrase from the first line of FILE (- for stdin); "
              f"else ${PASSPHRASE_VARIABLE}, else a prompt",
     )
+    change = command("change", "change settings of the configured backups, keeping the others; "
+                               "no passphrase needed")
+    add_setting_options(change)
+    change.add_argument("--no-exclude", action="store_true", help="remove every exclude pattern")
     snapshot = command("snapshot", "take a snapshot now and show its progress")
     snapshot.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
     command("snapshots", "list the snapshots, newest first")
@@ -1168,6 +1221,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """The settings configure takes and change changes."""
+    parser.add_argument("--source", dest="sources", action="append", metavar="PATH",
+                        help="a folder or file to back up (repeatable; replaces the list)")
+    parser.add_argument("--exclude", action="append", metavar="PATTERN",
+                        help="a borg exclude pattern (repeatable; replaces the list)")
+    parser.add_argument("--schedule",
+                        help="manual, hourly, daily [HH:MM], weekly [DAY] [HH:MM] or a 5-field cron expression")
+    parser.add_argument("--keep", action="append", type=keep_rule, metavar="RULE=COUNT",
+                        help="retention, e.g. daily=7 (repeatable; rules not named keep their counts)")
+    parser.add_argument("--compression", help="borg compression, e.g. lz4 or zstd,3")
+    parser.add_argument("--upload-limit", type=int, metavar="KIB_PER_S",
+                        help="cap uploads to a remote repository, in KiB/s (0: no cap)")
+    parser.add_argument("--remote-path", help="the borg command on an SSH server (default: borg)")
+    parser.add_argument("--append-only", action=argparse.BooleanOptionalAction, default=None,
+                        help="the server keeps the repository append-only, so this box does not prune "
+                             "(default: on for SSH repositories)")
+
+
 def add_global_options(parser: argparse.ArgumentParser, default_socket: Any, default_json: Any) -> None:
     parser.add_argument(
         "--socket", metavar="PATH", default=default_socket,
@@ -1199,38 +1271,80 @@ def _silence_stdout() -> None:
 
 
 def run(args: argparse.Namespace, path: str) -> int:
+    report = ErrorReport(bool(args.json))
     try:
         with Client(path, timeout=CALL_TIMEOUT) as client:
             return COMMANDS[args.command](Invocation(args, client, sys.stdout, sys.stderr))
     except RpcError as error:
-        print(f"error: {error.code}: {error.message}", file=sys.stderr)
-        _print_error_details(error)
-        return EXIT_ERROR
+        report.error(error.code, error.message, error.data, _error_details(error))
+        return exit_code_of(error.code)
     except UsageError as error:
-        print(f"backupctl: error: {error}", file=sys.stderr)
+        report.error("usage", str(error), text=f"backupctl: error: {error}")
         return EXIT_USAGE
     except DaemonUnreachable as error:
-        print(f"error: {error}", file=sys.stderr)
-        print(f"Is backupd running and listening on {path}? Choose the socket with --socket or BACKUPD_SOCKET.",
-              file=sys.stderr)
+        hint = f"Is backupd running and listening on {path}? Choose the socket with --socket or BACKUPD_SOCKET."
+        report.error("unreachable", str(error), {"socket": path},
+                     [hint, "See why with: systemctl status backupd; journalctl -u backupd"])
         return EXIT_UNREACHABLE
     except TimeoutError:
-        print(f"error: backupd at {path} did not answer within {CALL_TIMEOUT:.0f} s", file=sys.stderr)
-        print("See why with: systemctl status backupd; journalctl -u backupd", file=sys.stderr)
+        report.error("unreachable", f"backupd at {path} did not answer within {CALL_TIMEOUT:.0f} s", {"socket": path},
+                     ["See why with: systemctl status backupd; journalctl -u backupd"])
         return EXIT_UNREACHABLE
     except ProtocolError as error:
-        print(f"error: backupd at {path} sent something that is not msgpack-rpc: {error}", file=sys.stderr)
+        report.error("unreachable", f"backupd at {path} sent something that is not msgpack-rpc: {error}",
+                     {"socket": path})
         return EXIT_UNREACHABLE
 
 
-def _print_error_details(error: RpcError) -> None:
+def exit_code_of(code: str) -> int:
+    """Bad values of options are usage errors, whether backupctl or backupd finds them."""
+    return EXIT_USAGE if code == ErrorCode.INVALID_PARAMS else EXIT_ERROR
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """An error for people on stderr, or with --json an object on stdout for programs:
+    {"error": {"code", "message", "data"}}."""
+
+    as_json: bool
+
+    def error(self, code: str, message: str, data: Mapping[str, Any] | None = None,
+              details: Sequence[str] = (), text: str | None = None) -> None:
+        if self.as_json:
+            print(to_json({"error": {"code": str(code), "message": message, "data": dict(data or {})}}),
+                  file=sys.stdout, flush=True)
+            return
+        print(text or f"error: {code}: {message}", file=sys.stderr)
+        for line in details:
+            print(line, file=sys.stderr)
+
+
+# What to run, when backupd says something is missing that a command sets.
+NEXT_COMMAND = {
+    "not_configured": "Run `backupctl configure REPOSITORY` first (see backupctl configure --help).",
+}
+
+
+def _error_details(error: RpcError) -> list[str]:
+    lines = []
+    if error.code == ErrorCode.NOT_CONFIGURED and error.data.get("param") == "sources":
+        lines.append("  Name the folders to back up with `backupctl change --source PATH`.")
+    elif error.code in NEXT_COMMAND:
+        lines.append("  " + NEXT_COMMAND[error.code])
     if error.code == ErrorCode.INVALID_PARAMS and "param" in error.data:
-        print(f"  (option: {error.data['param']})", file=sys.stderr)
+        lines.append(f"  (option: {error.data['param']})")
     elif error.code == ErrorCode.BUSY and isinstance(error.data.get("job"), dict):
         job = error.data["job"]
-        print(f"  (running: {job.get('kind')} job {job.get('id')})", file=sys.stderr)
-    for line in _last_lines(error.data):
-        print(f"  borg: {line}", file=sys.stderr)
+        lines.append(f"  (running: {job.get('kind')} job {job.get('id')})")
+    lines.extend(f"  borg: {line}" for line in _last_lines(error.data))
+    lines.extend(ssh_lines(error.data))
+    return lines
+
+
+def ssh_lines(data: Mapping[str, Any]) -> list[str]:
+    """ssh's own words about a link that failed, as the daemon found them."""
+    words = data.get("ssh")
+    return [f"  ssh: {line}" for line in words] if isinstance(words, list) else []
 
 
 def _last_lines(data: Mapping[str, Any]) -> Iterator[str]:

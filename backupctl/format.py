@@ -85,15 +85,15 @@ def duration(seconds: float | None) -> str:
 
 
 def timestamp(when: float | None) -> str:
-    """A moment in local time: "2024-05-01 14:03:22"."""
+    """A moment in local time with its zone: "2024-05-01 14:03:22 CEST" (snapshot names are in UTC)."""
     if when is None:
         return UNKNOWN
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(when))
 
 
 def clock(when: float | None = None) -> str:
-    """The local time of day: "14:03:22"."""
-    return time.strftime("%H:%M:%S", time.localtime(time.time() if when is None else when))
+    """The local time of day with its zone: "14:03:22 CEST"."""
+    return time.strftime("%H:%M:%S %Z", time.localtime(time.time() if when is None else when))
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,8 @@ class Progress:
     percent: float | None = None
     eta: float | None = None
     step: str | None = None
+    more_than_expected: bool | None = None
+    expected_size: int | None = None
 
     @classmethod
     def from_wire(cls, progress: Mapping[str, Any] | None) -> Progress:
@@ -131,6 +133,8 @@ def progress_line(progress: Mapping[str, Any] | Progress | None, width: int | No
         parts.append(f"{progress_bar(progress.percent)} {progress.percent:5.1f}%")
         if progress.eta is not None:
             parts.append(f"ETA {duration(progress.eta)}")
+    elif progress.more_than_expected:
+        parts.append(f"more than expected ({human_size(progress.expected_size)} last time)")
     if progress.step:
         parts.append(progress.step)
     if progress.files is not None:

@@ -12,13 +12,13 @@ from backupctl.protocol import API_VERSION, ErrorCode, Request, RpcError
 from backupd.access import Level, Peer, allowed_levels
 from backupd.actions.browse import BROWSE_PARAMS, COMPARE_PARAMS, VERSIONS_PARAMS, browse, compare, versions
 from backupd.actions.check import start_check
-from backupd.actions.configure import configure
+from backupd.actions.configure import change, configure
 from backupd.actions.export_key import export_key
 from backupd.actions.reset import reset
 from backupd.actions.restore import RESTORE_PARAMS, start_restore
 from backupd.actions.snapshot import start_snapshot
 from backupd.archive_names import OwnArchives
-from backupd.config import CONFIGURE_PARAMS, unconfigured_view
+from backupd.config import CHANGE_PARAMS, CONFIGURE_PARAMS, unconfigured_view
 from backupd.errors import invalid_params
 from backupd.events import NotificationFilter
 from backupd.jobs import HISTORY_LIMIT
@@ -74,6 +74,10 @@ async def show_config(call: Call) -> dict[str, Any]:
 
 async def configure_repository(call: Call) -> dict[str, Any]:
     return await configure(call.service, call.params, call.peer.record())
+
+
+async def change_settings(call: Call) -> dict[str, Any]:
+    return await change(call.service, call.params)
 
 
 async def snapshot(call: Call) -> dict[str, Any]:
@@ -149,8 +153,10 @@ async def job(call: Call) -> dict[str, Any]:
 
 
 async def cancel(call: Call) -> dict[str, Any]:
+    """The job's state when asked: a running job is being cancelled, a finished one is left as it ended."""
+    state = call.service.jobs.find(call.params["job"]).state
     call.service.jobs.cancel(call.params["job"])
-    return {}
+    return {"state": str(state)}
 
 
 async def subscribe(call: Call) -> dict[str, Any]:
@@ -163,6 +169,7 @@ METHODS: dict[str, Method] = {
     "status": Method(status, Level.READ, shows=Shown.OVERVIEW),
     "config": Method(show_config, Level.READ, shows=Shown.CONFIG),
     "configure": Method(configure_repository, Level.ADMIN, CONFIGURE_PARAMS),
+    "change": Method(change_settings, Level.ADMIN, CHANGE_PARAMS, shows=Shown.CONFIG),
     "snapshot": Method(snapshot, Level.ADMIN, (Param("wait", bool),), shows=Shown.JOB),
     "snapshots": Method(snapshots, Level.READ, shows=Shown.SNAPSHOTS),
     "check": Method(check, Level.ADMIN, (Param("wait", bool),), shows=Shown.JOB),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from backupd.borg.grammar import check_compression, check_exclude
@@ -41,6 +41,15 @@ CONFIGURE_PARAMS = (
     Param("remote_path", str),
     Param("host_key", str),
     Param("append_only", bool),
+    Param("upload_limit", int),
+    Param("create", bool),
+)
+# What `change` may set without the passphrase: the repository, its encryption and its host key
+# are chosen by `configure`, which checks the passphrase against them.
+CHANGE_PARAMS = tuple(
+    param for param in CONFIGURE_PARAMS
+    if param.name in ("sources", "exclude", "schedule", "keep", "compression", "remote_path", "append_only",
+                      "upload_limit")
 )
 
 
@@ -57,6 +66,7 @@ class BackupConfig:
     remote_path: str | None = None
     host_key: str | None = None
     append_only: bool = False
+    upload_limit: int | None = None  # KiB/s to a remote repository; None: the operator's setting
 
     def public(self) -> dict[str, Any]:
         """Everything a client may see: the passphrase is only said to be set."""
@@ -85,6 +95,7 @@ class BackupConfig:
             remote_path=record.get("remote_path"),
             host_key=record.get("host_key"),
             append_only=record.get("append_only", False),
+            upload_limit=record.get("upload_limit"),
         )
 
 
@@ -102,27 +113,58 @@ def unconfigured_view(defaults: Defaults) -> dict[str, Any]:
         "remote_path": None,
         "host_key": None,
         "append_only": False,
+        "upload_limit": None,
     }
 
 
-def config_from_params(params: dict[str, Any], defaults: Defaults) -> BackupConfig:
-    """Validate the values of `configure` options (already checked against CONFIGURE_PARAMS),
-    filling what is missing from the defaults."""
-    config = BackupConfig(
-        repository=_repository(params["repository"]),
-        passphrase=_passphrase(params["passphrase"]),
-        sources=_sources(params["sources"]) if "sources" in params else _default_sources(defaults.sources),
-        exclude=_exclude(params.get("exclude", list(defaults.exclude))),
-        schedule=_schedule(params.get("schedule", defaults.schedule)),
-        keep=_keep(params.get("keep", defaults.keep)),
-        encryption=_one_of("encryption", params.get("encryption", defaults.encryption), ENCRYPTIONS),
-        compression=_compression(params.get("compression", defaults.compression)),
-        remote_path=_remote_path(params.get("remote_path")),
-        host_key=_host_key(params.get("host_key"), params["repository"]),
-        # The authorized_keys line the daemon hands out serves remote repositories append-only.
-        append_only=params.get("append_only", remote_location(params["repository"]) is not None),
+def config_from_params(
+    params: dict[str, Any], defaults: Defaults, current: BackupConfig | None = None
+) -> BackupConfig:
+    """Validate the values of `configure` options (already checked against CONFIGURE_PARAMS).
+    What is missing is kept from the current configuration when it names the same repository,
+    else filled from the defaults."""
+    repository = _repository(params["repository"])
+    if current is not None and current.repository == repository:
+        base = current
+    else:
+        base = BackupConfig(
+            repository=repository,
+            passphrase="",
+            sources=() if "sources" in params else _default_sources(defaults.sources),
+            exclude=_exclude(list(defaults.exclude)),
+            schedule=_schedule(defaults.schedule),
+            keep=_keep(dict(defaults.keep)),
+            encryption=defaults.encryption,
+            compression=_compression(defaults.compression),
+            # The authorized_keys line the daemon hands out serves remote repositories append-only.
+            append_only=remote_location(repository) is not None,
+        )
+    changes = {name: value for name, value in params.items() if name not in ("repository", "create")}
+    if "keep" in changes and base is not current:
+        changes["keep"] = {**dict.fromkeys(DEFAULT_KEEP, 0), **changes["keep"]}
+    config = changed_config(replace(base, passphrase=_passphrase(params["passphrase"])), changes)
+    return replace(
+        config,
+        encryption=_one_of("encryption", params.get("encryption", base.encryption), ENCRYPTIONS),
+        host_key=_host_key(params.get("host_key", base.host_key if base is current else None), repository),
     )
-    return config
+
+
+def changed_config(config: BackupConfig, changes: dict[str, Any]) -> BackupConfig:
+    """The configuration with the given `change` options (already checked against CHANGE_PARAMS)
+    validated and set, and everything else kept. Keep rules not named keep their counts."""
+    validators = {
+        "sources": _sources,
+        "exclude": _exclude,
+        "schedule": _schedule,
+        "keep": lambda keep: _keep({**config.keep, **keep}),
+        "compression": _compression,
+        "remote_path": _remote_path,
+        "append_only": bool,
+        "upload_limit": _upload_limit,
+    }
+    validated = {name: validators[name](value) for name, value in changes.items() if name in validators}
+    return replace(config, **validated)
 
 
 def _repository(location: str) -> str:
@@ -137,6 +179,12 @@ def _repository(location: str) -> str:
         f"{location!r} is not a repository location: use an absolute path, "
         "ssh://user@host[:port]/path or user@host:path (with no password: the daemon signs in with its SSH key)",
     )
+
+
+def _upload_limit(limit: int | None) -> int | None:
+    if limit is not None and limit < 0:
+        raise invalid_params("upload_limit", "upload_limit (KiB/s) must not be negative; 0 means no limit")
+    return limit
 
 
 def _remote_path(command: str | None) -> str | None:

@@ -73,6 +73,7 @@ class Job:
     error: dict[str, Any] | None = None
     requested_by: dict[str, Any] | None = None
     log: list[LogLine] = field(default_factory=list)
+    dry_run: bool = False  # a restore that only says what it would change
 
     def to_record(self) -> dict[str, Any]:
         """The record of lists and notifications, without the log: that comes with the `job` method."""
@@ -165,7 +166,8 @@ class JobRunner:
             task_status.started()
             await trio.sleep_forever()
 
-    def start(self, kind: str, trigger: str, work: JobWork, requested_by: dict[str, Any] | None = None) -> Job:
+    def start(self, kind: str, trigger: str, work: JobWork, requested_by: dict[str, Any] | None = None,
+              dry_run: bool = False) -> Job:
         """Start work as a job now, or raise busy when another job runs.
 
         A manual job stops automatic upkeep (check, prune) that is running and starts once it has
@@ -176,7 +178,8 @@ class JobRunner:
         if previous is not None and not _gives_way(previous, trigger):
             raise busy(previous.to_record())
         assert self._nursery is not None, "JobRunner.run() must be started first"
-        job = Job(id=str(self._next_id), kind=kind, trigger=trigger, started=self._now(), requested_by=requested_by)
+        job = Job(id=str(self._next_id), kind=kind, trigger=trigger, started=self._now(), requested_by=requested_by,
+                  dry_run=dry_run)
         if previous is not None:
             self._stop_reasons[previous.id] = (f"The automatic {previous.kind} gave way to the {kind} "
                                                f"asked for as job {job.id}; it runs again later")

@@ -18,6 +18,9 @@ _SEARCH_LIMIT = timedelta(days=366 * 5)
 
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_WEEKDAY_NAMES = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+# 29 February comes round in leap years.
+_LONGEST_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _TIME_OF_DAY = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -70,16 +73,40 @@ def parse_schedule(text: str) -> Schedule:
     if kind == "weekly" and len(words) <= 3:
         day = DEFAULT_WEEKDAY
         rest = words[1:]
-        if rest and rest[0][:3] in _WEEKDAYS and not _TIME_OF_DAY.match(rest[0]):
-            day, rest = rest[0][:3], rest[1:]
+        if rest and not any(character.isdigit() for character in rest[0]):
+            day, rest = _weekday(rest[0]), rest[1:]
         hour, minute = _time_of_day(rest)
         return Schedule(text, _cron(f"{minute} {hour} * * {day}"))
     if len(words) == 5:
-        return Schedule(text, _cron(" ".join(words)))
+        cron = _cron(" ".join(words))
+        _check_a_day_exists(cron, text)
+        return Schedule(text, cron)
     raise ScheduleError(
         f"{text!r} is not a schedule: use manual, hourly, daily [HH:MM], weekly [DAY] [HH:MM] "
         "or a 5-field cron expression"
     )
+
+
+def _weekday(word: str) -> str:
+    """A day of the week, by its name or its first three letters or more."""
+    for index, name in enumerate(_WEEKDAY_NAMES):
+        if len(word) >= 3 and name.startswith(word):
+            return _WEEKDAYS[index]
+    raise ScheduleError(f"{word!r} is not a day of the week: use one of {', '.join(_WEEKDAY_NAMES)} (or mon, tue, ...)")
+
+
+def _check_a_day_exists(cron: CronFields, text: str) -> None:
+    """Refuse days of the month that none of the months has (30 February): such a schedule never runs.
+    Days of the week always come round, so a schedule that names them runs."""
+    if not cron.days_restricted or cron.weekdays_restricted:
+        return
+    if any(day <= _LONGEST_MONTH[month - 1] for month in cron.months for day in cron.days):
+        return
+    raise ScheduleError(f"{text.strip()!r} never runs: no month it names has day {_days_text(cron.days)}")
+
+
+def _days_text(days: frozenset[int]) -> str:
+    return " or ".join(str(day) for day in sorted(days))
 
 
 def _time_of_day(words: list[str]) -> tuple[int, int]:

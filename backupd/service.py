@@ -19,7 +19,7 @@ import trio
 from backupctl.paths import printable
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg.commands import BorgCommand
-from backupd.borg.errors import BorgFailed, host_key_changed, redact
+from backupd.borg.errors import BorgFailed, redact
 from backupd.borg.runner import BorgEvent, BorgResult, LogMessage, run_borg
 from backupd.borg.transactions import repository_marker
 from backupd.clock import SystemWallClock, WallClock, local_zone
@@ -31,11 +31,14 @@ from backupd.notify import OperatorNotifier
 from backupd.schedule import Schedule, interval, parse_schedule
 from backupd.settings import Settings, SettingsError
 from backupd.ssh import SSH_FOLDER, SshIdentity, remote_location
+from backupd.ssh_probe import diagnose
 from backupd.state import Problem, RepositoryState
 from backupd.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
+# borg's words for a link that failed; ssh itself is asked which way it failed.
+_MAYBE_SSH_FAILURES = frozenset({ErrorCode.REPOSITORY_UNREACHABLE, ErrorCode.AUTH_FAILED, ErrorCode.HOST_KEY_CHANGED})
 CONFIG_DOCUMENT = "config"
 STATE_DOCUMENT = "state"
 JOBS_DOCUMENT = "jobs"
@@ -230,18 +233,26 @@ class Service:
         try:
             return await self._run_borg(command, config, on_event, env, low_priority, cwd, on_start, on_stdout)
         except BorgFailed as failure:
-            if failure.code == ErrorCode.REPOSITORY_UNREACHABLE and await self._host_key_changed(config):
-                raise host_key_changed(config.repository) from None
+            if failure.code in _MAYBE_SSH_FAILURES:
+                reason = await self._ssh_reason(config)
+                if reason is not None:
+                    raise RpcError(reason.code, self.redact(reason.message),
+                                   {**failure.data, **reason.data,
+                                    "ssh": [self.redact(line) for line in reason.data["ssh"]]}) from None
             raise
         finally:
             # What the repository looks like after the daemon's own work: a later change is someone else's.
             self.repository_marker = await trio.to_thread.run_sync(repository_marker, config.repository)
 
-    async def _host_key_changed(self, config: BackupConfig) -> bool:
+    async def _ssh_reason(self, config: BackupConfig) -> RpcError | None:
+        """Why an SSH repository could not be used, found with ssh itself; None for a local one,
+        or when ssh and borg answer there now."""
         server = remote_location(config.repository)
         if server is None:
-            return False
-        return await trio.to_thread.run_sync(self.ssh.host_key_changed, server, self.settings.ssh_timeout)
+            return None
+        identity = await self.ensure_ssh_identity()
+        return await trio.to_thread.run_sync(
+            diagnose, identity, server, config.remote_path, self.settings.ssh_timeout, config.repository)
 
     async def _run_borg(
         self,

@@ -123,21 +123,6 @@ class SshIdentity:
         )
         return _first_fingerprint(found.stdout)
 
-    def host_key_changed(self, server: RemoteLocation, timeout: int) -> bool:
-        """Whether the server now shows keys of which none is the one recorded for it.
-        (borg does not always relay ssh's own words about it.)"""
-        if not self.known_hosts.exists():
-            return False
-        recorded = subprocess.run(
-            ["ssh-keygen", "-F", server.known_hosts_name, "-f", str(self.known_hosts)],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL,
-        )
-        known = _keys_in(recorded.stdout)
-        if not known:
-            return False
-        scanned = _keys_in(_scan(server, timeout))
-        return bool(scanned) and not known & scanned
-
     def pin(self, server: RemoteLocation, fingerprint: str, timeout: int) -> None:
         """Record the server's host key only if it has the fingerprint the user gave."""
         scanned = _scan(server, timeout)
@@ -177,15 +162,6 @@ def _scan(server: RemoteLocation, timeout: int) -> str:
         capture_output=True, text=True, stdin=subprocess.DEVNULL,
     )
     return scanned.stdout
-
-
-def _keys_in(known_hosts_lines: str) -> set[tuple[str, str]]:
-    keys = set()
-    for line in known_hosts_lines.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and not line.startswith("#"):
-            keys.add((fields[1], fields[2]))
-    return keys
 
 
 def _first_fingerprint(listing: str) -> str | None:

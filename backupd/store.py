@@ -8,6 +8,7 @@ the old document or the new one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
@@ -31,16 +32,17 @@ class Store:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._save_lock = trio.Lock()
+        self._held_folder: int | None = None
 
     def open(self) -> None:
-        """Create the folder if needed and refuse one that others can read or change."""
+        """Create the folder if needed, refuse one that others can read or change, and hold it
+        exclusively: a second daemon on the same folder would hand out the same job ids and
+        overwrite this one's state."""
         try:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            folder_fd = open_trusted_folder(self.folder)
-            try:
-                mode = stat.S_IMODE(os.fstat(folder_fd).st_mode)
-            finally:
-                os.close(folder_fd)
+            if self._held_folder is None:
+                self._held_folder = _locked(open_trusted_folder(self.folder), self.folder)
+            mode = stat.S_IMODE(os.fstat(self._held_folder).st_mode)
             remove_temporary_files(self.folder, "*.json")
         except UnsafeFolderError as error:
             raise StoreError(f"refusing the state folder {self.folder}: {error.strerror}") from None
@@ -54,6 +56,12 @@ class Store:
             file_mode = stat.S_IMODE(path.stat().st_mode)
             if file_mode & 0o077:
                 raise StoreError(f"state file {path} is open to other users (mode {file_mode:o})")
+
+    def close(self) -> None:
+        """Let another daemon use the folder."""
+        if self._held_folder is not None:
+            os.close(self._held_folder)
+            self._held_folder = None
 
     def load(self, name: str) -> Any | None:
         path = self._path(name)
@@ -91,3 +99,19 @@ class Store:
 
     def _sync_folder(self) -> None:
         sync_folder(self.folder)
+
+
+def _locked(folder_fd: int, folder: Path) -> int:
+    """The folder's descriptor, holding an exclusive lock that lasts as long as the process."""
+    try:
+        fcntl.flock(folder_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(folder_fd)
+        raise StoreError(
+            f"another backupd is running with the state folder {folder}; stop it first, "
+            "or give this one its own folder with --state-dir"
+        ) from None
+    except OSError:
+        os.close(folder_fd)
+        raise
+    return folder_fd

@@ -69,7 +69,7 @@ READER_MESSAGES = {
 }
 # Built by the daemon from times only.
 MESSAGES_WITHOUT_PATHS = frozenset({"overdue"})
-ERROR_DATA_SHOWN = frozenset({"param", "borg_msgid", "exit_code", "hook", "connections", "keep"})
+ERROR_DATA_SHOWN = frozenset({"param", "borg_msgid", "exit_code", "hook", "connections", "keep", "reason"})
 
 
 @dataclass(frozen=True)

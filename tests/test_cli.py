@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import stat
@@ -220,9 +221,109 @@ def test_configure_reports_the_invalid_option(
     monkeypatch.setenv("BACKUPCTL_PASSPHRASE", PASSPHRASE)
     outcome = backupctl(daemon.socket, "configure", str(repository), "--source", str(sample_data),
                         "--schedule", "fortnightly")
-    assert outcome.code == 1
+    assert outcome.code == 2
     assert "error: invalid_params:" in outcome.err
     assert "option: schedule" in outcome.err
+
+
+def type_passphrases(socket: Path, passphrases: list[str], *args: str) -> tuple[Outcome, list[bytes]]:
+    """Run backupctl with a terminal as stdin, typing a passphrase at each prompt; the prompts seen."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backupctl.cli", "--socket", str(socket), *args],
+        stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    os.close(terminal)
+    prompts = []
+    try:
+        for passphrase in passphrases:
+            prompts.append(read_until(process.stderr, b"passphrase: "))
+            os.write(controller, passphrase.encode() + b"\n")
+        out, err = process.communicate(timeout=SUBPROCESS_TIMEOUT)
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return Outcome(process.returncode, out.decode(), err.decode()), prompts
+
+
+def test_the_passphrase_is_asked_once_to_connect_and_twice_to_create(
+    configured_daemon: DaemonProcess, repository: Path, tmp_path: Path
+) -> None:
+    connected, prompts = type_passphrases(configured_daemon.socket, [PASSPHRASE], "configure", str(repository))
+    assert connected.code == 0, connected.err
+    assert "Connected to the existing repository" in connected.out
+    assert prompts == [b"Repository passphrase: "]
+    assert "passphrase" not in connected.err
+
+    new = tmp_path / "new-repo"
+    created, prompts = type_passphrases(configured_daemon.socket, [PASSPHRASE, PASSPHRASE], "configure", str(new))
+    assert created.code == 0, created.err
+    assert f"Created a new repository at {new}" in created.out
+    assert len(prompts) == 2 and prompts[1].endswith(b"Repeat the passphrase: ")
+    assert b"a new one will be created" in prompts[1]
+
+
+def test_configure_again_keeps_the_sources_and_settings_it_is_not_given(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, tmp_path: Path, backupctl: RunCli
+) -> None:
+    secret = passphrase_file(tmp_path)
+    assert backupctl(configured_daemon.socket, "change", "--schedule", "daily 04:00").code == 0
+    again = backupctl(configured_daemon.socket, "configure", str(repository), "--passphrase-file", str(secret))
+    assert again.code == 0, again.err
+    assert "Nothing will be backed up" not in again.out
+    assert "Backups are configured: 1 folder, automatic snapshots daily 04:00." in again.out
+    with configured_daemon.client() as client:
+        assert client.call("config")["sources"] == [str(sample_data)]
+
+
+# change
+
+
+def test_change_sets_settings_without_the_passphrase_and_keeps_the_rest(
+    configured_daemon: DaemonProcess, sample_data: Path, backupctl: RunCli
+) -> None:
+    with configured_daemon.client() as client:
+        before = client.call("config")
+    outcome = backupctl(configured_daemon.socket, "change", "--schedule", "daily 02:30", "--keep", "daily=9",
+                        "--exclude", "*.tmp", "--compression", "zstd,3", "--upload-limit", "500")
+    assert outcome.code == 0, outcome.err
+    assert "Changed compression, exclude, keep, schedule, upload_limit." in outcome.out
+    assert "Schedule:    daily 02:30" in outcome.out
+    with configured_daemon.client() as client:
+        after = client.call("config")
+        overview = client.call("status")
+    assert after == {**before, "schedule": "daily 02:30", "keep": {**before["keep"], "daily": 9},
+                     "exclude": ["*.tmp"], "compression": "zstd,3", "upload_limit": 500}
+    assert overview["automatic"] is True and overview["next_run"] is not None
+    take_snapshot(configured_daemon)
+
+    as_json = backupctl(configured_daemon.socket, "--json", "change", "--no-exclude")
+    assert as_json.code == 0, as_json.err
+    assert json.loads(as_json.out)["exclude"] == []
+
+
+def test_change_refuses_bad_values_as_usage_errors_and_changes_nothing(
+    configured_daemon: DaemonProcess, backupctl: RunCli
+) -> None:
+    with configured_daemon.client() as client:
+        before = client.call("config")
+    for args, param in ((["--keep", "fortnightly=3"], "keep"), (["--schedule", "0 0 30 2 *"], "schedule"),
+                        (["--source", "/no/such/folder"], "sources"), (["--upload-limit", "-1"], "upload_limit")):
+        outcome = backupctl(configured_daemon.socket, "change", *args)
+        assert outcome.code == 2, (args, outcome)
+        assert f"(option: {param})" in outcome.err
+    with configured_daemon.client() as client:
+        assert client.call("config") == before
+    assert backupctl(configured_daemon.socket, "change").code == 2
+
+
+def test_change_before_configure_names_the_command_to_run(daemon: DaemonProcess, backupctl: RunCli) -> None:
+    outcome = backupctl(daemon.socket, "change", "--schedule", "daily")
+    assert outcome.code == 1
+    assert "error: not_configured:" in outcome.err
+    assert "Run `backupctl configure REPOSITORY` first" in outcome.err
 
 
 # status, config, ping
@@ -392,6 +493,18 @@ def test_cancel_of_a_running_job_then_of_the_finished_job(
     assert f"Job {job['id']} already finished (cancelled)" in again.out
 
 
+def test_cancel_of_a_job_that_ended_long_ago_says_it_ended(
+    configured_daemon: DaemonProcess, backupctl: RunCli
+) -> None:
+    first = take_snapshot(configured_daemon)
+    with configured_daemon.client() as client:
+        for _ in range(21):
+            client.call("restore", {"dry_run": True, "wait": True})
+    outcome = backupctl(configured_daemon.socket, "cancel", first["id"])
+    assert outcome.code == 0, outcome.err
+    assert outcome.out == f"Job {first['id']} already finished (succeeded); nothing to cancel.\n"
+
+
 def test_snapshot_that_gets_cancelled_exits_1(configured_daemon: DaemonProcess) -> None:
     snapshot = subprocess.Popen(
         [sys.executable, "-m", "backupctl.cli", "--socket", str(configured_daemon.socket), "snapshot"],
@@ -437,6 +550,40 @@ def test_usage_error_exits_2() -> None:
         main(["no-such-command"])
     assert exit_info.value.code == 2
     assert run_subprocess("jobs", "--limit", "0").code == 2
+
+
+def test_an_option_backupd_refuses_exits_2(configured_daemon: DaemonProcess, backupctl: RunCli) -> None:
+    outcome = backupctl(configured_daemon.socket, "jobs", "--limit", "500")
+    assert outcome.code == 2
+    assert "error: invalid_params: limit must be between 1 and 200" in outcome.err
+
+
+def test_with_json_an_error_is_an_object_on_stdout(
+    configured_daemon: DaemonProcess, tmp_path: Path, backupctl: RunCli
+) -> None:
+    refused = backupctl(configured_daemon.socket, "--json", "jobs", "--limit", "500")
+    assert refused.code == 2
+    assert json.loads(refused.out) == {"error": {"code": "invalid_params", "message": "limit must be between 1 and 200",
+                                                 "data": {"param": "limit"}}}
+    missing = backupctl(configured_daemon.socket, "--json", "cancel", "9999")
+    assert missing.code == 1
+    assert json.loads(missing.out)["error"]["code"] == "not_found"
+    unreachable = backupctl(tmp_path / "nobody.sock", "--json", "status")
+    assert unreachable.code == 3
+    assert json.loads(unreachable.out)["error"]["code"] == "unreachable"
+
+
+def test_no_wait_prints_the_job_id_alone(configured_daemon: DaemonProcess, sample_data: Path) -> None:
+    take_snapshot(configured_daemon)
+    socket = ["--socket", str(configured_daemon.socket)]
+    for command in (["restore", "--yes", "--no-wait"], ["snapshot", "--no-wait"], ["check", "--no-wait"]):
+        outcome = run_subprocess(*socket, *command)
+        assert outcome.code == 0, outcome.err
+        assert outcome.out.strip().isdigit() and outcome.out.count("\n") == 1, (command, outcome.out)
+        wait_until_idle(configured_daemon)
+        as_json = run_subprocess(*socket, "--json", *command)
+        assert json.loads(as_json.out)["id"].isdigit(), as_json.out
+        wait_until_idle(configured_daemon)
 
 
 # watch
@@ -545,6 +692,29 @@ def test_restore_dry_run_shows_what_would_change_and_changes_nothing(
     assert f"Files to replace:\n  {data.changed}\n" in outcome.out
     assert f"Files to remove:\n  {data.added}" in outcome.out
     assert_unchanged_since_the_change(data)
+
+
+def test_jobs_mark_a_dry_run_apart_from_a_restore(
+    configured_daemon: DaemonProcess, sample_data: Path, backupctl: RunCli
+) -> None:
+    change_after_a_snapshot(configured_daemon, sample_data)
+    assert backupctl(configured_daemon.socket, "restore", "--dry-run").code == 0
+    assert backupctl(configured_daemon.socket, "restore", "--yes").code == 0
+    records = json.loads(backupctl(configured_daemon.socket, "--json", "jobs", "--limit", "2").out)
+    assert [(record["kind"], record["dry_run"]) for record in records] == [
+        ("restore", False), ("restore", True)]
+    listed = backupctl(configured_daemon.socket, "jobs").out.splitlines()
+    assert "restore (dry run)" in listed[2] and "dry run" not in listed[1]
+    dry_run_id = records[1]["id"]
+    assert f"restore (dry run) job {dry_run_id}" in backupctl(configured_daemon.socket, "log", dry_run_id).out
+
+
+def test_human_times_name_their_zone(configured_daemon: DaemonProcess, backupctl: RunCli) -> None:
+    take_snapshot(configured_daemon)
+    zone = time.strftime("%Z")
+    for command in ("snapshots", "jobs", "status"):
+        outcome = backupctl(configured_daemon.socket, command)
+        assert re.search(rf"\d\d:\d\d:\d\d {zone}\b", outcome.out), (command, outcome.out)
 
 
 def test_restore_with_yes_brings_back_the_changed_files(

@@ -23,7 +23,7 @@ from tests.conftest import DaemonProcess
 from tests.users import copy_client_packages
 
 PROGRESS_KEYS = {"files", "original_size", "deduplicated_size", "path", "percent", "eta"}
-JOB_KEYS = {"id", "kind", "trigger", "state", "started", "finished", "progress", "result", "error", "requested_by"}
+JOB_KEYS = {"id", "kind", "trigger", "state", "started", "finished", "progress", "result", "error", "requested_by", "dry_run"}
 
 
 def test_call_ping_and_status(daemon: DaemonProcess):

@@ -242,3 +242,30 @@ def test_sources_side_by_side_or_sharing_a_name_prefix_are_fine(tmp_path):
         (tmp_path / name).mkdir()
     sources = [str(tmp_path / name) for name in ("a", "ab", "a b")]
     assert configure({"repository": "/srv/repo", "passphrase": "p", "sources": sources}).sources == tuple(sources)
+
+
+def test_change_sets_what_it_is_given_and_keeps_the_rest(tmp_path):
+    from backupd.config import CHANGE_PARAMS, changed_config
+
+    config = configure({"repository": "/srv/repo", "passphrase": "secret", "sources": [str(tmp_path)],
+                        "exclude": ["*.tmp"], "keep": {"daily": 3, "weekly": 2}})
+    changed = changed_config(config, check_params({"schedule": "daily 02:30", "keep": {"daily": 9}}, CHANGE_PARAMS))
+    assert changed.schedule == "daily 02:30"
+    assert changed.keep == {"hourly": 0, "daily": 9, "weekly": 2, "monthly": 0, "yearly": 0}
+    assert (changed.passphrase, changed.sources, changed.exclude) == ("secret", (str(tmp_path),), ("*.tmp",))
+    with pytest.raises(RpcError) as raised:
+        changed_config(config, check_params({"keep": {"fortnightly": 3}}, CHANGE_PARAMS))
+    assert raised.value.data == {"param": "keep"}
+    with pytest.raises(RpcError):
+        check_params({"passphrase": "other"}, CHANGE_PARAMS)
+
+
+def test_configure_of_the_same_repository_keeps_what_it_is_not_given(tmp_path):
+    first = configure({"repository": "/srv/repo", "passphrase": "secret", "sources": [str(tmp_path)],
+                       "schedule": "daily", "compression": "zstd,3"})
+    again = config_from_params(check_params({"repository": "/srv/repo", "passphrase": "secret"}, CONFIGURE_PARAMS),
+                               Defaults(), current=first)
+    assert again == first
+    elsewhere = config_from_params(check_params({"repository": "/srv/other", "passphrase": "secret"},
+                                                CONFIGURE_PARAMS), Defaults(), current=first)
+    assert elsewhere.sources == () and elsewhere.schedule == Defaults().schedule

@@ -197,18 +197,23 @@ def test_progress_arrives_every_second_with_percent_from_the_previous_snapshot(d
                 break
         (large_data / "new.bin").write_bytes(os.urandom(100 * 1024 * 1024))
         second = client.call("snapshot")
-        progress_times, percents = [], []
+        progress_times, percents, grown = [], [], []
         for event in client.events():
             if event.method == "job.progress" and event.params["id"] == second["id"]:
                 progress_times.append(time.monotonic())
                 if event.params["progress"]["percent"] is not None:
                     percents.append(event.params["progress"])
+                if event.params["progress"]["more_than_expected"]:
+                    grown.append(event.params["progress"])
             if event.method == "job.finished":
                 break
         (large_data / "new.bin").unlink()
     gaps = [b - a for a, b in zip(progress_times, progress_times[1:])]
     assert progress_times and max(gaps, default=0) < 1.6
-    assert percents and all(0 < p["percent"] <= 100 and p["eta"] is not None for p in percents)
+    assert all(0 < p["percent"] <= 100 and not p["more_than_expected"] for p in percents)
+    # 100 MB more than the previous snapshot: once past it, said so rather than held at 99 %
+    # (whether a tick falls after the crossing depends on the order borg reads the files in).
+    assert all(p["percent"] is None and p["expected_size"] == 200 * 1024 * 1024 for p in grown)
 
 
 def test_cancel_stops_borg_and_leaves_the_repository_usable(daemon, repository, large_data):
@@ -216,7 +221,7 @@ def test_cancel_stops_borg_and_leaves_the_repository_usable(daemon, repository, 
     with client:
         wait_for(lambda: (client.call("status")["job"] or {}).get("progress", {}).get("files"), timeout=30)
         started = time.monotonic()
-        assert client.call("cancel", {"job": job["id"]}) == {}
+        assert client.call("cancel", {"job": job["id"]}) == {"state": "running"}
         for event in client.events():
             if event.method == "job.finished":
                 finished = event.params
@@ -265,6 +270,23 @@ def test_a_second_daemon_on_a_live_socket_refuses_to_start(daemon, tmp_path):
     assert second.returncode == 1 and "another daemon is listening" in second.stderr
     with daemon.client() as client:
         assert client.call("ping")["api"] == 1
+
+
+def test_a_second_daemon_on_the_same_state_folder_refuses_to_start(configured_daemon, tmp_path):
+    second = subprocess.run(
+        [sys.executable, "-m", "backupd", "--config", str(configured_daemon.settings),
+         "--socket", str(tmp_path / "second.sock"), "--state-dir", str(configured_daemon.state_dir)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert second.returncode == 1
+    assert (f"cannot start: another backupd is running with the state folder {configured_daemon.state_dir}"
+            in second.stderr)
+    assert not (tmp_path / "second.sock").exists()
+    with configured_daemon.client() as client:
+        assert client.call("jobs", {"limit": 1})[0]["kind"] == "configure"
+    configured_daemon.restart()
+    with configured_daemon.client() as client:
+        assert client.call("status")["state"] == "idle"
 
 
 def test_a_state_folder_another_user_owns_stops_the_start_with_a_clear_message(tmp_path):

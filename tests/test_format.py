@@ -147,3 +147,21 @@ def test_fields_align_values_and_indent_further_lines():
         "Last snapshot: 2 hours ago",
         "               box-1",
     ]
+
+
+def test_times_name_their_zone(monkeypatch):
+    import time
+
+    from backupctl import format as fmt
+
+    monkeypatch.setenv("TZ", "Europe/Lisbon")
+    time.tzset()
+    try:
+        assert fmt.timestamp(1780000000) == "2026-05-28 21:26:40 WEST"
+        assert fmt.clock(1780000000) == "21:26:40 WEST"
+        monkeypatch.setenv("TZ", "UTC")
+        time.tzset()
+        assert fmt.timestamp(1780000000) == "2026-05-28 20:26:40 UTC"
+    finally:
+        monkeypatch.undo()
+        time.tzset()

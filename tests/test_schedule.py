@@ -102,3 +102,22 @@ def test_interval():
 def test_bad_schedules(text):
     with pytest.raises(ScheduleError):
         parse_schedule(text)
+
+
+@pytest.mark.parametrize("text", ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "15 3 30-31 feb *"])
+def test_a_schedule_that_never_runs_is_refused(text):
+    with pytest.raises(ScheduleError, match="never runs"):
+        parse_schedule(text)
+
+
+@pytest.mark.parametrize("text", ["0 0 29 2 *", "0 0 30 2 mon", "0 0 31 * *"])
+def test_a_schedule_that_runs_rarely_is_kept(text):
+    assert runs(text, "2026-01-01T00:00", 1)
+
+
+def test_a_wrong_day_of_the_week_is_named_as_such():
+    with pytest.raises(ScheduleError, match="'funday' is not a day of the week"):
+        parse_schedule("weekly Funday")
+    with pytest.raises(ScheduleError, match="'25:00' is not a time of day"):
+        parse_schedule("weekly 25:00")
+    assert runs("weekly Thursday 04:30", "2026-06-01T00:00", 1) == ["2026-06-04T04:30:00+01:00"]

@@ -108,7 +108,7 @@ async def test_nothing_runs_before_the_first_due_time_or_when_manual(tmp_path, a
     script = ScriptedSnapshots(service)
     await run_for(service, script, 16 * HOUR)
     assert script.runs == []
-    manual = make_service(tmp_path, "manual", configured_at=START)
+    manual = make_service(tmp_path / "manual", "manual", configured_at=START)
     manual_script = ScriptedSnapshots(manual)
     await run_for(manual, manual_script, 48 * HOUR)
     assert manual_script.runs == [] and manual.next_run is None

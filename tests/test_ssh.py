@@ -10,7 +10,8 @@ import pytest
 from backupd.capabilities import Capability, mask
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.processes import capabilities_of, children_of, process_tree
-from tests.sshd import SshServer, sshd_available
+from backupctl.protocol import RpcError
+from tests.sshd import SshServer, free_port, sshd_available
 from tests.test_daemon import call_error, wait_for
 from tests.tree import describe
 from tests.users import NOBODY
@@ -252,3 +253,57 @@ def test_an_append_only_server_keeps_snapshots_working(daemon, ssh_server, remot
         status = client.call("status")
         assert client.call("config")["append_only"] is True
     assert status["snapshot_count"] == 2 and "append-only" in status["retention"]
+
+
+def ssh_reason(daemon, location: str, sample_data) -> RpcError:
+    with daemon.client() as client:
+        return call_error(client, "configure", {"repository": location, "passphrase": PASSPHRASE,
+                                                "sources": [str(sample_data)]})
+
+
+def test_a_refused_port_is_named_with_ssh_own_words(daemon, sample_data, remote_repository):
+    port = free_port()
+    error = ssh_reason(daemon, f"ssh://root@127.0.0.1:{port}{remote_repository}", sample_data)
+    assert error.code == "repository_unreachable" and error.data["reason"] == "port_refused"
+    assert f"127.0.0.1 refuses connections on port {port}" in error.message
+    assert any("Connection refused" in line for line in error.data["ssh"])
+
+
+def test_an_unknown_host_is_named(daemon, sample_data):
+    error = ssh_reason(daemon, "ssh://root@no-such-host.invalid/srv/repo", sample_data)
+    assert error.code == "repository_unreachable" and error.data["reason"] == "unknown_host"
+    assert "There is no host named no-such-host.invalid" in error.message
+
+
+def test_a_refused_key_is_auth_failed_every_time(daemon, ssh_server, remote_repository, sample_data, tmp_path):
+    remote_repository.parent.mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    ssh_server.authorize((tmp_path / "other.pub").read_text(), remote_repository)
+    for _ in range(3):
+        error = ssh_reason(daemon, ssh_server.location(remote_repository), sample_data)
+        assert (error.code, error.data["reason"]) == ("auth_failed", "key_refused"), error
+        assert any("Permission denied" in line for line in error.data["ssh"])
+
+
+def test_a_changed_host_key_is_named_with_ssh_own_words(daemon, ssh_server, remote_repository, sample_data):
+    authorize_daemon(daemon, ssh_server, remote_repository)
+    configure_remote(daemon, ssh_server, remote_repository, [sample_data])
+    ssh_server.stop()
+    ssh_server.new_host_key()
+    ssh_server.start()
+    with daemon.client() as client:
+        refused = client.call("snapshot", {"wait": True})
+    assert refused["error"]["code"] == "host_key_changed" and refused["error"]["data"]["reason"] == "host_key_changed"
+    assert any("Host key verification failed" in line for line in refused["error"]["data"]["ssh"])
+
+
+def test_a_server_without_borg_is_named(daemon, ssh_server, remote_repository, sample_data):
+    remote_repository.parent.mkdir(parents=True)
+    with daemon.client() as client:
+        key = client.call("ssh_key")
+    ssh_server.authorized_keys.write_text(
+        f'command="/nonexistent/borg serve",restrict {key["public_key"].strip()}\n')
+    error = ssh_reason(daemon, ssh_server.location(remote_repository), sample_data)
+    assert error.code == "repository_unreachable" and error.data["reason"] == "borg_missing", error
+    assert "has no borg to run" in error.message
+    assert any("/nonexistent/borg" in line for line in error.data["ssh"])

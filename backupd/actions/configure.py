@@ -11,8 +11,8 @@ import trio
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
 from backupd.borg import commands
-from backupd.config import BackupConfig, check_new_passphrase, config_from_params
-from backupd.errors import invalid_params
+from backupd.config import BackupConfig, changed_config, check_new_passphrase, config_from_params
+from backupd.errors import busy, invalid_params
 from backupd.jobs import Job, ReportProgress
 from backupd.restorable import refuse_unrestorable
 from backupd.service import Service
@@ -22,16 +22,30 @@ from backupd.ssh import remote_location
 async def configure(
     service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    config = config_from_params(params, service.settings.defaults)
+    config = config_from_params(params, service.settings.defaults, service.config)
     refuse_unrestorable(config.sources)
-    job = service.jobs.start("configure", "manual", partial(_connect, service, config), requested_by)
+    may_create = params.get("create", True)
+    job = service.jobs.start("configure", "manual", partial(_connect, service, config, may_create), requested_by)
     await service.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
     return job.result
 
 
-async def _connect(service: Service, config: BackupConfig, job: Job, report: ReportProgress) -> dict[str, Any]:
+async def change(service: Service, params: dict[str, Any]) -> dict[str, Any]:
+    """Change settings of the configured backups (no passphrase needed), keeping the rest."""
+    running = service.jobs.current
+    if running is not None and running.kind in ("configure", "reset"):
+        raise busy(running.to_record())
+    config = changed_config(service.require_config(), params)
+    refuse_unrestorable(config.sources)
+    await service.save_config(config)
+    return config.public()
+
+
+async def _connect(
+    service: Service, config: BackupConfig, may_create: bool, job: Job, report: ReportProgress
+) -> dict[str, Any]:
     report({"step": "connecting", "repository": config.repository})
     server = remote_location(config.repository)
     if server is not None and config.host_key is not None:
@@ -44,6 +58,9 @@ async def _connect(service: Service, config: BackupConfig, job: Job, report: Rep
         except RpcError as error:
             if error.code != ErrorCode.REPOSITORY_NOT_FOUND and not _empty_local_folder(config.repository, error):
                 raise
+            if not may_create:
+                raise RpcError(ErrorCode.REPOSITORY_NOT_FOUND,
+                               f"There is no repository at {config.repository} (create was false)") from None
             check_new_passphrase(config.passphrase)
             report({"step": "creating", "repository": config.repository})
             await service.borg(commands.init(config.repository, config.encryption), config=config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
@@ -21,7 +22,6 @@ from backupctl.paths import from_wire
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.repository import refresh_if_changed
 from backupd.borg import commands
-from backupd.borg.process import bytes_written
 from backupd.borg.runner import BorgEvent, LogMessage
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params, not_found, not_in_snapshot
@@ -31,6 +31,7 @@ from backupd.params import Param, PathName
 from backupd.paths import is_within, outermost
 from backupd.borg.grammar import check_exclude
 from backupd.borg.patterns import exclude_matcher
+from backupd.progress import estimate
 from backupd.restore.archive_roots import excludes_in, locate, roots_of
 from backupd.restore.not_created import missing_in, refused_path
 from backupd.restore.preview import preview
@@ -72,7 +73,8 @@ def start_restore(service: Service, params: dict[str, Any], requested_by: dict[s
         dry_run=params.get("dry_run", False),
         remove_excluded=params.get("remove_excluded", False),
     )
-    return service.jobs.start("restore", "manual", partial(_restore, service, request), requested_by)
+    return service.jobs.start("restore", "manual", partial(_restore, service, request), requested_by,
+                              dry_run=request.dry_run)
 
 
 def journal_path(service: Service, job_id: str) -> Path:
@@ -267,16 +269,16 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
                     refused.append(path)
 
             async with trio.open_nursery() as nursery:
-                borg_pids: list[int] = []
-                nursery.start_soon(_report_written, borg_pids, progress, report)
+                nursery.start_soon(_report_written, progress, report)
                 with transaction.opened_staging_folder(group) as staging_fd:
-                    extracted = await service.borg(
+                    progress.begin_group(staging_fd)
+                    await service.borg(
                         commands.extract(config.repository, request.archive.name, paths),
-                        on_event=on_event, cwd=f"/proc/self/fd/{staging_fd}", on_start=borg_pids.append)
+                        on_event=on_event, cwd=f"/proc/self/fd/{staging_fd}")
+                    progress.group_done()
                     missing = await trio.to_thread.run_sync(missing_in, staging_fd, refused)
                     not_restored += [contents.place_of(path.lstrip("/")) for path in missing]
                 nursery.cancel_scope.cancel()
-            progress.group_done(extracted.written_bytes)
         report(dict(progress.current(), step="swapping"))
         await trio.to_thread.run_sync(transaction.swap_into_place)
     except BaseException as failure:
@@ -288,8 +290,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
             raise RpcError(ErrorCode.RESTORE_FAILED, f"The restore failed: {failure}") from None
         raise
     _clean_up_after_the_job(service, transaction)
-    report(dict(progress.current(), percent=100.0, eta=0.0, step="done"))
-    # borg names every item it extracts, folders too: a whole restore counts the snapshot's files.
+    report(dict(progress.current(finished=True), step="done"))
     files = contents.files if not request.paths else progress.files_seen
     log.info("restored %d files, %d bytes", files, progress.done_size)
     await _report_not_restored(service, not_restored)
@@ -332,17 +333,18 @@ LISTED_ITEM_LOGGER = "borg.output.list"
 PROGRESS_INTERVAL = 0.25
 
 
-async def _report_written(borg_pids: list[int], progress: RestoreProgress, report: ReportProgress) -> None:
-    """Every PROGRESS_INTERVAL, what borg has written so far: the bytes of the files it extracts."""
+async def _report_written(progress: RestoreProgress, report: ReportProgress) -> None:
+    """Every PROGRESS_INTERVAL, what borg has extracted so far."""
     while True:
-        if borg_pids:
-            progress.written(bytes_written(borg_pids[0]))
         report(progress.current())
         await trio.sleep(PROGRESS_INTERVAL)
 
 
 class RestoreProgress:
-    """Bytes and files extracted against the snapshot's totals, with percent and ETA."""
+    """Files and bytes extracted against the snapshot's totals, with percent and ETA.
+
+    What counts is what the overview counts: regular files and their sizes, measured on the
+    staged copies (borg names an item as it starts extracting it), never beyond the totals."""
 
     def __init__(self, total_size: int | None, total_files: int | None,
                  place_of: Callable[[str], str] = lambda archive_path: "/" + archive_path) -> None:
@@ -351,36 +353,53 @@ class RestoreProgress:
         self.total_files = total_files
         self.started = trio.current_time()
         self.done_size = 0
-        self._group_base = 0
         self.files_seen = 0
+        self._staging_fd: int | None = None
+        self._extracting: str | None = None
         self._last_path: str | None = None
 
+    def begin_group(self, staging_fd: int) -> None:
+        self._staging_fd = staging_fd
+
     def item_extracted(self, path: str) -> None:
-        self.files_seen += 1
+        self._count_extracted()
+        self._extracting = path
         self._last_path = path
 
-    def written(self, size: int | None) -> None:
-        if size is not None:
-            self.done_size = max(self.done_size, self._group_base + size)
+    def group_done(self) -> None:
+        self._count_extracted()
+        self._staging_fd = None
 
-    def group_done(self, size: int | None) -> None:
-        self.written(size)
-        self._group_base = self.done_size
+    def _count_extracted(self) -> None:
+        staged = self._staged(self._extracting)
+        self._extracting = None
+        if staged is not None and stat.S_ISREG(staged.st_mode):
+            self.files_seen += 1
+            self.done_size += staged.st_size
 
-    def current(self) -> dict[str, Any]:
+    def _staged(self, path: str | None) -> os.stat_result | None:
+        if path is None or self._staging_fd is None:
+            return None
+        try:
+            return os.stat(path, dir_fd=self._staging_fd, follow_symlinks=False)
+        except (OSError, ValueError):
+            return None
+
+    def current(self, finished: bool = False) -> dict[str, Any]:
         elapsed = trio.current_time() - self.started
+        in_progress = self._staged(self._extracting)
+        partial_size = in_progress.st_size if in_progress is not None and stat.S_ISREG(in_progress.st_mode) else 0
+        done_size = _at_most(self.done_size + partial_size, self.total_size)
         progress: dict[str, Any] = {
-            "files": self.files_seen,
+            "files": _at_most(self.files_seen, self.total_files),
             "total_files": self.total_files,
-            "original_size": self.done_size,
+            "original_size": done_size,
             "total_size": self.total_size,
             "path": self.place_of(self._last_path) if self._last_path else None,
             "elapsed": round(elapsed, 1),
-            "percent": None,
-            "eta": None,
         }
-        if self.total_size and self.done_size:
-            fraction = min(self.done_size / self.total_size, 1.0)
-            progress["percent"] = round(fraction * 100, 1)
-            progress["eta"] = round(elapsed * (1 - fraction) / fraction, 1)
-        return progress
+        return {**progress, **estimate(done_size, self.total_size, elapsed, finished).to_wire()}
+
+
+def _at_most(value: int, total: int | None) -> int:
+    return min(value, total) if total is not None else value

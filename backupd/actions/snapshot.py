@@ -20,6 +20,7 @@ from backupd.borg.runner import ArchiveProgress, BorgEvent, LogMessage
 from backupd.errors import no_sources
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
+from backupd.progress import estimate
 from backupd.service import Service
 from backupd.state import Problem, SnapshotSummary
 
@@ -43,7 +44,8 @@ def start_snapshot(service: Service, trigger: str, requested_by: dict[str, Any] 
 
 
 class ProgressEstimate:
-    """Percent and ETA of a snapshot, measured against the previous snapshot's original size."""
+    """Percent and ETA of a snapshot, measured against the previous snapshot's original size;
+    data that grew past it is said to be more than expected, not held at 99 %."""
 
     def __init__(self, expected_size: int | None) -> None:
         self.expected_size = expected_size or None
@@ -66,17 +68,15 @@ class ProgressEstimate:
             "deduplicated_size": summary.deduplicated_size,
             "path": None,
         }
-        return dict(self.latest, elapsed=round(trio.current_time() - self.started, 1), percent=100.0, eta=0.0)
+        return self._with_estimate(finished=True)
 
     def current(self) -> dict[str, Any]:
+        return self._with_estimate(finished=False)
+
+    def _with_estimate(self, finished: bool) -> dict[str, Any]:
         elapsed = trio.current_time() - self.started
-        progress = dict(self.latest, elapsed=round(elapsed, 1), percent=None, eta=None)
-        done = self.latest["original_size"]
-        if self.expected_size and done:
-            fraction = min(done / self.expected_size, 0.99)
-            progress["percent"] = round(fraction * 100, 1)
-            progress["eta"] = round(elapsed * (1 - fraction) / fraction, 1)
-        return progress
+        done = estimate(self.latest["original_size"], self.expected_size, elapsed, finished)
+        return dict(self.latest, elapsed=round(elapsed, 1), expected_size=self.expected_size, **done.to_wire())
 
 
 async def _take_snapshot(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
@@ -120,7 +120,7 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
     own_files = [f"pp:{service.settings.state_dir}", f"pp:{service.borg_base_dir()}"]
     command = commands.create(
         config.repository, name, config.sources, (*config.exclude, *own_files), config.compression,
-        upload_limit=service.settings.upload_limit,
+        upload_limit=service.settings.upload_limit if config.upload_limit is None else config.upload_limit,
     )
     checkpoints_before = service.repository.checkpoints_left
     # An interrupted `borg create` leaves a checkpoint; it is known until this one succeeds.

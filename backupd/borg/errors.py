@@ -228,6 +228,9 @@ def _disk_full(code: str, message: str, result: BorgResult, repository: str | No
     return ErrorCode.DISK_FULL, f"The disk is full: borg could not write to {where} or to its cache. Free some space; the next run retries."
 
 
+AUTH_FAILED_MESSAGE = (
+    "The server at {where} refused this box's SSH key; add the key from `backupctl ssh-key` to its authorized_keys."
+)
 # What ssh prints, relayed by borg as "Remote: ..." lines, when the link itself was refused.
 _HOST_KEY_CHANGED = (
     "The SSH host key of {where} is not the one recorded: nothing was sent. If the server was "
@@ -235,8 +238,7 @@ _HOST_KEY_CHANGED = (
 )
 _SSH_FAILURES = (
     ("Host key verification failed", ErrorCode.HOST_KEY_CHANGED, _HOST_KEY_CHANGED),
-    ("Permission denied", ErrorCode.AUTH_FAILED,
-     "The server at {where} refused this box's SSH key; add the key from `backupctl ssh-key` to its authorized_keys."),
+    ("Permission denied", ErrorCode.AUTH_FAILED, AUTH_FAILED_MESSAGE),
 )
 
 

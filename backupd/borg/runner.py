@@ -37,6 +37,9 @@ BORG_SETTINGS: Mapping[str, str] = {
 KEPT_LOG_MESSAGES = 50
 MAX_LINE_BYTES = 1024 * 1024
 OUTPUT_DRAIN_SECONDS = 5.0
+# A cancelled job ends within about two seconds: borg gets this long to stop on SIGINT (between
+# files), then SIGTERM, which it answers at once, releasing its lock.
+CANCEL_GRACE_SECONDS = 1.0
 _READ_SIZE = 65536
 
 
@@ -173,7 +176,7 @@ async def run_borg(
     cwd: str | None = None,
     on_start: Callable[[int], None] | None = None,
     on_stdout: Callable[[bytes], Awaitable[None]] | None = None,
-    grace_period: float = 10.0,
+    grace_period: float = CANCEL_GRACE_SECONDS,
     kill_delay: float = 5.0,
 ) -> BorgResult:
     """Run borg to completion and return what it reported, or raise errors.BorgFailed.

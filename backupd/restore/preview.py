@@ -65,7 +65,8 @@ def preview(items: Iterable[dict[str, Any]], targets: Iterable[str],
             result.bytes += item.get("size", 0) if item.get("type") == "-" else 0
             continue
         if _same(item, current):
-            result.unchanged += 1
+            # Counted as the overview counts: files, not the folders that hold them.
+            result.unchanged += 0 if item.get("type") == "d" else 1
         else:
             result.replaced.add(path)
             result.bytes += item.get("size", 0) if item.get("type") == "-" else 0
