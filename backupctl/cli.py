@@ -542,6 +542,8 @@ def restore_params(args: argparse.Namespace) -> dict[str, Any]:
         params["snapshot"] = args.snapshot
     if args.paths:
         params["paths"] = [os.path.abspath(path) for path in args.paths]
+    if args.remove_excluded:
+        params["remove_excluded"] = True
     return params
 
 
@@ -569,18 +571,22 @@ def snapshot_time(client: Client, name: str | None) -> float | None:
 
 
 def describe_restore_plan(plan: Mapping[str, Any], taken: float | None, now: float) -> str:
-    written, replaced, removed = (plan.get(change) or {} for change in ("written", "replaced", "removed"))
+    written, replaced, removed, kept = (plan.get(change) or {} for change in ("written", "replaced", "removed", "kept"))
     pairs = [
         ("Snapshot", f"{plan.get('snapshot')}, taken {fmt.timestamp(taken)} ({fmt.relative_time(taken, now)})"),
         ("Targets", path_list(plan.get("targets") or [], "\n")),
         ("Written", f"{fmt.plural(written.get('count', 0), 'file')} missing now"),
         ("Replaced", f"{fmt.plural(replaced.get('count', 0), 'file')} changed since the snapshot"),
         ("Removed", f"{fmt.plural(removed.get('count', 0), 'file')} not in the snapshot"),
+        ("Kept", f"{fmt.plural(kept.get('count', 0), 'item')} the snapshot excluded"),
         ("Unchanged", fmt.plural(plan.get("unchanged", 0), "file")),
         ("To write", fmt.human_size(plan.get("bytes"))),
+        *(("Room", f"{fmt.human_size(room.get('free'))} free on {room.get('mount_point') or 'its file system'}"
+                   + ("" if room.get("needed", 0) <= room.get("free", 0) else ": NOT ENOUGH, nothing will be restored"))
+          for room in plan.get("space") or []),
     ]
     sections = [fmt.fields(pairs)]
-    for title, changes in (("Files to replace", replaced), ("Files to remove", removed)):
+    for title, changes in (("Files to replace", replaced), ("Files to remove", removed), ("Files kept", kept)):
         if changes.get("count"):
             sections.append(f"{title}:\n" + fmt.examples(changes.get("paths") or [], changes["count"], EXAMPLE_PATHS))
     return "\n".join(sections)
@@ -1197,6 +1203,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--path", dest="paths", action="append", metavar="PATH",
                          help="restore only this file or folder (repeatable; default: all the snapshot holds)")
     restore.add_argument("--dry-run", action="store_true", help="only show what a restore would change")
+    restore.add_argument("--remove-excluded", action="store_true",
+                         help="remove, too, what the snapshot's exclude patterns match (kept by default)")
     restore.add_argument("--yes", action="store_true", help="restore without asking for confirmation")
     restore.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
     reset = command("reset", "forget the configuration and passphrase on this box; the repository stays")

@@ -910,3 +910,22 @@ def test_a_finished_snapshot_shows_its_first_warnings_and_how_to_see_the_rest() 
     assert lines[10:] == ["warning: ... and 140 more: `backupctl log 42` lists them"]
     assert warning_lines({"id": "1", "result": {"warnings": ["one"]}}) == ["warning: one"]
     assert warning_lines({"id": "2", "result": None}) == []
+
+
+def test_restore_shows_what_the_snapshot_excluded_as_kept_and_removes_it_only_when_asked(
+    configured_daemon: DaemonProcess, sample_data: Path, backupctl: RunCli
+) -> None:
+    film = sample_data / "folder1" / "holiday.big"
+    film.write_bytes(b"film")
+    assert backupctl(configured_daemon.socket, "change", "--exclude", "*.big").code == 0
+    take_snapshot(configured_daemon)
+    plan = backupctl(configured_daemon.socket, "restore", "--dry-run")
+    assert plan.code == 0, plan.err
+    assert "Kept:      1 item the snapshot excluded" in plan.out
+    assert f"Files kept:\n  {film}" in plan.out
+    assert re.search(r"Room:      \S+ \S+ free on /", plan.out), plan.out
+    assert backupctl(configured_daemon.socket, "restore", "--yes").code == 0
+    assert film.read_bytes() == b"film"
+    removing = backupctl(configured_daemon.socket, "restore", "--yes", "--remove-excluded")
+    assert removing.code == 0, removing.err
+    assert "Removed:   1 file not in the snapshot" in removing.out and not film.exists()
