@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from backupctl.client import Client
-from backupd.actions.restore import JOURNAL_DOCUMENT
+from backupd.actions.restore import unfinished_journals
 from bench.options import COMPRESSION, ENCRYPTION, PASSPHRASE
 
 START_TIMEOUT = 20.0
@@ -105,10 +105,9 @@ class BenchDaemon:
         return self.succeeded(self.call("restore", {"wait": True}))
 
     def wait_for_restore_clean_up(self) -> None:
-        """The restore journal stays in the state folder until the replaced content is deleted."""
-        journal = self.state_dir / f"{JOURNAL_DOCUMENT}.json"
+        """A restore's journal stays in the state folder until the replaced content is deleted."""
         deadline = time.monotonic() + CALL_TIMEOUT
-        while journal.exists():
+        while unfinished_journals(self.state_dir):
             if time.monotonic() > deadline:
                 raise DaemonFailed(f"the restore clean-up did not end within {CALL_TIMEOUT:.0f} s")
             time.sleep(CLEAN_UP_POLL_SECONDS)
