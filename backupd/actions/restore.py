@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -30,14 +30,18 @@ from backupd.jobs import Job, ReportProgress
 from backupd.params import Param, PathName
 from backupd.paths import is_within, outermost
 from backupd.borg.grammar import check_exclude
+from backupd.browse.index import SnapshotIndex
 from backupd.borg.patterns import exclude_matcher
-from backupd.restore.archive_roots import excludes_in, locate, roots_of
+from backupd.restore.archive_roots import excludes_in
 from backupd.restore.not_created import missing_in, refused_path
 from backupd.restore.preview import preview
-from backupd.restore.space import bytes_by_target, on_one_file_system, room_for
+from backupd.restore.space import on_one_file_system, room_for
 from backupd.restore.transaction import NotInSnapshot, RestoreError, RestoreTransaction
 from backupd.service import Service
 from backupd.state import ArchiveEntry
+
+if TYPE_CHECKING:
+    from backupd.actions.browse import Browser
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +173,14 @@ async def _snapshot_contents(service: Service, config: BackupConfig, archive: Ar
     if archive.sources:
         places = {source: source.lstrip("/") for source in archive.sources}
         return SnapshotContents(places, archive.files or 0, archive.original_size or 0, exclude)
-    listing = await service.borg(commands.list_items(config.repository, archive.name))
-    roots = roots_of(item["path"] for item in commands.listed_items(listing.stdout) if item.get("path"))
-    places = locate(roots, details.get("command_line") or [], details.get("cwd") or "")
+    places = (await _browser(service).contents_of(archive)).places
     return SnapshotContents(places, stats.get("nfiles") or 0, stats.get("original_size") or 0, exclude)
+
+
+def _browser(service: Service) -> Browser:
+    """The service's snapshot indexes, which restores read as browsing does."""
+    from backupd.actions.browse import browser_of  # browse builds on this module's SnapshotContents
+    return browser_of(service)
 
 
 def _valid_exclude(pattern: str) -> bool:
@@ -201,15 +209,12 @@ def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tu
 
 async def _dry_run(service: Service, config: BackupConfig, request: RestoreRequest,
                    targets: tuple[str, ...], contents: SnapshotContents) -> dict[str, Any]:
-    listing = await service.borg(
-        commands.list_items(config.repository, request.archive.name, [contents.archive_path(target) for target in targets])
-    )
-    items = commands.listed_items(listing.stdout)
-    changes = await trio.to_thread.run_sync(
-        preview, items, targets, contents.place_of, (lambda place: False) if request.remove_excluded else contents.excluded)
-    if changes.missing:
-        raise not_in_snapshot(request.archive.name, changes.missing, list(contents.sources))
-    needed = bytes_by_target(items, targets, contents.place_of)
+    excluded = (lambda place: False) if request.remove_excluded else contents.excluded
+    async with _browser(service).opened(request.archive) as (index, _):
+        changes = await trio.to_thread.run_sync(preview, index, targets, contents, excluded)
+        if changes.missing:
+            raise not_in_snapshot(request.archive.name, changes.missing, list(contents.sources))
+        needed = await trio.to_thread.run_sync(_bytes_by_target, index, targets, contents)
     rooms = await trio.to_thread.run_sync(room_for, needed)
     return {"dry_run": True, "snapshot": request.archive.name, "targets": list(targets), **changes.to_record(),
             "bytes": sum(needed.values()), "space": [room.to_record() for room in rooms]}
