@@ -22,7 +22,7 @@ from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.repository import refresh_if_changed
 from backupd.borg import commands
 from backupd.borg.process import bytes_written
-from backupd.borg.runner import BorgEvent, LogMessage
+from backupd.borg.runner import BorgEvent, ListedItem, LogMessage
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params, not_found, not_in_snapshot
 from backupd.hooks import around_job
@@ -227,10 +227,8 @@ async def _refuse_without_room(service: Service, config: BackupConfig, request: 
     if not request.paths and await trio.to_thread.run_sync(on_one_file_system, targets):
         needed = {targets[0]: contents.original_size}
     else:
-        listing = await service.borg(
-            commands.list_items(config.repository, request.archive.name, [contents.archive_path(target) for target in targets])
-        )
-        needed = bytes_by_target(commands.listed_items(listing.stdout), targets, contents.place_of)
+        async with _browser(service).opened(request.archive) as (index, _):
+            needed = await trio.to_thread.run_sync(_bytes_by_target, index, targets, contents)
     short = [room for room in await trio.to_thread.run_sync(room_for, needed) if not room.fits]
     if short:
         room = short[0]
@@ -240,6 +238,10 @@ async def _refuse_without_room(service: Service, config: BackupConfig, request: 
             f"(a whole second copy, before the old one is deleted) and {room.free} are free; nothing was restored",
             {"mount_point": room.mount_point, "needed": room.needed, "free": room.free},
         )
+
+
+def _bytes_by_target(index: SnapshotIndex, targets: tuple[str, ...], contents: SnapshotContents) -> dict[str, int]:
+    return {target: index.file_bytes(contents.archive_path(target)) for target in targets}
 
 
 async def _extract_and_swap(service: Service, config: BackupConfig, request: RestoreRequest,
@@ -266,8 +268,8 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
             refused: list[str] = []
 
             def on_event(event: BorgEvent) -> None:
-                if isinstance(event, LogMessage) and event.name == LISTED_ITEM_LOGGER:
-                    progress.item_extracted(event.message)
+                if isinstance(event, ListedItem):
+                    progress.item_extracted(event)
                 elif isinstance(event, LogMessage) and (path := refused_path(event)) is not None:
                     refused.append(path)
 
@@ -333,7 +335,6 @@ def _clean_up_after_the_job(service: Service, transaction: RestoreTransaction) -
     service.jobs.start_after_job(clean_up)
 
 
-LISTED_ITEM_LOGGER = "borg.output.list"
 PROGRESS_INTERVAL = 0.25
 
 
@@ -358,11 +359,11 @@ class RestoreProgress:
         self.done_size = 0
         self._group_base = 0
         self.files_seen = 0
-        self._last_path: str | None = None
+        self._last_item: ListedItem | None = None
 
-    def item_extracted(self, path: str) -> None:
+    def item_extracted(self, item: ListedItem) -> None:
         self.files_seen += 1
-        self._last_path = path
+        self._last_item = item
 
     def written(self, size: int | None) -> None:
         if size is not None:
@@ -379,7 +380,7 @@ class RestoreProgress:
             "total_files": self.total_files,
             "original_size": self.done_size,
             "total_size": self.total_size,
-            "path": self.place_of(self._last_path) if self._last_path else None,
+            "path": self.place_of(self._last_item.message) if self._last_item else None,
             "elapsed": round(elapsed, 1),
             "percent": None,
             "eta": None,

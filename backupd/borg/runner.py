@@ -37,7 +37,13 @@ BORG_SETTINGS: Mapping[str, str] = {
 KEPT_LOG_MESSAGES = 50
 MAX_LINE_BYTES = 1024 * 1024
 OUTPUT_DRAIN_SECONDS = 5.0
+# While borg writes line after line (one per item of a restore), its stderr is read at most
+# this often, so each wake-up takes many lines at once.
+BUSY_READ_INTERVAL = 0.02
 _READ_SIZE = 65536
+# How borg's JsonFormatter ends a line of its list logger: recognised without decoding it.
+_LISTED_ITEM_START = b'{"type": "log_message", '
+_LISTED_ITEM_END = b'"levelname": "INFO", "name": "borg.output.list"}'
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,23 @@ class FileStatus:
     path: str
 
 
-BorgEvent = ArchiveProgress | ProgressPercent | ProgressMessage | LogMessage | FileStatus
+@dataclass(frozen=True, slots=True)
+class ListedItem:
+    """One line of borg's ``--list`` output (an item extracted, an archive pruned), kept as
+    borg wrote it: a restore lists every item, and only the latest one is ever read."""
+
+    line: bytes
+    encoding: str
+    secrets: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        record = _json_object(_decode(self.line, self.encoding))
+        message = _str(record.get("message")) if record is not None else None
+        return _as_text(_plain_text(message or ""), self.secrets).message
+
+
+BorgEvent = ArchiveProgress | ProgressPercent | ProgressMessage | LogMessage | FileStatus | ListedItem
 
 
 @dataclass
@@ -145,22 +167,25 @@ class LineSplitter:
         self._encoding = encoding
 
     def feed(self, chunk: bytes) -> list[str]:
+        return [_decode(line, self._encoding) for line in self.feed_bytes(chunk)]
+
+    def feed_bytes(self, chunk: bytes) -> list[bytes]:
+        """The complete lines, undecoded, without their line ends."""
         self._buffer += chunk
-        lines: list[str] = []
-        start = 0
-        while (end := self._buffer.find(b"\n", start)) >= 0:
-            lines.append(_decode(self._buffer[start:end], self._encoding))
-            start = end + 1
-        del self._buffer[:start]
+        lines = self._buffer.split(b"\n")
+        self._buffer = bytearray(lines.pop())
         while len(self._buffer) > self._max_line_bytes:
-            lines.append(_decode(self._buffer[: self._max_line_bytes], self._encoding))
+            lines.append(self._buffer[: self._max_line_bytes])
             del self._buffer[: self._max_line_bytes]
         return lines
 
     def flush(self) -> list[str]:
+        return [_decode(line, self._encoding) for line in self.flush_bytes()]
+
+    def flush_bytes(self) -> list[bytes]:
         rest = self._buffer
         self._buffer = bytearray()
-        return [_decode(rest, self._encoding)] if rest else []
+        return [rest] if rest else []
 
 
 async def run_borg(
@@ -197,6 +222,7 @@ async def run_borg(
             nursery.start_soon(output.read_stdout, process.stdout)
             nursery.start_soon(output.read_stderr, process.stderr)
             await process.wait()
+            output.exited.set()
             # A grandchild that inherited the pipes must not keep us waiting for EOF.
             nursery.cancel_scope.deadline = trio.current_time() + OUTPUT_DRAIN_SECONDS
     finally:
@@ -315,11 +341,12 @@ class _BorgOutput:
                  encoding: str = "utf-8", on_stdout: Callable[[bytes], Awaitable[None]] | None = None) -> None:
         self.log: deque[LogMessage] = deque(maxlen=KEPT_LOG_MESSAGES)
         self._on_event = on_event
-        self._secrets = secrets
+        self._secrets = tuple(secrets)
         self._encoding = encoding
         self._on_stdout = on_stdout
         self._stdout = bytearray()
         self._stderr_lines = LineSplitter(encoding=encoding)
+        self.exited = trio.Event()
 
     async def read_stdout(self, stream: trio.abc.ReceiveStream | None) -> None:
         if stream is None:
@@ -333,13 +360,26 @@ class _BorgOutput:
     async def read_stderr(self, stream: trio.abc.ReceiveStream | None) -> None:
         if stream is None:
             return
+        last_read = -BUSY_READ_INTERVAL
         while chunk := await stream.receive_some(_READ_SIZE):
-            for line in self._stderr_lines.feed(chunk):
-                self._handle_line(line)
+            for line in self._stderr_lines.feed_bytes(chunk):
+                self._handle_raw_line(line)
+            now = trio.current_time()
+            if now - last_read < BUSY_READ_INTERVAL and not self.exited.is_set():
+                with trio.move_on_after(BUSY_READ_INTERVAL):
+                    await self.exited.wait()
+            last_read = now
 
     def finish(self) -> None:
-        for line in self._stderr_lines.flush():
-            self._handle_line(line)
+        for line in self._stderr_lines.flush_bytes():
+            self._handle_raw_line(line)
+
+    def _handle_raw_line(self, line: bytes | bytearray) -> None:
+        if line.endswith(_LISTED_ITEM_END) and line.startswith(_LISTED_ITEM_START):
+            if self._on_event is not None:
+                self._on_event(ListedItem(bytes(line), self._encoding, self._secrets))
+            return
+        self._handle_line(_decode(line, self._encoding))
 
     def stdout_text(self) -> str:
         return _decode(self._stdout, self._encoding)
