@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from typing import Any, TextIO
 
 from backupctl import format as fmt
@@ -38,6 +39,9 @@ CALL_TIMEOUT = 60.0
 JOB_POLL_INTERVAL = 5.0
 PLAIN_PROGRESS_INTERVAL = 2.0
 JOBS_LOOKUP_LIMIT = 20
+JOBS_SHOWN = 20
+JOBS_PAGE_MAX = 200
+SNAPSHOTS_PAGE = 1000
 LIVE_REFRESH_INTERVAL = 1.0
 WARNINGS_MARKER = "!"
 WARNINGS_SHOWN = 10
@@ -451,7 +455,7 @@ def follow_job(client: Client, job: Mapping[str, Any], on_progress: ShowProgress
 
 
 def find_job(client: Client, job_id: str) -> dict[str, Any] | None:
-    for record in client.call("jobs", {"limit": JOBS_LOOKUP_LIMIT}):
+    for record in client.paged("jobs", "jobs", {"limit": JOBS_LOOKUP_LIMIT}):
         if record.get("id") == job_id:
             return record
     return None
@@ -564,7 +568,7 @@ def restore_plan_outcome(client: Client, job: Mapping[str, Any]) -> JobOutcome:
 
 
 def snapshot_time(client: Client, name: str | None) -> float | None:
-    for entry in client.call("snapshots"):
+    for entry in client.paged("snapshots", "snapshots"):
         if entry.get("name") == name:
             return entry.get("time")
     return None
@@ -709,7 +713,7 @@ def _check_private_folder(info: os.stat_result, folder: str) -> None:
 
 
 def run_snapshots(invocation: Invocation) -> int:
-    snapshots = invocation.client.call("snapshots")
+    snapshots = list(invocation.client.paged("snapshots", "snapshots", {"limit": SNAPSHOTS_PAGE}))
     if invocation.as_json:
         invocation.emit_json(snapshots)
         return EXIT_OK
@@ -726,8 +730,8 @@ def run_snapshots(invocation: Invocation) -> int:
 
 
 def run_jobs(invocation: Invocation) -> int:
-    params = {"limit": invocation.args.limit} if invocation.args.limit is not None else {}
-    records = invocation.client.call("jobs", params)
+    wanted = invocation.args.limit if invocation.args.limit is not None else JOBS_SHOWN
+    records = list(islice(invocation.client.paged("jobs", "jobs", {"limit": min(wanted, JOBS_PAGE_MAX)}), wanted))
     if invocation.as_json:
         invocation.emit_json(records)
         return EXIT_OK

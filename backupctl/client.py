@@ -89,6 +89,16 @@ class Client:
             if isinstance(message, Notification):
                 self._notifications.append(message)
 
+    def paged(self, method: str, key: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Every record of a paged method (``snapshots``, ``jobs``), asking page after page."""
+        cursor = ""
+        while True:
+            page = self.call(method, {**(params or {}), "cursor": cursor})
+            yield from page[key]
+            if page["cursor"] is None:
+                return
+            cursor = page["cursor"]
+
     def events(self) -> Iterator[Notification]:
         """Notifications, after a call to subscribe; ends when the daemon closes."""
         while True:

@@ -22,12 +22,14 @@ from backupd.config import CHANGE_PARAMS, CONFIGURE_PARAMS, unconfigured_view
 from backupd.errors import invalid_params
 from backupd.events import NotificationFilter
 from backupd.jobs import HISTORY_LIMIT
+from backupd.pages import MAX_PAGE_BYTES, PAGE_PARAMS, all_snapshots, snapshot_page
 from backupd.params import Param, check_params
 from backupd.service import Service
 from backupd.ssh import authorized_keys_line, remote_location
 from backupd.views import Shown, View, view_for
 
 DEFAULT_JOBS_LIMIT = 20
+DEFAULT_SNAPSHOTS_LIMIT = 200
 
 
 @dataclass
@@ -120,10 +122,12 @@ async def ssh_key(call: Call) -> dict[str, Any]:
     }
 
 
-async def snapshots(call: Call) -> list[dict[str, Any]]:
+async def snapshots(call: Call) -> list[dict[str, Any]] | dict[str, Any]:
     call.service.require_config()
-    archives = sorted(call.service.repository.archives, key=lambda archive: archive.age_order, reverse=True)
-    return [{"name": archive.name, "id": archive.id, "time": archive.time} for archive in archives]
+    by_age = call.service.repository.archives_by_age
+    if not call.params:
+        return all_snapshots(by_age)
+    return snapshot_page(by_age, call.params.get("limit", DEFAULT_SNAPSHOTS_LIMIT), call.params.get("cursor", "")).to_record()
 
 
 async def browse_snapshot(call: Call) -> dict[str, Any]:
@@ -141,11 +145,14 @@ async def compare_snapshots(call: Call) -> dict[str, Any]:
     return await compare(call.service, call.params)
 
 
-async def jobs(call: Call) -> list[dict[str, Any]]:
+async def jobs(call: Call) -> list[dict[str, Any]] | dict[str, Any]:
     limit = call.params.get("limit", DEFAULT_JOBS_LIMIT)
     if not 1 <= limit <= HISTORY_LIMIT:
         raise invalid_params("limit", f"limit must be between 1 and {HISTORY_LIMIT}")
-    return [job.to_record() for job in call.service.jobs.recent(limit)]
+    if "cursor" not in call.params:
+        return call.service.jobs.page(None, limit, MAX_PAGE_BYTES)[0]
+    records, cursor = call.service.jobs.page(call.params["cursor"] or None, limit, MAX_PAGE_BYTES)
+    return {"jobs": records, "cursor": cursor}
 
 
 async def job(call: Call) -> dict[str, Any]:
@@ -171,7 +178,7 @@ METHODS: dict[str, Method] = {
     "configure": Method(configure_repository, Level.ADMIN, CONFIGURE_PARAMS),
     "change": Method(change_settings, Level.ADMIN, CHANGE_PARAMS, shows=Shown.CONFIG),
     "snapshot": Method(snapshot, Level.ADMIN, (Param("wait", bool),), shows=Shown.JOB),
-    "snapshots": Method(snapshots, Level.READ, shows=Shown.SNAPSHOTS),
+    "snapshots": Method(snapshots, Level.READ, PAGE_PARAMS, shows=Shown.SNAPSHOTS),
     "check": Method(check, Level.ADMIN, (Param("wait", bool),), shows=Shown.JOB),
     "restore": Method(restore, Level.ADMIN, RESTORE_PARAMS, shows=Shown.JOB),
     "reset": Method(reset_configuration, Level.ADMIN),
@@ -180,7 +187,7 @@ METHODS: dict[str, Method] = {
     "browse": Method(browse_snapshot, Level.READ, BROWSE_PARAMS, shows=Shown.BROWSE),
     "versions": Method(path_versions, Level.ADMIN, VERSIONS_PARAMS),
     "compare": Method(compare_snapshots, Level.READ, COMPARE_PARAMS, shows=Shown.CHANGES),
-    "jobs": Method(jobs, Level.READ, (Param("limit", int),), shows=Shown.JOBS),
+    "jobs": Method(jobs, Level.READ, PAGE_PARAMS, shows=Shown.JOBS),
     "job": Method(job, Level.READ, (Param("id", str, required=True),), shows=Shown.JOB),
     "cancel": Method(cancel, Level.ADMIN, (Param("job", str, required=True),)),
     "subscribe": Method(subscribe, Level.READ),

@@ -11,11 +11,12 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
+import msgpack
 import trio
 
-from backupctl.paths import printable
+from backupctl.paths import printable, to_wire
 from backupctl.protocol import ErrorCode, RpcError
-from backupd.errors import busy, not_found
+from backupd.errors import busy, invalid_params, not_found
 from backupd.events import EventHub
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ class JobRunner:
         self._stop_reasons: dict[str, str] = {}
         self._next_id = 1
         self._finished_records: dict[str, dict[str, Any]] = {}
+        self._listed_records: dict[str, tuple[dict[str, Any], int]] = {}
         self.current: Job | None = None
         self.restore_history(history)
 
@@ -220,6 +222,40 @@ class JobRunner:
 
     def recent(self, limit: int) -> list[Job]:
         return self._history[:limit]
+
+    def page(self, after: str | None, limit: int, max_bytes: int) -> tuple[list[dict[str, Any]], str | None]:
+        """The records of at most ``limit`` jobs, newest first, after the job ``after`` (from
+        the newest when None), taking at most ``max_bytes`` packed; and the cursor of the next
+        page, None on the last."""
+        start = 0
+        if after is not None:
+            start = next((at + 1 for at, job in enumerate(self._history) if job.id == after), -1)
+            if start < 0:
+                raise invalid_params("cursor", "cursor must be one a previous answer gave")
+        records: list[dict[str, Any]] = []
+        size = 0
+        for job in self._history[start:start + limit]:
+            record, length = self._listed_record(job)
+            if records and size + length > max_bytes:
+                break
+            records.append(record)
+            size += length
+        more = start + len(records) < len(self._history)
+        return records, self._history[start + len(records) - 1].id if more and records else None
+
+    def _listed_record(self, job: Job) -> tuple[dict[str, Any], int]:
+        """A job's record for lists and its packed size; a finished job's is built only once."""
+        if job.finished is None:
+            record = job.to_record()
+            return record, _packed_size(record)
+        listed = self._listed_records.get(job.id)
+        if listed is None:
+            record = job.to_record()
+            listed = self._listed_records[job.id] = (record, _packed_size(record))
+            if len(self._listed_records) > 2 * HISTORY_LIMIT:
+                kept = {job.id for job in self._history}
+                self._listed_records = {key: value for key, value in self._listed_records.items() if key in kept}
+        return listed
 
     def history_records(self) -> list[dict[str, Any]]:
         """Full records of the kept history, to save; a finished job's record is built only once."""
@@ -315,3 +351,7 @@ def _first_rpc_error(group: ExceptionGroup, job: Job) -> RpcError:
         return leaf  # type: ignore[return-value]
     log.error("job %s (%s) failed on a bug", job.id, job.kind, exc_info=group)
     return RpcError(ErrorCode.INTERNAL, f"{job.kind} failed on an internal error")
+
+
+def _packed_size(record: dict[str, Any]) -> int:
+    return len(msgpack.packb(to_wire(record), use_bin_type=True, default=repr))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any, Self
 
 
@@ -78,6 +79,11 @@ class RepositoryState:
     @property
     def snapshot_count(self) -> int:
         return len(self.archives)
+
+    @cached_property
+    def archives_by_age(self) -> tuple[ArchiveEntry, ...]:
+        """The archives, oldest first, sorted once per state."""
+        return tuple(sorted(self.archives, key=lambda archive: archive.age_order))
 
     @property
     def last_success(self) -> float | None:

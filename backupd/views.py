@@ -170,7 +170,9 @@ def reader_config(config: dict[str, Any]) -> dict[str, Any]:
     return _without(config, "sources", "exclude")
 
 
-def reader_snapshots(snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def reader_snapshots(snapshots: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
+    if isinstance(snapshots, dict):
+        return {**snapshots, "snapshots": reader_snapshots(snapshots["snapshots"])}
     return [_without(snapshot, "sources") for snapshot in snapshots]
 
 
@@ -194,7 +196,8 @@ _READER_VIEWS: dict[Shown, Callable[[Any], Any]] = {
     Shown.OVERVIEW: reader_overview,
     Shown.CONFIG: reader_config,
     Shown.JOB: reader_job,
-    Shown.JOBS: lambda records: [reader_job(record) for record in records],
+    Shown.JOBS: lambda jobs: ({**jobs, "jobs": [reader_job(record) for record in jobs["jobs"]]}
+                              if isinstance(jobs, dict) else [reader_job(record) for record in jobs]),
     Shown.SNAPSHOTS: reader_snapshots,
     Shown.BROWSE: reader_browse,
     Shown.CHANGES: reader_changes,

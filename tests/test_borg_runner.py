@@ -18,6 +18,7 @@ from backupd.borg.runner import (
     BorgEvent,
     FileStatus,
     LineSplitter,
+    ListedItem,
     LogMessage,
     ProgressMessage,
     ProgressPercent,
@@ -167,6 +168,27 @@ async def test_list_archives_and_info_latest(repository: str, source_tree: Path,
     assert archive["name"] == "other-{x}"
     assert archive["stats"]["nfiles"] == 4
     assert latest.json["cache"]["stats"]["unique_csize"] > 0
+
+
+async def test_extract_names_each_item_it_writes_as_a_listed_item_read_only_when_asked(
+    repository: str, source_tree: Path, borg_env: dict[str, str], tmp_path: Path
+) -> None:
+    run = dict(borg=BORG, passphrase=PASSPHRASE, env=borg_env)
+    named_after_the_passphrase = source_tree / f"{PASSPHRASE}.txt"
+    named_after_the_passphrase.write_text("x")
+    listed: list[ListedItem] = []
+    target = tmp_path / "target"
+    target.mkdir()
+    with trio.fail_after(30):
+        await run_borg(commands.create(repository, "box-1", [str(source_tree)]), **run)
+        result = await run_borg(commands.extract(repository, "box-1"), cwd=str(target),
+                                on_event=lambda event: isinstance(event, ListedItem) and listed.append(event), **run)
+    archived = source_tree.relative_to("/")
+    expected = [str(archived)] + [f"{archived}/{name}" for name in (
+        "docs", "docs/letter.txt", "photo.bin", "empty", "[redacted].txt")]
+    assert sorted(item.message for item in listed) == sorted(expected)
+    assert not any(message.name == "borg.output.list" for message in result.log), "kept out of the last lines"
+    assert (target / archived / "photo.bin").exists()
 
 
 async def test_wrong_passphrase_fails_fast(repository: str, borg_env: dict[str, str]) -> None:

@@ -29,7 +29,7 @@ from backupd.actions.maintenance import (
 )
 from backupd.borg import commands
 from backupd.borg.errors import BorgFailed
-from backupd.borg.runner import BorgEvent, LogMessage, ProgressPercent, run_borg
+from backupd.borg.runner import BorgEvent, ListedItem, ProgressPercent, run_borg
 from backupd.config import BackupConfig
 from backupd.service import Service
 from backupd.settings import Settings
@@ -221,7 +221,7 @@ async def test_dry_run_lines_from_borg_read_as_the_real_prune_does(service: Serv
     planned: list[PruneVerdict] = []
 
     def collect(event: BorgEvent) -> None:
-        if isinstance(event, LogMessage) and event.name == "borg.output.list":
+        if isinstance(event, ListedItem):
             verdict = parse_prune_line(event.message)
             assert verdict is not None, event.message
             planned.append(verdict)

@@ -15,14 +15,13 @@ from backupctl.protocol import RpcError
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.borg.errors import EXIT_SUCCESS, BorgFailed
-from backupd.borg.runner import BorgEvent, LogMessage
+from backupd.borg.runner import BorgEvent, ListedItem, LogMessage
 from backupd.config import BackupConfig
 from backupd.service import Service
 
 log = logging.getLogger(__name__)
 
 PRUNE_REFUSED = "prune_refused"
-LIST_LOGGER = "borg.output.list"
 MAX_CHECK_ERRORS = 100
 
 # Failures of `borg check` that report damaged repository data rather than a repository
@@ -172,7 +171,7 @@ async def _run_prune(service: Service, config: BackupConfig, own: OwnArchives, d
     unreadable: list[str] = []
 
     def collect(event: BorgEvent) -> None:
-        if isinstance(event, LogMessage) and event.name == LIST_LOGGER:
+        if isinstance(event, ListedItem):
             verdict = parse_prune_line(event.message)
             if verdict is None:
                 unreadable.append(event.message)

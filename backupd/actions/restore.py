@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -22,7 +22,7 @@ from backupctl.paths import from_wire
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.repository import refresh_if_changed
 from backupd.borg import commands
-from backupd.borg.runner import BorgEvent, LogMessage
+from backupd.borg.runner import BorgEvent, ListedItem, LogMessage
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params, not_found, not_in_snapshot
 from backupd.hooks import around_job
@@ -30,15 +30,19 @@ from backupd.jobs import Job, ReportProgress
 from backupd.params import Param, PathName
 from backupd.paths import is_within, outermost
 from backupd.borg.grammar import check_exclude
+from backupd.browse.index import SnapshotIndex
 from backupd.borg.patterns import exclude_matcher
 from backupd.progress import estimate
-from backupd.restore.archive_roots import excludes_in, locate, roots_of
+from backupd.restore.archive_roots import excludes_in
 from backupd.restore.not_created import missing_in, refused_path
 from backupd.restore.preview import preview
-from backupd.restore.space import bytes_by_target, on_one_file_system, room_for
+from backupd.restore.space import on_one_file_system, room_for
 from backupd.restore.transaction import NotInSnapshot, RestoreError, RestoreTransaction
 from backupd.service import Service
 from backupd.state import ArchiveEntry
+
+if TYPE_CHECKING:
+    from backupd.actions.browse import Browser
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +175,14 @@ async def _snapshot_contents(service: Service, config: BackupConfig, archive: Ar
     if archive.sources:
         places = {source: source.lstrip("/") for source in archive.sources}
         return SnapshotContents(places, archive.files or 0, archive.original_size or 0, exclude)
-    listing = await service.borg(commands.list_items(config.repository, archive.name))
-    roots = roots_of(item["path"] for item in commands.listed_items(listing.stdout) if item.get("path"))
-    places = locate(roots, details.get("command_line") or [], details.get("cwd") or "")
+    places = (await _browser(service).contents_of(archive)).places
     return SnapshotContents(places, stats.get("nfiles") or 0, stats.get("original_size") or 0, exclude)
+
+
+def _browser(service: Service) -> Browser:
+    """The service's snapshot indexes, which restores read as browsing does."""
+    from backupd.actions.browse import browser_of  # browse builds on this module's SnapshotContents
+    return browser_of(service)
 
 
 def _valid_exclude(pattern: str) -> bool:
@@ -203,15 +211,12 @@ def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tu
 
 async def _dry_run(service: Service, config: BackupConfig, request: RestoreRequest,
                    targets: tuple[str, ...], contents: SnapshotContents) -> dict[str, Any]:
-    listing = await service.borg(
-        commands.list_items(config.repository, request.archive.name, [contents.archive_path(target) for target in targets])
-    )
-    items = commands.listed_items(listing.stdout)
-    changes = await trio.to_thread.run_sync(
-        preview, items, targets, contents.place_of, (lambda place: False) if request.remove_excluded else contents.excluded)
-    if changes.missing:
-        raise not_in_snapshot(request.archive.name, changes.missing, list(contents.sources))
-    needed = bytes_by_target(items, targets, contents.place_of)
+    excluded = (lambda place: False) if request.remove_excluded else contents.excluded
+    async with _browser(service).opened(request.archive) as (index, _):
+        changes = await trio.to_thread.run_sync(preview, index, targets, contents, excluded)
+        if changes.missing:
+            raise not_in_snapshot(request.archive.name, changes.missing, list(contents.sources))
+        needed = await trio.to_thread.run_sync(_bytes_by_target, index, targets, contents)
     rooms = await trio.to_thread.run_sync(room_for, needed)
     return {"dry_run": True, "snapshot": request.archive.name, "targets": list(targets), **changes.to_record(),
             "bytes": sum(needed.values()), "space": [room.to_record() for room in rooms]}
@@ -224,10 +229,8 @@ async def _refuse_without_room(service: Service, config: BackupConfig, request: 
     if not request.paths and await trio.to_thread.run_sync(on_one_file_system, targets):
         needed = {targets[0]: contents.original_size}
     else:
-        listing = await service.borg(
-            commands.list_items(config.repository, request.archive.name, [contents.archive_path(target) for target in targets])
-        )
-        needed = bytes_by_target(commands.listed_items(listing.stdout), targets, contents.place_of)
+        async with _browser(service).opened(request.archive) as (index, _):
+            needed = await trio.to_thread.run_sync(_bytes_by_target, index, targets, contents)
     short = [room for room in await trio.to_thread.run_sync(room_for, needed) if not room.fits]
     if short:
         room = short[0]
@@ -237,6 +240,10 @@ async def _refuse_without_room(service: Service, config: BackupConfig, request: 
             f"(a whole second copy, before the old one is deleted) and {room.free} are free; nothing was restored",
             {"mount_point": room.mount_point, "needed": room.needed, "free": room.free},
         )
+
+
+def _bytes_by_target(index: SnapshotIndex, targets: tuple[str, ...], contents: SnapshotContents) -> dict[str, int]:
+    return {target: index.file_bytes(contents.archive_path(target)) for target in targets}
 
 
 async def _extract_and_swap(service: Service, config: BackupConfig, request: RestoreRequest,
@@ -263,8 +270,8 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
             refused: list[str] = []
 
             def on_event(event: BorgEvent) -> None:
-                if isinstance(event, LogMessage) and event.name == LISTED_ITEM_LOGGER:
-                    progress.item_extracted(event.message)
+                if isinstance(event, ListedItem):
+                    progress.item_extracted(event)
                 elif isinstance(event, LogMessage) and (path := refused_path(event)) is not None:
                     refused.append(path)
 
@@ -329,7 +336,6 @@ def _clean_up_after_the_job(service: Service, transaction: RestoreTransaction) -
     service.jobs.start_after_job(clean_up)
 
 
-LISTED_ITEM_LOGGER = "borg.output.list"
 PROGRESS_INTERVAL = 0.25
 
 
@@ -356,15 +362,15 @@ class RestoreProgress:
         self.files_seen = 0
         self._staging_fd: int | None = None
         self._extracting: str | None = None
-        self._last_path: str | None = None
+        self._last_item: ListedItem | None = None
 
     def begin_group(self, staging_fd: int) -> None:
         self._staging_fd = staging_fd
 
-    def item_extracted(self, path: str) -> None:
+    def item_extracted(self, item: ListedItem) -> None:
         self._count_extracted()
-        self._extracting = path
-        self._last_path = path
+        self._extracting = item.path
+        self._last_item = item
 
     def group_done(self) -> None:
         self._count_extracted()
@@ -395,7 +401,7 @@ class RestoreProgress:
             "total_files": self.total_files,
             "original_size": done_size,
             "total_size": self.total_size,
-            "path": self.place_of(self._last_path) if self._last_path else None,
+            "path": self.place_of(self._last_item.message) if self._last_item else None,
             "elapsed": round(elapsed, 1),
         }
         return {**progress, **estimate(done_size, self.total_size, elapsed, finished).to_wire()}

@@ -40,7 +40,13 @@ OUTPUT_DRAIN_SECONDS = 5.0
 # A cancelled job ends within about two seconds: borg gets this long to stop on SIGINT (between
 # files), then SIGTERM, which it answers at once, releasing its lock.
 CANCEL_GRACE_SECONDS = 1.0
+# While borg writes line after line (one per item of a restore), its stderr is read at most
+# this often, so each wake-up takes many lines at once.
+BUSY_READ_INTERVAL = 0.02
 _READ_SIZE = 65536
+# How borg's JsonFormatter ends a line of its list logger: recognised without decoding it.
+_LISTED_ITEM_START = b'{"type": "log_message", '
+_LISTED_ITEM_END = b'"levelname": "INFO", "name": "borg.output.list"}'
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,45 @@ class FileStatus:
     path: str
 
 
-BorgEvent = ArchiveProgress | ProgressPercent | ProgressMessage | LogMessage | FileStatus
+# borg's --log-json record: {"type": ..., "time": ..., "message": "...", "levelname": ..., ...}.
+# A quote inside the message is escaped, so the first '", "levelname"' after it ends it.
+_MESSAGE_START = b'"message": "'
+_MESSAGE_END = b'", "levelname"'
+
+
+@dataclass(frozen=True, slots=True)
+class ListedItem:
+    """One line of borg's ``--list`` output (an item extracted, an archive pruned), kept as
+    borg wrote it: a restore lists every item, and only the latest one is ever read."""
+
+    line: bytes
+    encoding: str
+    secrets: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        record = _json_object(_decode(self.line, self.encoding))
+        message = _str(record.get("message")) if record is not None else None
+        return _as_text(_plain_text(message or ""), self.secrets).message
+
+    @property
+    def path(self) -> str:
+        """The item's archive path, cut out of the line without decoding all of it: a restore
+        reads one per extracted item. Not redacted; for measuring, not for showing."""
+        start = self.line.find(_MESSAGE_START)
+        end = self.line.find(_MESSAGE_END, start)
+        if start < 0 or end < 0:
+            return _str((_json_object(_decode(self.line, self.encoding)) or {}).get("message")) or ""
+        quoted = self.line[start + len(_MESSAGE_START) - 1:end + 1]
+        if b"\\" not in quoted:
+            return _decode(quoted[1:-1], self.encoding)
+        try:
+            return str(json.loads(_decode(quoted, self.encoding)))
+        except ValueError:
+            return ""
+
+
+BorgEvent = ArchiveProgress | ProgressPercent | ProgressMessage | LogMessage | FileStatus | ListedItem
 
 
 @dataclass
@@ -148,22 +192,25 @@ class LineSplitter:
         self._encoding = encoding
 
     def feed(self, chunk: bytes) -> list[str]:
+        return [_decode(line, self._encoding) for line in self.feed_bytes(chunk)]
+
+    def feed_bytes(self, chunk: bytes) -> list[bytes]:
+        """The complete lines, undecoded, without their line ends."""
         self._buffer += chunk
-        lines: list[str] = []
-        start = 0
-        while (end := self._buffer.find(b"\n", start)) >= 0:
-            lines.append(_decode(self._buffer[start:end], self._encoding))
-            start = end + 1
-        del self._buffer[:start]
+        lines = self._buffer.split(b"\n")
+        self._buffer = bytearray(lines.pop())
         while len(self._buffer) > self._max_line_bytes:
-            lines.append(_decode(self._buffer[: self._max_line_bytes], self._encoding))
+            lines.append(self._buffer[: self._max_line_bytes])
             del self._buffer[: self._max_line_bytes]
         return lines
 
     def flush(self) -> list[str]:
+        return [_decode(line, self._encoding) for line in self.flush_bytes()]
+
+    def flush_bytes(self) -> list[bytes]:
         rest = self._buffer
         self._buffer = bytearray()
-        return [_decode(rest, self._encoding)] if rest else []
+        return [rest] if rest else []
 
 
 async def run_borg(
@@ -200,6 +247,7 @@ async def run_borg(
             nursery.start_soon(output.read_stdout, process.stdout)
             nursery.start_soon(output.read_stderr, process.stderr)
             await process.wait()
+            output.exited.set()
             # A grandchild that inherited the pipes must not keep us waiting for EOF.
             nursery.cancel_scope.deadline = trio.current_time() + OUTPUT_DRAIN_SECONDS
     finally:
@@ -318,11 +366,12 @@ class _BorgOutput:
                  encoding: str = "utf-8", on_stdout: Callable[[bytes], Awaitable[None]] | None = None) -> None:
         self.log: deque[LogMessage] = deque(maxlen=KEPT_LOG_MESSAGES)
         self._on_event = on_event
-        self._secrets = secrets
+        self._secrets = tuple(secrets)
         self._encoding = encoding
         self._on_stdout = on_stdout
         self._stdout = bytearray()
         self._stderr_lines = LineSplitter(encoding=encoding)
+        self.exited = trio.Event()
 
     async def read_stdout(self, stream: trio.abc.ReceiveStream | None) -> None:
         if stream is None:
@@ -336,13 +385,26 @@ class _BorgOutput:
     async def read_stderr(self, stream: trio.abc.ReceiveStream | None) -> None:
         if stream is None:
             return
+        last_read = -BUSY_READ_INTERVAL
         while chunk := await stream.receive_some(_READ_SIZE):
-            for line in self._stderr_lines.feed(chunk):
-                self._handle_line(line)
+            for line in self._stderr_lines.feed_bytes(chunk):
+                self._handle_raw_line(line)
+            now = trio.current_time()
+            if now - last_read < BUSY_READ_INTERVAL and not self.exited.is_set():
+                with trio.move_on_after(BUSY_READ_INTERVAL):
+                    await self.exited.wait()
+            last_read = now
 
     def finish(self) -> None:
-        for line in self._stderr_lines.flush():
-            self._handle_line(line)
+        for line in self._stderr_lines.flush_bytes():
+            self._handle_raw_line(line)
+
+    def _handle_raw_line(self, line: bytes | bytearray) -> None:
+        if line.endswith(_LISTED_ITEM_END) and line.startswith(_LISTED_ITEM_START):
+            if self._on_event is not None:
+                self._on_event(ListedItem(bytes(line), self._encoding, self._secrets))
+            return
+        self._handle_line(_decode(line, self._encoding))
 
     def stdout_text(self) -> str:
         return _decode(self._stdout, self._encoding)

@@ -4,11 +4,10 @@ is deleted, so each file system must hold what the restore writes on top of what
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from backupd.paths import is_within
 from backupd.restore.nofollow import lstat
 from backupd.restore.staging_place import mount_point_of
 
@@ -53,18 +52,3 @@ def free_bytes(path: str) -> int:
 def on_one_file_system(targets: Iterable[str]) -> bool:
     return len({mount_point_of(deepest_existing(target)) for target in targets}) <= 1
 
-
-def bytes_by_target(items: Iterable[dict[str, Any]], targets: Iterable[str],
-                    place_of: Callable[[str], str] = lambda archive_path: "/" + archive_path) -> dict[str, int]:
-    """The bytes of the regular files under each target, from borg's --json-lines items;
-    ``place_of`` says where an archive path goes on the box."""
-    sizes = dict.fromkeys(targets, 0)
-    for item in items:
-        if item.get("type") != "-":
-            continue
-        path = place_of(item["path"])
-        for target in sizes:
-            if is_within(path, target):
-                sizes[target] += int(item.get("size") or 0)
-                break
-    return sizes
