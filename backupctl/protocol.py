@@ -48,6 +48,8 @@ class ErrorCode(StrEnum):
     INTERRUPTED = "interrupted"
     HOOK_FAILED = "hook_failed"
     RESTORE_FAILED = "restore_failed"
+    BUCKET_NOT_FOUND = "bucket_not_found"
+    MIRROR_FAILED = "mirror_failed"
     INTERNAL = "internal"
 
 

@@ -30,7 +30,7 @@ MIN_NEW_PASSPHRASE_LENGTH = 8
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 
 CONFIGURE_PARAMS = (
-    Param("repository", str, required=True),
+    Param("repository", str),
     Param("passphrase", str, required=True),
     Param("sources", list, item_kind=str),
     Param("exclude", list, item_kind=str),
@@ -41,6 +41,7 @@ CONFIGURE_PARAMS = (
     Param("remote_path", str),
     Param("host_key", str),
     Param("append_only", bool),
+    Param("mirror", dict),
 )
 
 
@@ -108,6 +109,8 @@ def unconfigured_view(defaults: Defaults) -> dict[str, Any]:
 def config_from_params(params: dict[str, Any], defaults: Defaults) -> BackupConfig:
     """Validate the values of `configure` options (already checked against CONFIGURE_PARAMS),
     filling what is missing from the defaults."""
+    if "repository" not in params:
+        raise invalid_params("repository", "Missing option 'repository'")
     config = BackupConfig(
         repository=_repository(params["repository"]),
         passphrase=_passphrase(params["passphrase"]),

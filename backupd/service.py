@@ -26,6 +26,8 @@ from backupd.config import BackupConfig
 from backupd.errors import not_configured
 from backupd.events import EventHub
 from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, LogLevel, interrupted_error, job_log
+from backupd.mirror.config import MirrorConfig
+from backupd.mirror.state import LocalUsage, MirrorState
 from backupd.notify import OperatorNotifier
 from backupd.schedule import Schedule, interval, parse_schedule
 from backupd.settings import Settings
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 CONFIG_DOCUMENT = "config"
 STATE_DOCUMENT = "state"
 JOBS_DOCUMENT = "jobs"
+MIRROR_DOCUMENT = "mirror"
+MIRROR_STATE_DOCUMENT = "mirror-state"
 
 
 class Service:
@@ -52,6 +56,9 @@ class Service:
         self._overdue_memo: tuple[tuple[Any, ...], float | None] = ((), None)
         self.hub = EventHub()
         self.config: BackupConfig | None = None
+        self.mirror: MirrorConfig | None = None
+        self.mirror_state = MirrorState()
+        self.local_usage = LocalUsage()
         self._schedule: Schedule | None = None
         self.repository = RepositoryState()
         self.repository_lock = trio.Lock()
@@ -73,6 +80,8 @@ class Service:
         self.repository = state or RepositoryState()
         history = self._load_trusted(JOBS_DOCUMENT, _jobs_from_records, unreadable)
         self.jobs.restore_history(history or [])
+        self.mirror = self._load_trusted(MIRROR_DOCUMENT, MirrorConfig.from_record, unreadable)
+        self.mirror_state = self._load_trusted(MIRROR_STATE_DOCUMENT, MirrorState.from_record, unreadable) or MirrorState()
         if CONFIG_DOCUMENT in unreadable:
             message = "The saved configuration could not be read and was set aside; configure backups again"
             problem = self.problem_from("config_unreadable", message, "configure")
@@ -104,7 +113,8 @@ class Service:
 
     def secrets(self) -> tuple[str, ...]:
         """What must never leave the daemon in a log line, a record or a notification."""
-        return (self.config.passphrase,) if self.config else ()
+        passphrase = (self.config.passphrase,) if self.config else ()
+        return passphrase + (self.mirror.secrets() if self.mirror else ())
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets())
@@ -146,7 +156,37 @@ class Service:
             "host_key": repository.host_key,
             "retention": self.retention_off_reason() or "old snapshots are pruned after automatic ones",
             "notify": self.notify.health(),
+            "local_size": self.local_usage.size if self.local_usage.measured else None,
+            "mirror": self.mirror_overview(),
             "job": running.to_record() if running else None,
+        }
+
+    def mirror_overview(self) -> dict[str, Any] | None:
+        """The off-site mirror as the overview shows it; None when there is none."""
+        if self.mirror is None:
+            return None
+        state = self.mirror_state
+        running = self.jobs.current
+        mirrored = frozenset(state.mirrored_archives)
+        not_off_site = sum(1 for archive in self.repository.archives if archive.name not in mirrored)
+        waiting = self.local_usage.waiting if self.local_usage.measured else None
+        if running is not None and running.kind == "mirror":
+            status = "running"
+        elif state.error is not None:
+            status = "failed"
+        elif state.last_success is None or not_off_site or waiting:
+            status = "behind"
+        else:
+            status = "current"
+        return {
+            "location": self.mirror.location(),
+            "state": status,
+            "last_success": state.last_success,
+            "snapshots_not_off_site": not_off_site,
+            "bytes_waiting": waiting,
+            "uploaded_bytes": state.uploaded_bytes,
+            "last_verified": state.last_verified,
+            "last_error": state.error.to_wire() if state.error else None,
         }
 
     def retention_off_reason(self) -> str | None:
@@ -180,7 +220,7 @@ class Service:
         return deadline
 
     def problem(self) -> dict[str, Any] | None:
-        for problem in (self.storage_problem, self.repository.problem):
+        for problem in (self.storage_problem, self.repository.problem, self.mirror_state.error):
             if problem is not None:
                 return problem.to_wire()
         overdue_at = self.overdue_at()
@@ -275,6 +315,27 @@ class Service:
         """Change what is known about the repository, persist it and tell subscribers."""
         self.repository = replace(self.repository, **changes)
         await self._persist(STATE_DOCUMENT, self.repository.to_record())
+        self.publish_status()
+
+    async def update_mirror_state(self, **changes: Any) -> None:
+        self.mirror_state = replace(self.mirror_state, **changes)
+        await self._persist(MIRROR_STATE_DOCUMENT, self.mirror_state.to_record())
+        self.publish_status()
+
+    async def save_mirror(self, mirror: MirrorConfig | None) -> None:
+        """Persist the mirror's configuration (its secret only in the state folder), then adopt it."""
+        try:
+            if mirror is None:
+                await trio.to_thread.run_sync(self.store.delete, MIRROR_DOCUMENT)
+                await trio.to_thread.run_sync(self.store.delete, MIRROR_STATE_DOCUMENT)
+            else:
+                await self.store.save(MIRROR_DOCUMENT, mirror.to_record())
+        except OSError as error:
+            problem = self._storage_problem(error)
+            raise RpcError(problem.code, problem.message) from None
+        self.mirror = mirror
+        if mirror is None:
+            self.mirror_state = MirrorState()
         self.publish_status()
 
     async def _persist(self, name: str, document: Any) -> None:

@@ -63,6 +63,8 @@ READER_MESSAGES = {
     "config_unreadable": "The saved configuration could not be read; configure backups again",
     "state_unreadable": "Saved state could not be read; the repository is being read again",
     "restore_incomplete": "A restore interrupted by a crash could not be undone; a person must look",
+    "bucket_not_found": "The off-site bucket does not exist",
+    "mirror_failed": "Copying the backups off-site failed",
 }
 # Built by the daemon from times only.
 MESSAGES_WITHOUT_PATHS = frozenset({"overdue"})
@@ -140,6 +142,9 @@ _RESULT_PATHS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "restore": _reader_restore_result,
     "check": lambda result: _without(result, "errors"),
     "prune": dict,
+    "mirror": dict,
+    "mirror_setup": dict,
+    "mirror_off": dict,
     "configure": dict,
     "reset": dict,
 }
@@ -158,11 +163,18 @@ def reader_overview(overview: dict[str, Any]) -> dict[str, Any]:
         shown["notify"] = {**overview["notify"], "last_error": None}
     if overview.get("job") is not None:
         shown["job"] = reader_job(overview["job"])
+    mirror = overview.get("mirror")
+    if mirror is not None and mirror.get("last_error") is not None:
+        error = mirror["last_error"]
+        shown["mirror"] = {**mirror, "last_error": {**error, "message": reader_message(error.get("code", ""))}}
     return shown
 
 
 def reader_config(config: dict[str, Any]) -> dict[str, Any]:
-    return _without(config, "sources", "exclude")
+    shown = _without(config, "sources", "exclude")
+    if isinstance(config.get("mirror"), dict):
+        shown["mirror"] = _without(config["mirror"], "access_key_id")
+    return shown
 
 
 def reader_snapshots(snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,11 +9,20 @@ from typing import Any
 import trio
 
 from backupctl.protocol import ErrorCode, RpcError
+from backupd.actions.mirror import (
+    adopt,
+    connect_to_bucket,
+    local_repository_id,
+    mirror_params,
+    refuse_foreign_prefix,
+    require_local,
+)
 from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
 from backupd.borg import commands
 from backupd.config import BackupConfig, check_new_passphrase, config_from_params
 from backupd.errors import invalid_params
 from backupd.jobs import Job, ReportProgress
+from backupd.mirror.config import MirrorConfig, mirror_from_params
 from backupd.service import Service
 from backupd.ssh import remote_location
 
@@ -21,15 +30,25 @@ from backupd.ssh import remote_location
 async def configure(
     service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None
 ) -> dict[str, Any]:
+    mirror_options = mirror_params(params["mirror"]) if params.get("mirror") else None
+    if mirror_options is not None and "repository" not in params:
+        params = {**params, "repository": str(service.settings.state_dir / DEFAULT_LOCAL_REPOSITORY)}
     config = config_from_params(params, service.settings.defaults)
-    job = service.jobs.start("configure", "manual", partial(_connect, service, config), requested_by)
+    mirror = mirror_from_params(mirror_options, service.box_name()) if mirror_options is not None else None
+    if mirror is not None:
+        require_local(config)
+    take_over = bool(mirror_options and mirror_options.get("take_over"))
+    work = partial(_connect, service, config, mirror, take_over, "mirror" in params)
+    job = service.jobs.start("configure", "manual", work, requested_by)
     await service.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
     return job.result
 
 
-async def _connect(service: Service, config: BackupConfig, job: Job, report: ReportProgress) -> dict[str, Any]:
+async def _connect(service: Service, config: BackupConfig, mirror: MirrorConfig | None, take_over: bool,
+                   mirror_given: bool, job: Job, report: ReportProgress) -> dict[str, Any]:
+    remote_id = await connect_to_bucket(service, config, mirror, report) if mirror is not None else None
     report({"step": "connecting", "repository": config.repository})
     server = remote_location(config.repository)
     if server is not None and config.host_key is not None:
@@ -47,12 +66,23 @@ async def _connect(service: Service, config: BackupConfig, job: Job, report: Rep
             await service.borg(commands.init(config.repository, config.encryption), config=config)
             created = True
             facts = EMPTY_REPOSITORY
+        if mirror is not None:
+            local_id = await trio.to_thread.run_sync(local_repository_id, require_local(config))
+            refuse_foreign_prefix(mirror, remote_id, local_id, take_over)
     host_key = await trio.to_thread.run_sync(service.ssh.fingerprint_of, server) if server else None
     await service.update_repository(
         **facts, problem=None, configured_at=service.clock.now(), last_attempt=None, host_key=host_key
     )
+    previous = service.config
     await service.save_config(config)
+    if mirror is not None:
+        await adopt(service, mirror)
+    elif mirror_given or (previous is not None and previous.repository != config.repository):
+        await service.save_mirror(None)  # `mirror: {}` turns it off; another repository is not mirrored into its bucket
     return {"created": created, "snapshot_count": service.repository.snapshot_count}
+
+
+DEFAULT_LOCAL_REPOSITORY = "repository"
 
 
 def _empty_local_folder(location: str, error: RpcError) -> bool:
