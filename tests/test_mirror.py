@@ -95,3 +95,154 @@ def test_first_mirror_then_only_new_segments_are_uploaded(
         assert mirror["bytes_waiting"] == 0
         assert mirror["last_error"] is None
         assert second["result"]["compared"] == "changed" and second["result"]["compared_files"] > 0
+
+
+@pytest.mark.parametrize("wrong", ["secret_access_key", "access_key_id"])
+def test_wrong_keys_are_auth_failed_and_nothing_is_kept(
+    configured_daemon: DaemonProcess, s3: S3Server, bucket: str, wrong: str
+) -> None:
+    options = {**s3.mirror_options(bucket), wrong: "AKIAWRONGWRONGWRONG0" if wrong == "access_key_id" else "wrong/secret"}
+    with configured_daemon.client() as client:
+        with pytest.raises(RpcError) as refused:
+            client.call("configure_mirror", options)
+        assert refused.value.code == "auth_failed", refused.value
+        assert "wrong/secret" not in refused.value.message
+        assert client.call("config")["mirror"] is None
+        assert client.call("status")["mirror"] is None
+    assert s3.objects(bucket) == {}
+
+
+def test_missing_bucket_is_bucket_not_found_and_not_created(configured_daemon: DaemonProcess, s3: S3Server) -> None:
+    with configured_daemon.client() as client:
+        with pytest.raises(RpcError) as refused:
+            client.call("configure_mirror", s3.mirror_options("no-such-bucket"))
+    assert refused.value.code == "bucket_not_found", refused.value
+    assert "no-such-bucket" not in [entry["Name"] for entry in s3.client().list_buckets()["Buckets"]]
+
+
+def test_a_service_that_does_not_answer_is_unreachable(configured_daemon: DaemonProcess, s3: S3Server, bucket: str) -> None:
+    relay = Relay(s3.port)
+    relay.cut()
+    with configured_daemon.client() as client:
+        with pytest.raises(RpcError) as refused:
+            client.call("configure_mirror", s3.mirror_options(bucket, endpoint=relay.endpoint))
+    assert refused.value.code == "repository_unreachable", refused.value
+
+
+def test_bad_options_are_invalid_params(configured_daemon: DaemonProcess, s3: S3Server, bucket: str) -> None:
+    cases = {"provider": "ftp://example.com", "bucket": "Not_A_Bucket", "prefix": "../up", "region": "EU West"}
+    with configured_daemon.client() as client:
+        for param, value in cases.items():
+            with pytest.raises(RpcError) as refused:
+                client.call("configure_mirror", {**s3.mirror_options(bucket), param: value})
+            assert (refused.value.code, refused.value.data.get("param")) == ("invalid_params", param)
+
+
+def rclone_children(daemon_pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        if ppid == daemon_pid and argv[0] == b"rclone":
+            children.append(int(entry.name))
+    return children
+
+
+def wait_for_rclone(daemon: DaemonProcess, timeout: float = WAIT) -> int:
+    assert daemon.process is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = rclone_children(daemon.process.pid)
+        if children:
+            return children[0]
+        time.sleep(0.02)
+    raise AssertionError("no rclone ran")
+
+
+def slow_uploads(daemon: DaemonProcess, kib_per_second: int) -> None:
+    daemon.settings.write_text(f"upload_limit = {kib_per_second}\n" + daemon.settings.read_text())
+    daemon.restart()
+
+
+READ_AS_OTHER_USER = """
+import sys
+for name in ("cmdline", "environ"):
+    try:
+        with open(f"/proc/{sys.argv[1]}/{name}", "rb") as file:
+            sys.stdout.write(name + " readable " + repr(file.read()) + "\\n")
+    except OSError as error:
+        sys.stdout.write(name + " refused " + type(error).__name__ + "\\n")
+"""
+
+
+def test_the_secret_is_in_no_argv_environment_others_read_record_or_log(
+    configured_daemon: DaemonProcess, s3: S3Server, bucket: str, sample_data: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.users import user_switch
+
+    secret = s3.secret_access_key
+    slow_uploads(configured_daemon, 32)
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket))
+        rclone_pid = wait_for_rclone(configured_daemon)
+        assert secret.encode() not in Path(f"/proc/{rclone_pid}/cmdline").read_bytes()
+        seen = subprocess.run([*user_switch(NOBODY), sys.executable, "-I", "-c", READ_AS_OTHER_USER, str(rclone_pid)],
+                              capture_output=True, text=True, cwd="/", timeout=30).stdout
+        assert "cmdline readable" in seen and secret not in seen
+        assert "environ refused PermissionError" in seen, seen
+        running = client.call("status")["job"]
+        assert running["kind"] == "mirror"
+        client.call("cancel", {"job": running["id"]})
+        wait_for_mirrors(configured_daemon, 1)
+        shown = [client.call("config"), client.call("status"), client.call("jobs", {"limit": 200}),
+                 *(client.call("job", {"id": job["id"]}) for job in client.call("jobs", {"limit": 200}))]
+        assert client.call("config")["mirror"]["secret_set"] is True
+    assert secret not in repr(shown)
+    assert secret not in configured_daemon.log()
+    holding = [path for path in configured_daemon.state_dir.rglob("*")
+               if path.is_file() and secret.encode() in path.read_bytes()]
+    assert [path.name for path in holding] == ["mirror.json"]
+    assert holding[0].stat().st_mode & 0o777 == 0o600
+    assert configured_daemon.state_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_reset_erases_the_keys_and_leaves_the_bucket(configured_daemon: DaemonProcess, s3: S3Server, bucket: str) -> None:
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket))
+        wait_for_mirrors(configured_daemon, 1)
+        before = s3.objects(bucket)
+        client.call("reset")
+        assert client.call("config")["mirror"] is None
+        assert client.call("status")["mirror"] is None
+    assert s3.objects(bucket) == before and before
+    assert not any(s3.secret_access_key.encode() in path.read_bytes()
+                   for path in configured_daemon.state_dir.rglob("*") if path.is_file())
+
+
+def test_a_prefix_another_repository_mirrors_into_is_refused_unless_taken_over(
+    configured_daemon: DaemonProcess, s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket, prefix="shared"))
+        wait_for_mirrors(configured_daemon, 1)
+        client.call("configure", {"repository": str(tmp_path / "other-repo"), "passphrase": PASSPHRASE,
+                                  "sources": [str(tmp_path / "data")]})
+        assert client.call("status")["mirror"] is None  # another repository: its mirror is configured anew
+        with pytest.raises(RpcError) as refused:
+            client.call("configure_mirror", s3.mirror_options(bucket, prefix="shared"))
+        assert (refused.value.code, refused.value.data.get("param")) == ("repository_exists", "prefix")
+        assert client.call("configure_mirror", {**s3.mirror_options(bucket, prefix="shared"), "take_over": True}) \
+            == {"location": f"127.0.0.1:{s3.port}://{bucket}/shared", "taken_over": True}
+        job = wait_for_mirrors(configured_daemon, 2)
+        assert job["state"] == "succeeded", job
+    assert s3.objects(bucket, "shared/") == {f"shared/{name}": data
+                                            for name, data in repository_files(tmp_path / "other-repo").items()}

@@ -11,10 +11,10 @@ import trio
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.mirror import (
     adopt,
+    claim_prefix,
     connect_to_bucket,
     local_repository_id,
     mirror_params,
-    refuse_foreign_prefix,
     require_local,
 )
 from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
@@ -68,7 +68,7 @@ async def _connect(service: Service, config: BackupConfig, mirror: MirrorConfig 
             facts = EMPTY_REPOSITORY
         if mirror is not None:
             local_id = await trio.to_thread.run_sync(local_repository_id, require_local(config))
-            refuse_foreign_prefix(mirror, remote_id, local_id, take_over)
+            await claim_prefix(service, mirror, remote_id, local_id, take_over)
     host_key = await trio.to_thread.run_sync(service.ssh.fingerprint_of, server) if server else None
     await service.update_repository(
         **facts, problem=None, configured_at=service.clock.now(), last_attempt=None, host_key=host_key

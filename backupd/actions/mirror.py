@@ -112,10 +112,16 @@ def local_repository_id(folder: str) -> str | None:
         return repository_id(file.read(65536))
 
 
-def refuse_foreign_prefix(mirror: MirrorConfig, remote_id: str | None, local_id: str | None, take_over: bool) -> None:
-    """Another repository's mirror under the prefix is not overwritten unless the caller says so."""
-    if remote_id is None or remote_id == local_id or take_over:
-        return
+async def claim_prefix(service: Service, mirror: MirrorConfig, remote_id: str | None, local_id: str | None,
+                       take_over: bool) -> bool:
+    """Another repository's mirror under the prefix is not overwritten unless the caller says so;
+    taken over, it is deleted before this repository's goes there. Whether it was."""
+    if remote_id is None or remote_id == local_id:
+        return False
+    if take_over:
+        log.warning("taking over %s: deleting the mirror of repository %s", mirror.location(), remote_id)
+        await run(service, mirror, rclone.delete_all(mirror.remote))
+        return True
     raise RpcError(ErrorCode.REPOSITORY_EXISTS,
                    f"{mirror.location()} already holds the mirror of another repository; choose another prefix, "
                    "or pass take_over to replace it with this one", {"param": "prefix"})
@@ -138,9 +144,9 @@ async def _set_up(service: Service, mirror: MirrorConfig, folder: str, take_over
     report({"step": "checking the bucket", "location": mirror.location()})
     remote_id = await check_bucket(service, mirror)
     local_id = await trio.to_thread.run_sync(local_repository_id, folder)
-    refuse_foreign_prefix(mirror, remote_id, local_id, take_over)
+    taken_over = await claim_prefix(service, mirror, remote_id, local_id, take_over)
     await adopt(service, mirror)
-    return {"location": mirror.location(), "taken_over": remote_id is not None and remote_id != local_id}
+    return {"location": mirror.location(), "taken_over": taken_over}
 
 
 async def adopt(service: Service, mirror: MirrorConfig) -> None:

@@ -82,6 +82,11 @@ def delete_file(remote_file: str) -> RcloneCommand:
     return RcloneCommand(("deletefile", remote_file))
 
 
+def delete_all(remote_folder: str) -> RcloneCommand:
+    """Every file under a remote folder (another repository's mirror being taken over)."""
+    return RcloneCommand(("delete", remote_folder))
+
+
 def read_file(remote_file: str) -> RcloneCommand:
     """A small remote file on stdout (the first 64 KiB)."""
     return RcloneCommand(("cat", "--count=65536", remote_file))
