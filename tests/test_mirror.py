@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from backupctl.protocol import RpcError
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.s3 import Relay, S3Server, start_s3_server
-from tests.users import NOBODY, copy_client_packages, run_as_user
+from tests.users import NOBODY, user_switch
 
 _bucket_numbers = itertools.count()
 WAIT = 60.0
@@ -184,15 +185,12 @@ for name in ("cmdline", "environ"):
 def test_the_secret_is_in_no_argv_environment_others_read_record_or_log(
     configured_daemon: DaemonProcess, s3: S3Server, bucket: str, sample_data: Path, tmp_path: Path
 ) -> None:
-    import subprocess
-    import sys
-
-    from tests.users import user_switch
-
     secret = s3.secret_access_key
-    slow_uploads(configured_daemon, 32)
+    slow_uploads(configured_daemon, 1024)
+    snapshot_of_new_data(configured_daemon, sample_data)
     with configured_daemon.client() as client:
         client.call("configure_mirror", s3.mirror_options(bucket))
+        wait_for_step(configured_daemon, "uploading new segments")
         rclone_pid = wait_for_rclone(configured_daemon)
         assert secret.encode() not in Path(f"/proc/{rclone_pid}/cmdline").read_bytes()
         seen = subprocess.run([*user_switch(NOBODY), sys.executable, "-I", "-c", READ_AS_OTHER_USER, str(rclone_pid)],
@@ -246,3 +244,125 @@ def test_a_prefix_another_repository_mirrors_into_is_refused_unless_taken_over(
         assert job["state"] == "succeeded", job
     assert s3.objects(bucket, "shared/") == {f"shared/{name}": data
                                             for name, data in repository_files(tmp_path / "other-repo").items()}
+
+
+def wait_for_step(daemon: DaemonProcess, step: str, timeout: float = WAIT) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    with daemon.client() as client:
+        while time.monotonic() < deadline:
+            job = client.call("status")["job"]
+            if job is not None and job["kind"] == "mirror" and job["progress"].get("step") == step \
+                    and (job["progress"].get("bytes") or 0) > 0:
+                return job
+            time.sleep(0.05)
+    raise AssertionError(f"the mirror never reached {step!r}:\n{daemon.log()}")
+
+
+def snapshot_of_new_data(daemon: DaemonProcess, sample_data: Path, size: int = 10 * 1024 * 1024) -> None:
+    """Data the mirror takes some seconds to upload under the limit (rclone lets the first 4 MiB burst)."""
+    (sample_data / "big.bin").write_bytes(os.urandom(size))
+    with daemon.client() as client:
+        client.call("snapshot", {"wait": True})
+
+
+def assert_bucket_is_the_repository(s3: S3Server, bucket: str, prefix: str, repository: Path) -> None:
+    assert s3.objects(bucket, f"{prefix}/") == {f"{prefix}/{name}": data
+                                                for name, data in repository_files(repository).items()}
+
+
+def test_rclone_killed_mid_mirror_fails_typed_and_the_next_mirror_completes(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, s3: S3Server, bucket: str
+) -> None:
+    slow_uploads(configured_daemon, 1024)
+    snapshot_of_new_data(configured_daemon, sample_data)
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket))
+        wait_for_step(configured_daemon, "uploading new segments")
+        os.kill(wait_for_rclone(configured_daemon), signal.SIGKILL)
+        failed = wait_for_mirrors(configured_daemon, 1)
+        assert failed["state"] == "failed"
+        assert failed["error"]["code"] == "mirror_failed"
+        assert "signal 9" in failed["error"]["message"]
+        status = client.call("status")
+        assert status["mirror"]["state"] == "failed"
+        assert status["problem"]["code"] == "mirror_failed"
+        again = client.call("mirror", {"wait": True})
+        assert again["state"] == "succeeded", again
+        status = client.call("status")
+        assert status["mirror"]["state"] == "current" and status["problem"] is None
+    assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
+
+
+def test_the_server_going_away_mid_mirror_is_unreachable_and_the_next_mirror_completes(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, s3: S3Server, bucket: str
+) -> None:
+    relay = Relay(s3.port)
+    slow_uploads(configured_daemon, 1024)
+    snapshot_of_new_data(configured_daemon, sample_data)
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket, endpoint=relay.endpoint))
+        wait_for_step(configured_daemon, "uploading new segments")
+        relay.cut()
+        failed = wait_for_mirrors(configured_daemon, 1)
+        assert (failed["state"], failed["error"]["code"]) == ("failed", "repository_unreachable"), failed
+        relay.resume()
+        again = client.call("mirror", {"wait": True})
+        assert again["state"] == "succeeded", again
+    assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
+
+
+@pytest.fixture
+def new_box(tmp_path: Path) -> Iterator[DaemonProcess]:
+    """A second backupd, as on a newly installed box: its own state folder and socket."""
+    folder = tmp_path / "newbox"
+    folder.mkdir()
+    settings = folder / "backupd.toml"
+    settings.write_text(f'borg_base_dir = "{folder / "borg-base"}"\nhostname = "newbox"\njitter = 0\n'
+                        '[defaults]\nschedule = "manual"\n')
+    process = DaemonProcess(socket=folder / "run" / "backupd.sock", state_dir=folder / "state",
+                            settings=settings, log_path=folder / "backupd.log")
+    process.start()
+    yield process
+    if process.process is not None:
+        process.stop()
+
+
+def test_a_new_box_restores_from_the_bucket_and_mirrors_on_into_it(
+    configured_daemon: DaemonProcess, new_box: DaemonProcess, repository: Path, sample_data: Path,
+    s3: S3Server, bucket: str
+) -> None:
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket))
+        client.call("snapshot", {"wait": True})
+        wait_for_mirrors(configured_daemon, 1)
+        job = client.call("mirror", {"wait": True})
+        assert job["state"] == "succeeded"
+        snapshots = client.call("snapshots")
+    configured_daemon.stop()
+    original = {path.relative_to(sample_data): path.read_bytes() for path in sample_data.rglob("*") if path.is_file()}
+    # A download that was stopped: one segment cut short, the rest missing.
+    staging = new_box.state_dir / ".repository.download"
+    segment = next(path for path in sorted((repository / "data").rglob("*")) if path.is_file())
+    cut_short = staging / segment.relative_to(repository)
+    cut_short.parent.mkdir(parents=True)
+    cut_short.write_bytes(segment.read_bytes()[:100])
+
+    with new_box.client() as client:
+        result = client.call("configure", {"passphrase": PASSPHRASE, "mirror": s3.mirror_options(bucket, prefix="testbox")})
+        assert result == {"created": False, "snapshot_count": len(snapshots)}
+        assert client.call("snapshots") == snapshots
+        downloaded = new_box.state_dir / "repository"
+        assert repository_files(downloaded) == repository_files(repository)
+        assert not staging.exists()
+        for path in sample_data.iterdir():
+            if path.is_dir() and not path.is_symlink():
+                for child in path.iterdir():
+                    child.unlink()
+        restored = client.call("restore", {"wait": True})
+        assert restored["state"] == "succeeded", restored
+        assert {path.relative_to(sample_data): path.read_bytes()
+                for path in sample_data.rglob("*") if path.is_file()} == original
+        job = client.call("mirror", {"wait": True})
+        assert job["state"] == "succeeded", job
+        assert client.call("status")["mirror"]["location"].endswith(f"{bucket}/testbox")
+    assert_bucket_is_the_repository(s3, bucket, "testbox", downloaded)

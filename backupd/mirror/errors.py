@@ -35,6 +35,8 @@ class RcloneFailed(Exception):
     def reason(self) -> str:
         """rclone's last error, in its own words, on one line."""
         if not self.errors:
+            if self.exit_code < 0:
+                return f"rclone was stopped by signal {-self.exit_code}"
             return f"rclone exited with code {self.exit_code}"
         text = " ".join(self.errors[-1].split())
         return text if len(text) <= MIRROR_FAILED_REASON_LIMIT else text[: MIRROR_FAILED_REASON_LIMIT - 3] + "..."
