@@ -947,6 +947,18 @@ def describe_config(config: Mapping[str, Any]) -> str:
 # the command line
 
 
+def add_mirror_command(parser: argparse.ArgumentParser, shared: argparse.ArgumentParser) -> None:
+    from backupctl.mirror_cli import add_mirror_parser  # it builds on this module
+
+    add_mirror_parser(parser, shared)
+
+
+def run_mirror_command(invocation: Invocation) -> int:
+    from backupctl.mirror_cli import run_mirror
+
+    return run_mirror(invocation)
+
+
 COMMANDS: dict[str, Command] = {
     "status": run_status,
     "configure": run_configure,
@@ -963,7 +975,9 @@ COMMANDS: dict[str, Command] = {
     "watch": run_watch,
     "ping": run_ping,
     "config": run_config,
+    "mirror": run_mirror_command,
 }
+
 
 
 def positive_int(text: str) -> int:
@@ -1043,6 +1057,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("watch", "show the overview live on a terminal (otherwise print notifications as they come), until Ctrl-C")
     command("ping", "check that backupd answers")
     command("config", "show the backup configuration (never the passphrase)")
+    add_mirror_command(command("mirror", "the off-site copy of the repository in an S3, B2 or Wasabi bucket"), shared)
     return parser
 
 

@@ -366,3 +366,32 @@ def test_a_new_box_restores_from_the_bucket_and_mirrors_on_into_it(
         assert job["state"] == "succeeded", job
         assert client.call("status")["mirror"]["location"].endswith(f"{bucket}/testbox")
     assert_bucket_is_the_repository(s3, bucket, "testbox", downloaded)
+
+
+def backupctl(daemon: DaemonProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("BACKUPD_", "BACKUPCTL_"))}
+    return subprocess.run([sys.executable, "-m", "backupctl.cli", "--socket", str(daemon.socket), *args],
+                          input=stdin or "", capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_backupctl_sets_up_runs_shows_and_turns_off_the_mirror(
+    configured_daemon: DaemonProcess, repository: Path, s3: S3Server, bucket: str
+) -> None:
+    secret = s3.secret_access_key
+    set_up = backupctl(configured_daemon, "mirror", "set", s3.endpoint, bucket, "--key-id", s3.access_key_id,
+                       "--secret-file", "-", stdin=secret + "\n")
+    assert set_up.returncode == 0, set_up.stderr
+    assert f"{bucket}/testbox" in set_up.stdout
+    wait_for_mirrors(configured_daemon, 1)
+    now = backupctl(configured_daemon, "mirror", "now", "--compare-all")
+    assert now.returncode == 0, now.stderr
+    assert "every file compared with the bucket" in now.stdout + now.stderr
+    shown = backupctl(configured_daemon, "mirror")
+    assert shown.returncode == 0 and "(current)" in shown.stdout, shown.stdout
+    wrong = backupctl(configured_daemon, "mirror", "set", s3.endpoint, "missing-bucket", "--key-id",
+                      s3.access_key_id, "--secret-file", "-", stdin=secret + "\n")
+    assert wrong.returncode == 1 and "bucket_not_found" in wrong.stderr
+    off = backupctl(configured_daemon, "mirror", "off", "--yes")
+    assert off.returncode == 0, off.stderr
+    assert "No off-site mirror" in backupctl(configured_daemon, "mirror").stdout
+    assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
