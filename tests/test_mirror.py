@@ -18,7 +18,7 @@ import pytest
 from backupctl.protocol import RpcError
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.s3 import Relay, S3Server, start_s3_server
-from tests.users import NOBODY, user_switch
+from tests.users import NOBODY, call_as_user, copy_client_packages, folder_others_can_reach, user_switch
 
 _bucket_numbers = itertools.count()
 WAIT = 60.0
@@ -395,3 +395,47 @@ def test_backupctl_sets_up_runs_shows_and_turns_off_the_mirror(
     assert off.returncode == 0, off.stderr
     assert "No off-site mirror" in backupctl(configured_daemon, "mirror").stdout
     assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
+
+
+def test_a_changed_object_in_the_bucket_is_found_by_the_full_comparison(
+    configured_daemon: DaemonProcess, repository: Path, s3: S3Server, bucket: str
+) -> None:
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket))
+        wait_for_mirrors(configured_daemon, 1)
+        segment = max((path for path in (repository / "data").rglob("*") if path.is_file()),
+                      key=lambda path: path.stat().st_size)
+        key = f"testbox/{segment.relative_to(repository).as_posix()}"
+        damaged = bytearray(segment.read_bytes())
+        damaged[len(damaged) // 2] ^= 0xFF
+        s3.client().put_object(Bucket=bucket, Key=key, Body=bytes(damaged))
+        full = client.call("mirror", {"wait": True, "compare_all": True})
+        assert (full["state"], full["error"]["code"]) == ("failed", "mirror_failed"), full
+        assert f"does not match the repository after the copy: 1 differences, the first: {key.removeprefix('testbox/')}:" \
+            in full["error"]["message"]
+        assert client.call("status")["mirror"]["last_error"]["code"] == "mirror_failed"
+
+
+def test_readers_see_the_mirror_without_the_key_id_or_rclone_words(
+    configured_daemon: DaemonProcess, s3: S3Server, bucket: str
+) -> None:
+    relay = Relay(s3.port)
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket, endpoint=relay.endpoint))
+        wait_for_mirrors(configured_daemon, 1)
+        relay.cut()
+        failed = client.call("mirror", {"wait": True})
+        assert failed["error"]["code"] == "repository_unreachable"
+    configured_daemon.stop()
+    with folder_others_can_reach() as folder:
+        configured_daemon.socket = folder / "backupd.sock"
+        configured_daemon.settings.write_text('socket_mode = "0666"\n' + configured_daemon.settings.read_text())
+        configured_daemon.start()
+        packages = copy_client_packages()
+        config = call_as_user(packages, NOBODY, configured_daemon.socket, "config")["result"]
+        status = call_as_user(packages, NOBODY, configured_daemon.socket, "status")["result"]
+        configured_daemon.stop()
+    assert config["mirror"]["access_key_id"] is None and config["mirror"]["bucket"] == bucket
+    assert status["mirror"]["last_error"]["message"] == "The repository could not be reached"
+    assert str(relay.port) not in repr(status["mirror"]["last_error"])
+    assert s3.access_key_id not in repr(status) + repr(config)

@@ -284,13 +284,16 @@ async def _compare(service: Service, mirror: MirrorConfig, folder: str,
     of files compared by name, or None when the whole repository was."""
     if changed == ():
         return 0
+    command = rclone.compare(folder, mirror.remote, changed)
     try:
-        await run(service, mirror, rclone.compare(folder, mirror.remote, changed))
-    except RpcError as error:
+        await rclone.run_rclone(command, mirror.rclone_environment(), service.secrets())
+    except RcloneFailed as failure:
+        error = mirror_error(failure, mirror.location())
         if error.code != ErrorCode.MIRROR_FAILED:
-            raise
-        raise RpcError(ErrorCode.MIRROR_FAILED, f"The bucket does not match the repository after the copy: "
-                       f"{error.message}", error.data) from None
+            raise error from None
+        raise RpcError(ErrorCode.MIRROR_FAILED, f"{mirror.location()} does not match the repository after the "
+                       f"copy: {len(failure.errors) - 1 or 1} differences, the first: {failure.reason(first=True)}",
+                       {"exit_code": failure.exit_code}) from None
     return None if changed is None else len(changed)
 
 

@@ -32,13 +32,13 @@ class RcloneFailed(Exception):
     def __str__(self) -> str:
         return f"rclone exited with {self.exit_code}: {self.reason()}"
 
-    def reason(self) -> str:
-        """rclone's last error, in its own words, on one line."""
+    def reason(self, first: bool = False) -> str:
+        """rclone's last (or first) error, in its own words, on one line."""
         if not self.errors:
             if self.exit_code < 0:
                 return f"rclone was stopped by signal {-self.exit_code}"
             return f"rclone exited with code {self.exit_code}"
-        text = " ".join(self.errors[-1].split())
+        text = " ".join(self.errors[0 if first else -1].split())
         return text if len(text) <= MIRROR_FAILED_REASON_LIMIT else text[: MIRROR_FAILED_REASON_LIMIT - 3] + "..."
 
 

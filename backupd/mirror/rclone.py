@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -43,6 +44,7 @@ LOCK_FILES = ("--exclude=/lock.exclusive/**", "--exclude=/lock.roster")
 KEPT_ERRORS = 20
 STOP_GRACE_SECONDS = 5.0
 _READ_SIZE = 65536
+_PLAIN_LOG_TIME = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ")
 
 
 @dataclass(frozen=True)
@@ -186,11 +188,14 @@ def parse_log_line(line: str) -> tuple[str, str, dict[str, Any] | None]:
     try:
         record = json.loads(line)
     except ValueError:
-        return "error", line.strip(), None
+        record = None
     if not isinstance(record, dict):
-        return "error", line.strip(), None
+        return "error", _PLAIN_LOG_TIME.sub("", line.strip()), None
     stats = record.get("stats")
-    return str(record.get("level", "error")), str(record.get("msg", "")).strip(), stats if isinstance(stats, dict) else None
+    message = str(record.get("msg", "")).strip()
+    if isinstance(record.get("object"), str) and record["object"]:
+        message = f"{record['object']}: {message}"
+    return str(record.get("level", "error")), message, stats if isinstance(stats, dict) else None
 
 
 def transfer_stats(stats: dict[str, Any]) -> TransferStats:
