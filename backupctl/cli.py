@@ -212,6 +212,8 @@ def run_configure(invocation: Invocation) -> int:
             params[option] = value
     params["passphrase"] = read_passphrase(args.passphrase_file)
     result = invocation.client.call("configure", params)
+    for warning in result.get("warnings") or ():
+        invocation.warn(f"warning: {warning}")
     if invocation.as_json:
         invocation.emit_json(result)
         return EXIT_OK

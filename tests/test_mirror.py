@@ -349,7 +349,7 @@ def test_a_new_box_restores_from_the_bucket_and_mirrors_on_into_it(
 
     with new_box.client() as client:
         result = client.call("configure", {"passphrase": PASSPHRASE, "mirror": s3.mirror_options(bucket, prefix="testbox")})
-        assert result == {"created": False, "snapshot_count": len(snapshots)}
+        assert result == {"created": False, "snapshot_count": len(snapshots)}  # no sources: nothing to warn about
         assert client.call("snapshots") == snapshots
         downloaded = new_box.state_dir / "repository"
         assert repository_files(downloaded) == repository_files(repository)
@@ -439,3 +439,23 @@ def test_readers_see_the_mirror_without_the_key_id_or_rclone_words(
     assert status["mirror"]["last_error"]["message"] == "The repository could not be reached"
     assert str(relay.port) not in repr(status["mirror"]["last_error"])
     assert s3.access_key_id not in repr(status) + repr(config)
+
+
+def test_configure_warns_when_the_sources_will_not_fit_beside_the_repository_and_shows_its_size(
+    daemon: DaemonProcess, repository: Path, sample_data: Path
+) -> None:
+    with daemon.client() as client:
+        fits = client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                         "sources": [str(sample_data)]})
+        assert "warnings" not in fits
+        free = os.statvfs(repository).f_bfree * os.statvfs(repository).f_frsize
+        with open(sample_data / "disk.img", "wb") as image:  # sparse: its size is what borg would read
+            image.truncate(free + 2**30)
+        warned = client.call("configure", {"repository": str(repository), "passphrase": PASSPHRASE,
+                                           "sources": [str(sample_data)]})
+        assert len(warned["warnings"]) == 1
+        assert "the first snapshot may not fit" in warned["warnings"][0]
+        deadline = time.monotonic() + WAIT
+        while client.call("status")["local_size"] is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.call("status")["local_size"] == sum(len(data) for data in repository_files(repository).values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import partial
 from typing import Any
@@ -24,7 +25,10 @@ from backupd.errors import invalid_params
 from backupd.jobs import Job, ReportProgress
 from backupd.mirror.config import MirrorConfig, mirror_from_params
 from backupd.service import Service
+from backupd.source_room import room_for_sources, room_warning
 from backupd.ssh import remote_location
+
+log = logging.getLogger(__name__)
 
 
 async def configure(
@@ -79,7 +83,21 @@ async def _connect(service: Service, config: BackupConfig, mirror: MirrorConfig 
         await adopt(service, mirror)
     elif mirror_given or (previous is not None and previous.repository != config.repository):
         await service.save_mirror(None)  # `mirror: {}` turns it off; another repository is not mirrored into its bucket
-    return {"created": created, "snapshot_count": service.repository.snapshot_count}
+    result: dict[str, Any] = {"created": created, "snapshot_count": service.repository.snapshot_count}
+    warnings = await _space_warnings(config)
+    if warnings:
+        result["warnings"] = warnings
+    return result
+
+
+async def _space_warnings(config: BackupConfig) -> list[str]:
+    if not config.sources or remote_location(config.repository) is not None:
+        return []
+    room = await trio.to_thread.run_sync(room_for_sources, config.sources, config.repository.removeprefix("file://"))
+    warning = room_warning(room)
+    if warning is not None:
+        log.warning("%s", warning)
+    return [warning] if warning else []
 
 
 DEFAULT_LOCAL_REPOSITORY = "repository"
