@@ -308,7 +308,11 @@ async def measure(service: Service) -> None:
     service.publish_status()
 
 
-async def keep_mirrored(service: Service, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+StartMirror = Callable[..., Job]
+
+
+async def keep_mirrored(service: Service, start: StartMirror = start_mirror, *,
+                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Bring the bucket up to date after each change of the repository, retrying a failed
     mirror after 1, 2, 4 ... minutes (capped at an hour) until it succeeds."""
     wanted = trio.Event()
@@ -338,7 +342,7 @@ async def keep_mirrored(service: Service, *, task_status: trio.TaskStatus[None] 
             await measure(service)
             continue
         try:
-            job = start_mirror(service, "schedule", compare_whole=compare_whole)
+            job = start(service, "schedule", compare_whole=compare_whole)
         except RpcError as error:
             log.info("no mirror after the change: %s", error.message)
             continue
