@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -459,3 +460,42 @@ def test_configure_warns_when_the_sources_will_not_fit_beside_the_repository_and
         while client.call("status")["local_size"] is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert client.call("status")["local_size"] == sum(len(data) for data in repository_files(repository).values())
+
+
+def test_a_download_the_daemon_died_in_continues_at_the_next_configure(
+    configured_daemon: DaemonProcess, new_box: DaemonProcess, repository: Path, sample_data: Path,
+    s3: S3Server, bucket: str
+) -> None:
+    snapshot_of_new_data(configured_daemon, sample_data, size=60 * 1024 * 1024)
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket))
+        assert wait_for_mirrors(configured_daemon, 1)["state"] == "succeeded"
+    configured_daemon.stop()
+    params = {"passphrase": PASSPHRASE, "mirror": s3.mirror_options(bucket, prefix="testbox")}
+    staging = new_box.state_dir / ".repository.download"
+    first_try: list[Any] = []
+
+    def configure() -> None:
+        try:
+            with new_box.client() as client:
+                first_try.append(client.call("configure", params))
+        except Exception as error:  # the daemon is killed under it
+            first_try.append(error)
+
+    caller = threading.Thread(target=configure)
+    caller.start()
+    deadline = time.monotonic() + WAIT
+    while not any(path.is_file() for path in staging.rglob("*")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    new_box.stop(signal.SIGKILL)
+    caller.join(timeout=WAIT)
+    assert first_try and not isinstance(first_try[0], dict), "the download ended before the daemon was killed"
+    assert not (new_box.state_dir / "repository").exists()
+    assert staging.exists()
+
+    new_box.start()
+    with new_box.client() as client:
+        assert client.call("configure", params)["created"] is False
+        assert client.call("status")["snapshot_count"] == 1
+    assert repository_files(new_box.state_dir / "repository") == repository_files(repository)
+    assert not staging.exists()
