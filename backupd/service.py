@@ -59,6 +59,7 @@ class Service:
         self.mirror: MirrorConfig | None = None
         self.mirror_state = MirrorState()
         self.local_usage = LocalUsage()
+        self._off_site_memo: tuple[tuple[Any, Any] | None, int] = (None, 0)
         self._schedule: Schedule | None = None
         self.repository = RepositoryState()
         self.repository_lock = trio.Lock()
@@ -167,8 +168,7 @@ class Service:
             return None
         state = self.mirror_state
         running = self.jobs.current
-        mirrored = frozenset(state.mirrored_archives)
-        not_off_site = sum(1 for archive in self.repository.archives if archive.name not in mirrored)
+        not_off_site = self._snapshots_not_off_site()
         waiting = self.local_usage.waiting if self.local_usage.measured else None
         if running is not None and running.kind == "mirror":
             status = "running"
@@ -188,6 +188,16 @@ class Service:
             "last_verified": state.last_verified,
             "last_error": state.error.to_wire() if state.error else None,
         }
+
+    def _snapshots_not_off_site(self) -> int:
+        """Counted again only when the archives or what the last mirror copied change: status stays cheap."""
+        mirrored, archives = self.mirror_state.mirrored_archives, self.repository.archives
+        key, count = self._off_site_memo
+        if key is None or key[0] is not mirrored or key[1] is not archives:
+            names = frozenset(mirrored)
+            count = sum(1 for archive in archives if archive.name not in names)
+            self._off_site_memo = ((mirrored, archives), count)
+        return count
 
     def retention_off_reason(self) -> str | None:
         """Why old snapshots are not pruned, or None when they are."""

@@ -6,6 +6,8 @@ bucket are covered by test_mirror."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import trio
 
 from backupctl.protocol import RpcError
@@ -14,9 +16,17 @@ from backupd.jobs import Job
 from backupd.mirror.config import MirrorConfig
 from backupd.scheduler import retry_delay
 from backupd.service import Service
-from tests.test_scheduler import START, make_service
+from tests.test_scheduler import START
+from tests.test_scheduler import make_service as make_scheduled_service
 
 MIRROR = MirrorConfig(provider="s3", bucket="edgebox", prefix="box", access_key_id="id", secret_access_key="secret")
+
+
+def make_service(tmp_path, schedule: str) -> Service:
+    """A service whose repository is not measured: a worker thread would let the virtual clock run ahead."""
+    service = make_scheduled_service(tmp_path, schedule)
+    service._set_config(replace(service.config, repository="ssh://backup@server.example/./repo"))
+    return service
 
 
 class ScriptedMirrors:

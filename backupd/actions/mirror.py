@@ -16,7 +16,7 @@ from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg.transactions import repository_marker
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params
-from backupd.jobs import Job, JobState, ReportProgress
+from backupd.jobs import Job, JobState, ReportProgress, job_log
 from backupd.mirror import rclone
 from backupd.mirror.config import MIRROR_PARAMS, MirrorConfig, mirror_from_params
 from backupd.mirror.errors import RcloneFailed, mirror_error
@@ -67,11 +67,18 @@ def require_mirror(service: Service) -> MirrorConfig:
 async def run(service: Service, mirror: MirrorConfig, command: rclone.RcloneCommand,
               on_stats: Callable[[rclone.TransferStats], None] | None = None,
               listing_bucket: bool = False) -> rclone.RcloneResult:
-    """One rclone command against the mirror's bucket; its failure as a typed error."""
+    """One rclone command against the mirror's bucket; its failure as a typed error. The log of
+    the job that runs it says which rclone command ran, and rclone's errors."""
+    write_log = job_log()
+    if write_log is not None:
+        write_log("INFO", f"running rclone {command.args[0]}")
     try:
         return await rclone.run_rclone(command, mirror.rclone_environment(), service.secrets() + mirror.secrets(),
                                        upload_limit_kib=service.settings.upload_limit, on_stats=on_stats)
     except RcloneFailed as failure:
+        if write_log is not None:
+            for message in failure.errors:
+                write_log("ERROR", f"rclone: {message}")
         raise mirror_error(failure, mirror.location(), listing_bucket) from None
 
 
@@ -338,8 +345,9 @@ async def keep_mirrored(service: Service, start: StartMirror = start_mirror, *,
             await service.jobs.wait(running)
             await trio.sleep(SETTLE_SECONDS)
         wanted = trio.Event()
+        await measure(service)
+        await trio.lowlevel.checkpoint()  # a cancel that came during the walk starts nothing
         if service.mirror is None or service.config is None:
-            await measure(service)
             continue
         try:
             job = start(service, "schedule", compare_whole=compare_whole)
