@@ -33,11 +33,14 @@ def test_argv_has_no_configuration_file_json_logs_and_the_upload_limit_on_upload
     assert not any(arg.startswith("--bwlimit") for arg in rclone.argv(rclone.upload_new_segments(REPOSITORY, REMOTE)))
 
 
-def test_the_environment_is_only_a_path_a_locale_and_the_remote(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_is_only_a_path_a_locale_certificate_authorities_and_the_remote(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CA_BUNDLE", "/nonexistent.pem")
     monkeypatch.setenv("RCLONE_CONFIG_MIRROR_ENDPOINT", "https://elsewhere.example")
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/backupd/minio-ca.pem")
     environment = rclone.rclone_environment({"RCLONE_CONFIG_MIRROR_TYPE": "s3"})
-    assert set(environment) == {"PATH", "LANG", "HOME", "RCLONE_CONFIG_MIRROR_TYPE"}
+    assert set(environment) == {"PATH", "LANG", "HOME", "SSL_CERT_FILE", "RCLONE_CONFIG_MIRROR_TYPE"}
+    assert environment["SSL_CERT_FILE"] == "/etc/backupd/minio-ca.pem"
 
 
 def test_log_lines_give_progress_and_errors() -> None:

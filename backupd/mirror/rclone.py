@@ -41,6 +41,8 @@ COMMON_OPTIONS = (
 )
 # borg's lock of the repository is the daemon's and this box's: it never goes off-site.
 LOCK_FILES = ("--exclude=/lock.exclusive/**", "--exclude=/lock.roster")
+# Where Go looks for certificate authorities: a self-hosted S3 service may have its own.
+CERTIFICATE_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR")
 KEPT_ERRORS = 20
 STOP_GRACE_SECONDS = 5.0
 _READ_SIZE = 65536
@@ -132,12 +134,15 @@ def compare(repository: str, remote: str, changed: tuple[str, ...] | None) -> Rc
 
 
 def rclone_environment(remote_settings: Mapping[str, str]) -> dict[str, str]:
-    """rclone's whole environment: a search path, a locale and the remote. Nothing of the
-    daemon's own (AWS_* or RCLONE_* variables of the service would change what rclone does)."""
+    """rclone's whole environment: a search path, a locale, the operator's certificate
+    authorities if set, and the remote. Nothing else of the daemon's own: AWS_* or RCLONE_*
+    variables of the service would change what rclone does."""
+    kept = {name: os.environ[name] for name in CERTIFICATE_VARIABLES if os.environ.get(name)}
     return {
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         "LANG": "C.UTF-8",
         "HOME": "/nonexistent",
+        **kept,
         **remote_settings,
     }
 
