@@ -21,7 +21,7 @@ from backupd.actions.restore import unfinished_journals
 from backupd.api import dispatch
 from backupd.events import Subscriber
 from backupd.jobs import JobLogHandler
-from backupd.actions.mirror import keep_mirrored
+from backupd.actions.mirror_schedule import keep_mirrored
 from backupd.metrics import keep_metrics_file
 from backupd.scheduler import Scheduler
 from backupd.restore.transaction import RestoreError, recover

@@ -11,7 +11,7 @@ from dataclasses import replace
 import trio
 
 from backupctl.protocol import RpcError
-from backupd.actions.mirror import keep_mirrored
+from backupd.actions.mirror_schedule import keep_mirrored
 from backupd.jobs import Job
 from backupd.mirror.config import MirrorConfig
 from backupd.scheduler import retry_delay

@@ -10,14 +10,9 @@ from typing import Any
 import trio
 
 from backupctl.protocol import ErrorCode, RpcError
-from backupd.actions.mirror import (
-    adopt,
-    claim_prefix,
-    connect_to_bucket,
-    local_repository_id,
-    mirror_params,
-    require_local,
-)
+from backupd.actions.bucket import claim_prefix, local_repository_id, mirror_params, require_local
+from backupd.actions.mirror import adopt
+from backupd.actions.mirror_download import connect_to_bucket
 from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
 from backupd.borg import commands
 from backupd.config import BackupConfig, check_new_passphrase, config_from_params
