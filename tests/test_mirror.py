@@ -284,6 +284,8 @@ def test_rclone_killed_mid_mirror_fails_typed_and_the_next_mirror_completes(
         assert failed["state"] == "failed"
         assert failed["error"]["code"] == "mirror_failed"
         assert "signal 9" in failed["error"]["message"]
+        logged = [line["message"] for line in client.call("job", {"id": failed["id"]})["log"]]
+        assert "running rclone copy" in logged
         status = client.call("status")
         assert status["mirror"]["state"] == "failed"
         assert status["problem"]["code"] == "mirror_failed"

@@ -61,10 +61,16 @@ async def run(service: Service, mirror: MirrorConfig, command: rclone.RcloneComm
         return await rclone.run_rclone(command, mirror.rclone_environment(), service.secrets() + mirror.secrets(),
                                        upload_limit_kib=service.settings.upload_limit, on_stats=on_stats)
     except RcloneFailed as failure:
-        if write_log is not None:
-            for message in failure.errors:
-                write_log("ERROR", f"rclone: {message}")
+        log_failure(failure)
         raise mirror_error(failure, mirror.location(), listing_bucket) from None
+
+
+def log_failure(failure: RcloneFailed) -> None:
+    """rclone's errors into the log of the job that ran it."""
+    write_log = job_log()
+    if write_log is not None:
+        for message in failure.errors:
+            write_log("ERROR", f"rclone: {message}")
 
 
 async def check_bucket(service: Service, mirror: MirrorConfig) -> str | None:

@@ -4,6 +4,7 @@ repository is copied, and the comparison with the bucket afterwards."""
 from __future__ import annotations
 
 import os
+import re
 from functools import partial
 from typing import Any
 
@@ -15,6 +16,7 @@ from backupd.actions.bucket import (
     check_bucket,
     claim_prefix,
     local_repository_id,
+    log_failure,
     require_local,
     require_mirror,
     run,
@@ -33,6 +35,7 @@ from backupd.state import Problem
 MTIME_MARGIN_SECONDS = 2.0
 # Past this many changed files the whole repository is compared (argv stays short).
 MOST_FILES_COMPARED_BY_NAME = 200
+_DIFFERENCES = re.compile(r"\b(\d+) differences found")
 
 
 async def configure_mirror(service: Service, params: dict[str, Any],
@@ -167,11 +170,14 @@ async def _compare(service: Service, mirror: MirrorConfig, folder: str,
     try:
         await rclone.run_rclone(command, mirror.rclone_environment(), service.secrets())
     except RcloneFailed as failure:
+        log_failure(failure)
         error = mirror_error(failure, mirror.location())
         if error.code != ErrorCode.MIRROR_FAILED:
             raise error from None
+        counted = next((match for text in failure.errors if (match := _DIFFERENCES.search(text))), None)
+        differences = f"{counted[1]} differences" if counted else "differences"
         raise RpcError(ErrorCode.MIRROR_FAILED, f"{mirror.location()} does not match the repository after the "
-                       f"copy: {len(failure.errors) - 1 or 1} differences, the first: {failure.reason(first=True)}",
+                       f"copy: {differences}, the first: {failure.reason(first=True)}",
                        {"exit_code": failure.exit_code}) from None
     return None if changed is None else len(changed)
 
