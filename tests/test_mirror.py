@@ -19,7 +19,7 @@ import pytest
 from backupctl.protocol import RpcError
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.s3 import Relay, S3Server, start_s3_server
-from tests.users import NOBODY, call_as_user, copy_client_packages, folder_others_can_reach, user_switch
+from tests.users import NOBODY, call_as_user, copy_client_packages, folder_others_can_reach, run_as_user, user_switch
 
 _bucket_numbers = itertools.count()
 WAIT = 60.0
@@ -348,6 +348,7 @@ def test_a_new_box_restores_from_the_bucket_and_mirrors_on_into_it(
     segment = next(path for path in sorted((repository / "data").rglob("*")) if path.is_file())
     cut_short = staging / segment.relative_to(repository)
     cut_short.parent.mkdir(parents=True)
+    staging.chmod(0o700)  # as the daemon makes it
     cut_short.write_bytes(segment.read_bytes()[:100])
 
     with new_box.client() as client:
@@ -501,3 +502,27 @@ def test_a_download_the_daemon_died_in_continues_at_the_next_configure(
         assert client.call("status")["snapshot_count"] == 1
     assert repository_files(new_box.state_dir / "repository") == repository_files(repository)
     assert not staging.exists()
+
+
+def test_a_download_folder_another_user_made_in_advance_is_refused(
+    configured_daemon: DaemonProcess, new_box: DaemonProcess, s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket))
+        wait_for_mirrors(configured_daemon, 1)
+    with folder_others_can_reach() as shared_root:
+        shared = shared_root / "shared"
+        shared.mkdir()
+        shared.chmod(0o1777)  # like /tmp: anyone may make entries
+        root_only = shared_root / "root-only"
+        root_only.mkdir(mode=0o700)
+        run_as_user(NOBODY, "import os, sys; os.symlink(sys.argv[1], sys.argv[2])",
+                    str(root_only), str(shared / ".repo.download"))
+        with new_box.client() as client:
+            with pytest.raises(RpcError) as refused:
+                client.call("configure", {"repository": str(shared / "repo"), "passphrase": PASSPHRASE,
+                                          "mirror": s3.mirror_options(bucket, prefix="testbox")})
+            assert (refused.value.code, refused.value.data.get("param")) == ("invalid_params", "repository")
+            assert client.call("status")["state"] == "unconfigured"
+        assert list(root_only.iterdir()) == []
+        assert not (shared / "repo").exists()

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import partial
+import stat
 
 import trio
 
 from backupd.actions.bucket import MirrorProgress, check_bucket, require_local, run
 from backupd.config import BackupConfig
+from backupd.errors import invalid_params
 from backupd.jobs import ReportProgress
 from backupd.mirror import rclone
 from backupd.mirror.config import MirrorConfig
+from backupd.restore.nofollow import PRIVATE_FOLDER_MODE, components, lstat, make_folder, remove_empty_folder, rename
+from backupd.restore.staging_place import unsafe_reason
 from backupd.service import Service
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ async def connect_to_bucket(service: Service, config: BackupConfig, mirror: Mirr
     if remote_id is None or not await trio.to_thread.run_sync(holds_nothing, folder):
         return remote_id
     staging = download_folder(folder)
-    await trio.to_thread.run_sync(partial(os.makedirs, staging, mode=0o700, exist_ok=True))
+    await trio.to_thread.run_sync(prepare_download_folder, staging)
     log.info("downloading the repository from %s into %s", mirror.location(), folder)
     progress = MirrorProgress(report)
     for name, build in DOWNLOAD_STEPS:
@@ -61,7 +64,27 @@ async def connect_to_bucket(service: Service, config: BackupConfig, mirror: Mirr
     return remote_id
 
 
+def prepare_download_folder(staging: str) -> None:
+    """rclone writes into the download folder by path, as root: every folder on the way must
+    be one no other user can change, and the download folder root's own, never a link.
+    Missing folders are made (0700) below the deepest that exists."""
+    current = "/"
+    for name in [None, *components(staging)]:
+        if name is not None:
+            current = os.path.join(current, name)
+        info = lstat(current)
+        if info is None:
+            make_folder(current, PRIVATE_FOLDER_MODE)
+            continue
+        reason = unsafe_reason(info, current)
+        if reason is None and current == staging and stat.S_IMODE(info.st_mode) & 0o077:
+            reason = f"{current} can be read by other users"
+        if reason is not None:
+            raise invalid_params("repository", f"The repository cannot be downloaded there: {reason}. "
+                                 "Choose a folder that only root can change")
+
+
 def _put_in_place(staging: str, folder: str) -> None:
-    if os.path.isdir(folder):
-        os.rmdir(folder)  # empty: holds_nothing said so
-    os.rename(staging, folder)
+    if lstat(folder) is not None:
+        remove_empty_folder(folder)  # empty: holds_nothing said so
+    rename(staging, folder)
