@@ -18,6 +18,8 @@ import pytest
 
 from backupctl.protocol import RpcError
 from tests.conftest import PASSPHRASE, DaemonProcess
+from tests.faults.conftest import raw_borg
+from tests.processes import children_of
 from tests.s3 import Relay, S3Server, start_s3_server
 from tests.users import NOBODY, call_as_user, copy_client_packages, folder_others_can_reach, run_as_user, user_switch
 
@@ -141,19 +143,14 @@ def test_bad_options_are_invalid_params(configured_daemon: DaemonProcess, s3: S3
 
 
 def rclone_children(daemon_pid: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    found = []
+    for pid in children_of(daemon_pid):
         try:
-            status = (entry / "status").read_text()
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"rclone":
+                found.append(pid)
         except OSError:
             continue
-        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-        if ppid == daemon_pid and argv[0] == b"rclone":
-            children.append(int(entry.name))
-    return children
+    return found
 
 
 def wait_for_rclone(daemon: DaemonProcess, timeout: float = WAIT) -> int:
@@ -526,3 +523,25 @@ def test_a_download_folder_another_user_made_in_advance_is_refused(
             assert client.call("status")["state"] == "unconfigured"
         assert list(root_only.iterdir()) == []
         assert not (shared / "repo").exists()
+
+
+def test_segments_compaction_removed_leave_the_bucket_after_the_new_index(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, s3: S3Server, bucket: str
+) -> None:
+    with configured_daemon.client() as client:
+        client.call("snapshot", {"wait": True})
+        (sample_data / "short-lived.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+        client.call("snapshot", {"wait": True})
+        client.call("configure_mirror", s3.mirror_options(bucket))
+        wait_for_mirrors(configured_daemon, 1)
+        newest = client.call("snapshots")[0]["name"]
+        raw_borg(configured_daemon, "delete", f"{repository}::{newest}")
+        raw_borg(configured_daemon, "compact", str(repository))
+        before = set(s3.objects(bucket, "testbox/data/"))
+        job = client.call("mirror", {"wait": True})
+        assert job["state"] == "succeeded", job
+        assert job["result"]["deleted_files"] > 0
+        assert client.call("status")["mirror"]["snapshots_not_off_site"] == 0
+        assert newest not in [snapshot["name"] for snapshot in client.call("snapshots")]
+    assert before - set(s3.objects(bucket, "testbox/data/"))
+    assert_bucket_is_the_repository(s3, bucket, "testbox", repository)

@@ -21,6 +21,7 @@ from backupd.actions.bucket import (
     require_mirror,
     run,
 )
+from backupd.actions.repository import refresh_if_changed
 from backupd.borg.transactions import repository_marker
 from backupd.jobs import Job, ReportProgress
 from backupd.mirror import rclone
@@ -109,6 +110,7 @@ async def _mirror(service: Service, compare_whole: bool, job: Job, report: Repor
     previous = service.mirror_state
     try:
         async with service.repository_lock:
+            await refresh_if_changed(service)
             before = await trio.to_thread.run_sync(repository_marker, folder)
             archives = tuple(archive.name for archive in service.repository.archives)
             since = previous.last_success_started if not compare_whole else None
