@@ -140,6 +140,18 @@ def test_bad_options_are_invalid_params(configured_daemon: DaemonProcess, s3: S3
             with pytest.raises(RpcError) as refused:
                 client.call("configure_mirror", {**s3.mirror_options(bucket), param: value})
             assert (refused.value.code, refused.value.data.get("param")) == ("invalid_params", param)
+        nested = {"mirror": {**s3.mirror_options(bucket), "provider": 5}, "passphrase": PASSPHRASE}
+        with pytest.raises(RpcError) as refused:
+            client.call("configure", nested)
+        assert refused.value.data == {"param": "mirror.provider"}
+        with pytest.raises(RpcError) as refused:
+            client.call("configure", {"passphrase": PASSPHRASE, "repository": "backup@server.example:repo",
+                                      "mirror": s3.mirror_options(bucket)})
+        assert refused.value.data == {"param": "repository"}
+        with pytest.raises(RpcError) as refused:
+            client.call("configure", {"passphrase": PASSPHRASE})
+        assert refused.value.data == {"param": "repository"}
+        assert client.call("config")["mirror"] is None
 
 
 def rclone_children(daemon_pid: int) -> list[int]:
