@@ -62,6 +62,9 @@ def test_log_lines_give_progress_and_errors() -> None:
     ('Get "http://127.0.0.1:5999/b": dial tcp 127.0.0.1:5999: connect: connection refused', 1,
      "repository_unreachable"),
     ("dial tcp: lookup s3.nowhere.example: no such host", 1, "repository_unreachable"),
+    ('Put "http://127.0.0.1:9/b/data/0/3": write tcp 127.0.0.1:5->127.0.0.1:9: write: broken pipe', 1,
+     "repository_unreachable"),
+    ('Put "http://127.0.0.1:9/b/data/0/3": EOF', 1, "repository_unreachable"),
     ("Failed to copy: can't copy - source file is being updated", 7, "mirror_failed"),
 ])
 def test_failures_get_stable_codes(message: str, exit_code: int, code: str) -> None:

@@ -19,7 +19,8 @@ _KINDS: tuple[tuple[ErrorCode, re.Pattern[str]], ...] = (
     (ErrorCode.BUCKET_NOT_FOUND, re.compile(r"NoSuchBucket|bucket (does not exist|not found)", re.IGNORECASE)),
     (ErrorCode.REPOSITORY_UNREACHABLE, re.compile(
         r"connection refused|no such host|dial tcp|i/o timeout|context deadline exceeded|connection reset|"
-        r"network is unreachable|TLS handshake|server misbehaving|unexpected EOF|timeout awaiting", re.IGNORECASE)),
+        r"network is unreachable|TLS handshake|server misbehaving|unexpected EOF|timeout awaiting|broken pipe|"
+        r"connection closed|: EOF\b", re.IGNORECASE)),
 )
 MIRROR_FAILED_REASON_LIMIT = 300
 
