@@ -135,10 +135,24 @@ def describe_overview(overview: Mapping[str, Any], now: float, width: int = 100)
         pairs.append(("Host key", str(overview["host_key"])))
     if overview.get("notify"):
         pairs.append(("Notifications", describe_notify(overview["notify"], now)))
+    if overview.get("local_size") is not None:
+        pairs.append(("On this disk", fmt.human_size(overview["local_size"])))
+    if overview.get("mirror"):
+        pairs.append(("Off-site", describe_off_site(overview["mirror"], now)))
     job = overview.get("job")
     if job:
         pairs.append(("Running", describe_running_job(job, now, width - 16)))
     return fmt.fields(pairs)
+
+
+def describe_off_site(mirror: Mapping[str, Any], now: float) -> str:
+    text = f"{mirror.get('location')}, {mirror.get('state')}"
+    if mirror.get("last_success"):
+        text += f", copied {fmt.relative_time(mirror['last_success'], now)}"
+    waiting = mirror.get("snapshots_not_off_site") or 0
+    if waiting:
+        text += f", {fmt.plural(waiting, 'snapshot')} not yet"
+    return text
 
 
 def describe_automatic(overview: Mapping[str, Any], now: float) -> str:

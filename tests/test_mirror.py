@@ -401,6 +401,9 @@ def test_backupctl_sets_up_runs_shows_and_turns_off_the_mirror(
     assert "every file compared with the bucket" in now.stdout + now.stderr
     shown = backupctl(configured_daemon, "mirror")
     assert shown.returncode == 0 and "(current)" in shown.stdout, shown.stdout
+    status = backupctl(configured_daemon, "status").stdout
+    assert f"Off-site:      127.0.0.1:{s3.port}://{bucket}/testbox, current, copied" in status, status
+    assert "On this disk:" in status
     wrong = backupctl(configured_daemon, "mirror", "set", s3.endpoint, "missing-bucket", "--key-id",
                       s3.access_key_id, "--secret-file", "-", stdin=secret + "\n")
     assert wrong.returncode == 1 and "bucket_not_found" in wrong.stderr
