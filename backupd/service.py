@@ -27,7 +27,7 @@ from backupd.errors import not_configured
 from backupd.events import EventHub
 from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, LogLevel, interrupted_error, job_log
 from backupd.mirror.config import MirrorConfig
-from backupd.mirror.state import LocalUsage, MirrorState
+from backupd.mirror.state import LocalUsage, MirrorState, mirror_record
 from backupd.notify import OperatorNotifier
 from backupd.schedule import Schedule, interval, parse_schedule
 from backupd.settings import Settings
@@ -166,28 +166,9 @@ class Service:
         """The off-site mirror as the overview shows it; None when there is none."""
         if self.mirror is None:
             return None
-        state = self.mirror_state
         running = self.jobs.current
-        not_off_site = self._snapshots_not_off_site()
-        waiting = self.local_usage.waiting if self.local_usage.measured else None
-        if running is not None and running.kind == "mirror":
-            status = "running"
-        elif state.error is not None:
-            status = "failed"
-        elif state.last_success is None or not_off_site or waiting:
-            status = "behind"
-        else:
-            status = "current"
-        return {
-            "location": self.mirror.location(),
-            "state": status,
-            "last_success": state.last_success,
-            "snapshots_not_off_site": not_off_site,
-            "bytes_waiting": waiting,
-            "uploaded_bytes": state.uploaded_bytes,
-            "last_verified": state.last_verified,
-            "last_error": state.error.to_wire() if state.error else None,
-        }
+        return mirror_record(self.mirror, self.mirror_state, self._snapshots_not_off_site(), self.local_usage,
+                             running=running is not None and running.kind == "mirror")
 
     def _snapshots_not_off_site(self) -> int:
         """Counted again only when the archives or what the last mirror copied change: status stays cheap."""

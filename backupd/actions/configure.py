@@ -1,4 +1,5 @@
-"""Configure: connect to an existing repository, or create a new one, and adopt it."""
+"""Configure: connect to an existing repository (downloaded first from a mirror's bucket on a
+new box), or create a new one, and adopt it."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from backupd.source_room import room_for_sources, room_warning
 from backupd.ssh import remote_location
 
 log = logging.getLogger(__name__)
+
+# Where a repository restored from a bucket goes when configure names no folder: in the state folder.
+DEFAULT_LOCAL_REPOSITORY = "repository"
 
 
 async def configure(
@@ -93,9 +97,6 @@ async def _space_warnings(config: BackupConfig) -> list[str]:
     if warning is not None:
         log.warning("%s", warning)
     return [warning] if warning else []
-
-
-DEFAULT_LOCAL_REPOSITORY = "repository"
 
 
 def _empty_local_folder(location: str, error: RpcError) -> bool:

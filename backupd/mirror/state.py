@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from backupd.mirror.config import MirrorConfig
 from backupd.state import Problem
 
 LOCK_NAMES = frozenset({"lock.exclusive", "lock.roster"})
@@ -64,3 +65,27 @@ def measure_local_repository(folder: str, mirrored_since: float | None) -> Local
             if mirrored_since is None or status.st_mtime >= mirrored_since:
                 waiting += status.st_size
     return LocalUsage(size=size, waiting=waiting, measured=True)
+
+
+def mirror_record(mirror: MirrorConfig, state: MirrorState, not_off_site: int, usage: LocalUsage,
+                  running: bool) -> dict[str, Any]:
+    """The overview's `mirror` record."""
+    waiting = usage.waiting if usage.measured else None
+    if running:
+        status = "running"
+    elif state.error is not None:
+        status = "failed"
+    elif state.last_success is None or not_off_site or waiting:
+        status = "behind"
+    else:
+        status = "current"
+    return {
+        "location": mirror.location(),
+        "state": status,
+        "last_success": state.last_success,
+        "snapshots_not_off_site": not_off_site,
+        "bytes_waiting": waiting,
+        "uploaded_bytes": state.uploaded_bytes,
+        "last_verified": state.last_verified,
+        "last_error": state.error.to_wire() if state.error else None,
+    }
