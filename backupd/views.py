@@ -66,6 +66,12 @@ READER_MESSAGES = {
     "bucket_not_found": "The off-site bucket does not exist",
     "mirror_failed": "Copying the backups off-site failed",
 }
+# The same codes, said of the off-site mirror's storage service rather than the SSH server.
+MIRROR_READER_MESSAGES = {
+    "auth_failed": "The off-site storage service refused the access key",
+    "repository_unreachable": "The off-site storage service could not be reached",
+    "repository_exists": "The off-site bucket prefix holds another repository's mirror",
+}
 # Built by the daemon from times only.
 MESSAGES_WITHOUT_PATHS = frozenset({"overdue"})
 ERROR_DATA_SHOWN = frozenset({"param", "borg_msgid", "exit_code", "hook", "connections", "keep"})
@@ -150,10 +156,17 @@ _RESULT_PATHS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+def reader_mirror_message(code: str) -> str:
+    return MIRROR_READER_MESSAGES.get(code) or reader_message(code)
+
+
 def reader_overview(overview: dict[str, Any]) -> dict[str, Any]:
     shown = dict(overview)
     problem = overview.get("problem")
-    if problem is not None and problem.get("code") not in MESSAGES_WITHOUT_PATHS:
+    mirror_error = (overview.get("mirror") or {}).get("last_error")
+    if problem is not None and problem == mirror_error:
+        shown["problem"] = {**problem, "message": reader_mirror_message(problem.get("code", ""))}
+    elif problem is not None and problem.get("code") not in MESSAGES_WITHOUT_PATHS:
         shown["problem"] = {**problem, "message": reader_message(problem.get("code", ""))}
     last_check = overview.get("last_check")
     if last_check is not None:
@@ -163,10 +176,9 @@ def reader_overview(overview: dict[str, Any]) -> dict[str, Any]:
         shown["notify"] = {**overview["notify"], "last_error": None}
     if overview.get("job") is not None:
         shown["job"] = reader_job(overview["job"])
-    mirror = overview.get("mirror")
-    if mirror is not None and mirror.get("last_error") is not None:
-        error = mirror["last_error"]
-        shown["mirror"] = {**mirror, "last_error": {**error, "message": reader_message(error.get("code", ""))}}
+    if mirror_error is not None:
+        message = reader_mirror_message(mirror_error.get("code", ""))
+        shown["mirror"] = {**overview["mirror"], "last_error": {**mirror_error, "message": message}}
     return shown
 
 

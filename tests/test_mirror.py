@@ -452,7 +452,8 @@ def test_readers_see_the_mirror_without_the_key_id_or_rclone_words(
         status = call_as_user(packages, NOBODY, configured_daemon.socket, "status")["result"]
         configured_daemon.stop()
     assert config["mirror"]["access_key_id"] is None and config["mirror"]["bucket"] == bucket
-    assert status["mirror"]["last_error"]["message"] == "The repository could not be reached"
+    assert status["mirror"]["last_error"]["message"] == "The off-site storage service could not be reached"
+    assert status["problem"]["message"] == "The off-site storage service could not be reached"
     assert str(relay.port) not in repr(status["mirror"]["last_error"])
     assert s3.access_key_id not in repr(status) + repr(config)
 
