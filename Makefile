@@ -1,7 +1,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := liblz4-dev libzstd-dev libxxhash-dev libacl1-dev libssl-dev pkg-config openssh-server openssh-client util-linux systemd systemd-container
+SYSTEM_PACKAGES := liblz4-dev libzstd-dev libxxhash-dev libacl1-dev libssl-dev pkg-config openssh-server openssh-client util-linux systemd systemd-container rclone
 PYTEST_ARGS ?=
 
 .PHONY: setup run test bench install clean

@@ -142,10 +142,24 @@ def describe_overview(overview: Mapping[str, Any], now: float, width: int = 100)
         pairs.append(("Host key", str(overview["host_key"])))
     if overview.get("notify"):
         pairs.append(("Notifications", describe_notify(overview["notify"], now)))
+    if overview.get("local_size") is not None:
+        pairs.append(("On this disk", fmt.human_size(overview["local_size"])))
+    if overview.get("mirror"):
+        pairs.append(("Off-site", describe_off_site(overview["mirror"], now)))
     job = overview.get("job")
     if job:
         pairs.append(("Running", describe_running_job(job, now, width - 16)))
     return fmt.fields(pairs)
+
+
+def describe_off_site(mirror: Mapping[str, Any], now: float) -> str:
+    text = f"{mirror.get('location')}, {mirror.get('state')}"
+    if mirror.get("last_success"):
+        text += f", copied {fmt.relative_time(mirror['last_success'], now)}"
+    waiting = mirror.get("snapshots_not_off_site") or 0
+    if waiting:
+        text += f", {fmt.plural(waiting, 'snapshot')} not yet"
+    return text
 
 
 def describe_automatic(overview: Mapping[str, Any], now: float) -> str:
@@ -210,6 +224,8 @@ def run_configure(invocation: Invocation) -> int:
         if value is not None:
             params[option] = value
     result = configure_with_passphrase(invocation.client, params, args.passphrase_file)
+    for warning in result.get("warnings") or ():
+        invocation.warn(f"warning: {warning}")
     if invocation.as_json:
         invocation.emit_json(result)
         return EXIT_OK
@@ -1126,6 +1142,18 @@ def change_row(change: Mapping[str, Any]) -> tuple[str, ...]:
             ",".join(change.get("what") or []), shown_name(change.get("path")))
 
 
+def add_mirror_command(parser: argparse.ArgumentParser, shared: argparse.ArgumentParser) -> None:
+    from backupctl.mirror_cli import add_mirror_parser  # it builds on this module
+
+    add_mirror_parser(parser, shared)
+
+
+def run_mirror_command(invocation: Invocation) -> int:
+    from backupctl.mirror_cli import run_mirror
+
+    return run_mirror(invocation)
+
+
 COMMANDS: dict[str, Command] = {
     "status": run_status,
     "configure": run_configure,
@@ -1146,7 +1174,9 @@ COMMANDS: dict[str, Command] = {
     "ls": run_ls,
     "versions": run_versions,
     "diff": run_diff,
+    "mirror": run_mirror_command,
 }
+
 
 
 def positive_int(text: str) -> int:
@@ -1230,6 +1260,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("old", metavar="A")
     diff.add_argument("new", nargs="?", metavar="B", help="default: the files on this box now")
     diff.add_argument("--limit", type=positive_int, help="show at most this many changes")
+    add_mirror_command(command("mirror", "the off-site copy of the repository in an S3, B2 or Wasabi bucket"), shared)
     return parser
 
 

@@ -51,6 +51,8 @@ class ErrorCode(StrEnum):
     HOOK_FAILED = "hook_failed"
     RESTORE_FAILED = "restore_failed"
     CONFIG_UNREADABLE = "config_unreadable"
+    BUCKET_NOT_FOUND = "bucket_not_found"
+    MIRROR_FAILED = "mirror_failed"
     INTERNAL = "internal"
 
 

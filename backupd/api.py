@@ -14,6 +14,7 @@ from backupd.actions.browse import BROWSE_PARAMS, COMPARE_PARAMS, VERSIONS_PARAM
 from backupd.actions.check import start_check
 from backupd.actions.configure import change, configure
 from backupd.actions.export_key import export_key
+from backupd.actions.mirror import configure_mirror, start_mirror, turn_off
 from backupd.actions.reset import reset
 from backupd.actions.restore import RESTORE_PARAMS, start_restore
 from backupd.actions.snapshot import start_snapshot
@@ -22,6 +23,7 @@ from backupd.config import CHANGE_PARAMS, CONFIGURE_PARAMS, unconfigured_view
 from backupd.errors import invalid_params
 from backupd.events import NotificationFilter
 from backupd.jobs import HISTORY_LIMIT
+from backupd.mirror.config import MIRROR_PARAMS
 from backupd.pages import MAX_PAGE_BYTES, PAGE_PARAMS, all_snapshots, snapshot_page
 from backupd.params import Param, check_params
 from backupd.service import Service
@@ -70,8 +72,9 @@ async def status(call: Call) -> dict[str, Any]:
 
 
 async def show_config(call: Call) -> dict[str, Any]:
-    config = call.service.config
-    return config.public() if config else unconfigured_view(call.service.settings.defaults)
+    service = call.service
+    shown = service.config.public() if service.config else unconfigured_view(service.settings.defaults)
+    return {**shown, "mirror": service.mirror.public() if service.mirror else None}
 
 
 async def configure_repository(call: Call) -> dict[str, Any]:
@@ -87,6 +90,21 @@ async def snapshot(call: Call) -> dict[str, Any]:
     if call.params.get("wait", False):
         await call.service.jobs.wait(job)
     return job.to_record()
+
+
+async def set_mirror(call: Call) -> dict[str, Any]:
+    return await configure_mirror(call.service, call.params, call.peer.record())
+
+
+async def mirror_now(call: Call) -> dict[str, Any]:
+    job = start_mirror(call.service, "manual", call.peer.record(), call.params.get("compare_all", False))
+    if call.params.get("wait", False):
+        await call.service.jobs.wait(job)
+    return job.to_record()
+
+
+async def mirror_off(call: Call) -> dict[str, Any]:
+    return await turn_off(call.service, call.peer.record())
 
 
 async def check(call: Call) -> dict[str, Any]:
@@ -179,6 +197,9 @@ METHODS: dict[str, Method] = {
     "change": Method(change_settings, Level.ADMIN, CHANGE_PARAMS, shows=Shown.CONFIG),
     "snapshot": Method(snapshot, Level.ADMIN, (Param("wait", bool),), shows=Shown.JOB),
     "snapshots": Method(snapshots, Level.READ, PAGE_PARAMS, shows=Shown.SNAPSHOTS),
+    "configure_mirror": Method(set_mirror, Level.ADMIN, MIRROR_PARAMS),
+    "mirror": Method(mirror_now, Level.ADMIN, (Param("wait", bool), Param("compare_all", bool)), shows=Shown.JOB),
+    "mirror_off": Method(mirror_off, Level.ADMIN),
     "check": Method(check, Level.ADMIN, (Param("wait", bool),), shows=Shown.JOB),
     "restore": Method(restore, Level.ADMIN, RESTORE_PARAMS, shows=Shown.JOB),
     "reset": Method(reset_configuration, Level.ADMIN),

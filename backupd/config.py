@@ -30,7 +30,7 @@ MIN_NEW_PASSPHRASE_LENGTH = 8
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 
 CONFIGURE_PARAMS = (
-    Param("repository", str, required=True),
+    Param("repository", str),
     Param("passphrase", str, required=True),
     Param("sources", list, item_kind=str),
     Param("exclude", list, item_kind=str),
@@ -43,6 +43,7 @@ CONFIGURE_PARAMS = (
     Param("append_only", bool),
     Param("upload_limit", int),
     Param("create", bool),
+    Param("mirror", dict),
 )
 # What `change` may set without the passphrase: the repository, its encryption and its host key
 # are chosen by `configure`, which checks the passphrase against them.
@@ -123,6 +124,8 @@ def config_from_params(
     """Validate the values of `configure` options (already checked against CONFIGURE_PARAMS).
     What is missing is kept from the current configuration when it names the same repository,
     else filled from the defaults."""
+    if "repository" not in params:
+        raise invalid_params("repository", "Missing option 'repository'")
     repository = _repository(params["repository"])
     if current is not None and current.repository == repository:
         base = current
@@ -139,7 +142,7 @@ def config_from_params(
             # The authorized_keys line the daemon hands out serves remote repositories append-only.
             append_only=remote_location(repository) is not None,
         )
-    changes = {name: value for name, value in params.items() if name not in ("repository", "create")}
+    changes = {name: value for name, value in params.items() if name not in ("repository", "create", "mirror")}
     if "keep" in changes and base is not current:
         changes["keep"] = {**dict.fromkeys(DEFAULT_KEEP, 0), **changes["keep"]}
     config = changed_config(replace(base, passphrase=_passphrase(params["passphrase"])), changes)

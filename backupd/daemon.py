@@ -21,6 +21,7 @@ from backupd.actions.restore import unfinished_journals
 from backupd.api import dispatch
 from backupd.events import Subscriber
 from backupd.jobs import JobLogHandler
+from backupd.actions.mirror_schedule import keep_mirrored
 from backupd.metrics import keep_metrics_file
 from backupd.scheduler import Scheduler
 from backupd.restore.transaction import RestoreError, recover
@@ -134,6 +135,7 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
             nursery.start_soon(report_status, service, notifier)
             await nursery.start(service.notify.run)
             await nursery.start(keep_metrics_file, service)
+            await nursery.start(keep_mirrored, service)
             nursery.start_soon(keep_view_current, service)
             if (interval := watchdog_interval()) is not None:
                 nursery.start_soon(ping_watchdog, notifier, interval)

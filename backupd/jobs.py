@@ -26,7 +26,7 @@ HISTORY_LIMIT = 200
 LOG_LIMIT = 200
 LOG_LINE_LIMIT = 500
 # The daemon's own upkeep gives way to what a person asks for; it runs again later.
-MAINTENANCE_KINDS = frozenset({"check", "prune"})
+MAINTENANCE_KINDS = frozenset({"check", "prune", "mirror"})
 
 
 class JobState(StrEnum):

@@ -39,6 +39,7 @@ class Metric:
 def collect(overview: Mapping[str, Any], history: Sequence[Job]) -> list[Metric]:
     last = overview.get("last_snapshot") or {}
     problem = overview.get("problem")
+    mirror = overview.get("mirror") or {}
     job_counts = Counter((job.kind, str(job.state)) for job in history)
     return [
         _single("backupd_last_success_timestamp_seconds",
@@ -54,6 +55,17 @@ def collect(overview: Mapping[str, Any], history: Sequence[Job]) -> list[Metric]
                 overview.get("next_run")),
         Metric("backupd_problem", "1 for the problem the overview shows, by its code; no sample when there is none",
                (((("code", problem["code"]),), 1.0),) if problem else ()),
+        _single("backupd_repository_local_bytes", "Bytes the local repository folder takes on disk",
+                overview.get("local_size")),
+        _single("backupd_mirror_last_success_timestamp_seconds",
+                "Unix time the off-site mirror last completed; absent before the first or without a mirror",
+                mirror.get("last_success")),
+        _single("backupd_mirror_snapshots_not_off_site", "Snapshots not yet copied to the off-site bucket",
+                mirror.get("snapshots_not_off_site")),
+        _single("backupd_mirror_bytes_waiting", "Bytes of the local repository not yet copied to the bucket",
+                mirror.get("bytes_waiting")),
+        Metric("backupd_mirror_failing", "1 while the off-site mirror fails, by error code; no sample otherwise",
+               (((("code", mirror["last_error"]["code"]),), 1.0),) if mirror.get("last_error") else ()),
         Metric("backupd_jobs_total", f"Jobs in the kept history (the last {HISTORY_LIMIT}) by kind and state",
                tuple(((("kind", kind), ("state", state)), float(count))
                      for (kind, state), count in sorted(job_counts.items()))),

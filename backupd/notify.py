@@ -30,7 +30,7 @@ from backupd.settings import HookCommand, Notify
 
 log = logging.getLogger(__name__)
 
-WATCHED_KINDS = frozenset({"snapshot", "restore", "check"})
+WATCHED_KINDS = frozenset({"snapshot", "restore", "check", "mirror"})
 OVERDUE = "overdue"
 QUEUE_SIZE = 100
 RETRY_FIRST_DELAY = 2.0

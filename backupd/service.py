@@ -27,6 +27,8 @@ from backupd.config import BackupConfig
 from backupd.errors import not_configured
 from backupd.events import EventHub
 from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, LogLevel, interrupted_error, job_log
+from backupd.mirror.config import MirrorConfig
+from backupd.mirror.state import LocalUsage, MirrorState, mirror_record
 from backupd.notify import OperatorNotifier
 from backupd.schedule import Schedule, interval, parse_schedule
 from backupd.settings import Settings, SettingsError
@@ -42,6 +44,8 @@ _MAYBE_SSH_FAILURES = frozenset({ErrorCode.REPOSITORY_UNREACHABLE, ErrorCode.AUT
 CONFIG_DOCUMENT = "config"
 STATE_DOCUMENT = "state"
 JOBS_DOCUMENT = "jobs"
+MIRROR_DOCUMENT = "mirror"
+MIRROR_STATE_DOCUMENT = "mirror-state"
 
 
 class Service:
@@ -56,6 +60,10 @@ class Service:
         self._overdue_memo: tuple[tuple[Any, ...], float | None] = ((), None)
         self.hub = EventHub()
         self.config: BackupConfig | None = None
+        self.mirror: MirrorConfig | None = None
+        self.mirror_state = MirrorState()
+        self.local_usage = LocalUsage()
+        self._off_site_memo: tuple[tuple[Any, Any] | None, int] = (None, 0)
         self._schedule: Schedule | None = None
         self.repository = RepositoryState()
         self.repository_lock = trio.Lock()
@@ -79,6 +87,8 @@ class Service:
         self.repository = state or RepositoryState()
         history = self._load_trusted(JOBS_DOCUMENT, _jobs_from_records, unreadable)
         self.jobs.restore_history(history or [])
+        self.mirror = self._load_trusted(MIRROR_DOCUMENT, MirrorConfig.from_record, unreadable)
+        self.mirror_state = self._load_trusted(MIRROR_STATE_DOCUMENT, MirrorState.from_record, unreadable) or MirrorState()
         if CONFIG_DOCUMENT in unreadable:
             message = "The saved configuration could not be read and was set aside; configure backups again"
             problem = self.problem_from("config_unreadable", message, "configure")
@@ -110,7 +120,8 @@ class Service:
 
     def secrets(self) -> tuple[str, ...]:
         """What must never leave the daemon in a log line, a record or a notification."""
-        return (self.config.passphrase,) if self.config else ()
+        passphrase = (self.config.passphrase,) if self.config else ()
+        return passphrase + (self.mirror.secrets() if self.mirror else ())
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets())
@@ -152,8 +163,28 @@ class Service:
             "host_key": repository.host_key,
             "retention": self.retention_off_reason() or "old snapshots are pruned after automatic ones",
             "notify": self.notify.health(),
+            "local_size": self.local_usage.size if self.local_usage.measured else None,
+            "mirror": self.mirror_overview(),
             "job": running.to_record() if running else None,
         }
+
+    def mirror_overview(self) -> dict[str, Any] | None:
+        """The off-site mirror as the overview shows it; None when there is none."""
+        if self.mirror is None:
+            return None
+        running = self.jobs.current
+        return mirror_record(self.mirror, self.mirror_state, self._snapshots_not_off_site(), self.local_usage,
+                             running=running is not None and running.kind == "mirror")
+
+    def _snapshots_not_off_site(self) -> int:
+        """Counted again only when the archives or what the last mirror copied change: status stays cheap."""
+        mirrored, archives = self.mirror_state.mirrored_archives, self.repository.archives
+        key, count = self._off_site_memo
+        if key is None or key[0] is not mirrored or key[1] is not archives:
+            names = frozenset(mirrored)
+            count = sum(1 for archive in archives if archive.name not in names)
+            self._off_site_memo = ((mirrored, archives), count)
+        return count
 
     def retention_off_reason(self) -> str | None:
         """Why old snapshots are not pruned, or None when they are."""
@@ -202,7 +233,7 @@ class Service:
         if (error := self.settings_error) is not None:
             return {"code": str(ErrorCode.CONFIG_UNREADABLE), "message": _settings_advice(error),
                     "since": self._settings_error_since, **_position(error)}
-        for problem in (self.storage_problem, self.repository.problem):
+        for problem in (self.storage_problem, self.repository.problem, self.mirror_state.error):
             if problem is not None:
                 return problem.to_wire()
         overdue_at = self.overdue_at()
@@ -308,6 +339,27 @@ class Service:
         """Change what is known about the repository, persist it and tell subscribers."""
         self.repository = replace(self.repository, **changes)
         await self._persist(STATE_DOCUMENT, self.repository.to_record())
+        self.publish_status()
+
+    async def update_mirror_state(self, **changes: Any) -> None:
+        self.mirror_state = replace(self.mirror_state, **changes)
+        await self._persist(MIRROR_STATE_DOCUMENT, self.mirror_state.to_record())
+        self.publish_status()
+
+    async def save_mirror(self, mirror: MirrorConfig | None) -> None:
+        """Persist the mirror's configuration (its secret only in the state folder), then adopt it."""
+        try:
+            if mirror is None:
+                await trio.to_thread.run_sync(self.store.delete, MIRROR_DOCUMENT)
+                await trio.to_thread.run_sync(self.store.delete, MIRROR_STATE_DOCUMENT)
+            else:
+                await self.store.save(MIRROR_DOCUMENT, mirror.to_record())
+        except OSError as error:
+            problem = self._storage_problem(error)
+            raise RpcError(problem.code, problem.message) from None
+        self.mirror = mirror
+        if mirror is None:
+            self.mirror_state = MirrorState()
         self.publish_status()
 
     async def _persist(self, name: str, document: Any) -> None:

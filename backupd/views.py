@@ -66,6 +66,14 @@ READER_MESSAGES = {
     "state_unreadable": "Saved state could not be read; the repository is being read again",
     "restore_incomplete": "A restore interrupted by a crash could not be undone; a person must look",
     "restore_partial": "The last restore could not create some items, such as device nodes",
+    "bucket_not_found": "The off-site bucket does not exist",
+    "mirror_failed": "Copying the backups off-site failed",
+}
+# The same codes, said of the off-site mirror's storage service rather than the SSH server.
+MIRROR_READER_MESSAGES = {
+    "auth_failed": "The off-site storage service refused the access key",
+    "repository_unreachable": "The off-site storage service could not be reached",
+    "repository_exists": "The off-site bucket prefix holds another repository's mirror",
 }
 # Built by the daemon from times only.
 MESSAGES_WITHOUT_PATHS = frozenset({"overdue"})
@@ -145,15 +153,25 @@ _RESULT_PATHS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "restore": _reader_restore_result,
     "check": lambda result: _without(result, "errors"),
     "prune": dict,
+    "mirror": dict,
+    "mirror_setup": dict,
+    "mirror_off": dict,
     "configure": dict,
     "reset": dict,
 }
 
 
+def reader_mirror_message(code: str) -> str:
+    return MIRROR_READER_MESSAGES.get(code) or reader_message(code)
+
+
 def reader_overview(overview: dict[str, Any]) -> dict[str, Any]:
     shown = dict(overview)
     problem = overview.get("problem")
-    if problem is not None and problem.get("code") not in MESSAGES_WITHOUT_PATHS:
+    mirror_error = (overview.get("mirror") or {}).get("last_error")
+    if problem is not None and problem == mirror_error:
+        shown["problem"] = {**problem, "message": reader_mirror_message(problem.get("code", ""))}
+    elif problem is not None and problem.get("code") not in MESSAGES_WITHOUT_PATHS:
         shown["problem"] = {**problem, "message": reader_message(problem.get("code", ""))}
     last_check = overview.get("last_check")
     if last_check is not None:
@@ -163,11 +181,17 @@ def reader_overview(overview: dict[str, Any]) -> dict[str, Any]:
         shown["notify"] = {**overview["notify"], "last_error": None}
     if overview.get("job") is not None:
         shown["job"] = reader_job(overview["job"])
+    if mirror_error is not None:
+        message = reader_mirror_message(mirror_error.get("code", ""))
+        shown["mirror"] = {**overview["mirror"], "last_error": {**mirror_error, "message": message}}
     return shown
 
 
 def reader_config(config: dict[str, Any]) -> dict[str, Any]:
-    return _without(config, "sources", "exclude")
+    shown = _without(config, "sources", "exclude")
+    if isinstance(config.get("mirror"), dict):
+        shown["mirror"] = _without(config["mirror"], "access_key_id")
+    return shown
 
 
 def reader_snapshots(snapshots: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:

@@ -81,7 +81,9 @@ def value(families: dict[str, Family], name: str, **labels: str) -> float | None
 EXPECTED_FAMILIES = {
     "backupd_last_success_timestamp_seconds", "backupd_last_snapshot_duration_seconds", "backupd_snapshots",
     "backupd_repository_stored_bytes", "backupd_last_snapshot_files", "backupd_problem", "backupd_jobs_total",
-    "backupd_next_run_timestamp_seconds",
+    "backupd_next_run_timestamp_seconds", "backupd_repository_local_bytes",
+    "backupd_mirror_last_success_timestamp_seconds", "backupd_mirror_snapshots_not_off_site",
+    "backupd_mirror_bytes_waiting", "backupd_mirror_failing",
 }
 
 
@@ -128,6 +130,10 @@ def test_the_metrics_file_follows_the_daemon(
     assert value(families, "backupd_jobs_total", kind="snapshot", state="succeeded") == 1
     assert value(families, "backupd_jobs_total", kind="configure", state="succeeded") == 1
     assert families["backupd_problem"].samples == {}
+    local = wait_for(lambda: (metrics := read_metrics(path))["backupd_repository_local_bytes"].samples and metrics)
+    assert value(local, "backupd_repository_local_bytes") == sum(
+        entry.stat().st_size for entry in repository.rglob("*") if entry.is_file() and "lock." not in entry.name)
+    assert local["backupd_mirror_snapshots_not_off_site"].samples == {}  # no mirror
     assert all(family.kind == "gauge" for family in families.values())
 
     repository.rename(repository.with_name("moved-away"))

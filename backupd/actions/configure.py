@@ -1,7 +1,9 @@
-"""Configure: connect to an existing repository, or create a new one, and adopt it."""
+"""Configure: connect to an existing repository (downloaded first from a mirror's bucket on a
+new box), or create a new one, and adopt it."""
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import partial
 from typing import Any
@@ -9,23 +11,41 @@ from typing import Any
 import trio
 
 from backupctl.protocol import ErrorCode, RpcError
+from backupd.actions.bucket import claim_prefix, local_repository_id, mirror_params, require_local
+from backupd.actions.mirror import adopt
+from backupd.actions.mirror_download import connect_to_bucket
 from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
 from backupd.borg import commands
 from backupd.config import BackupConfig, changed_config, check_new_passphrase, config_from_params
 from backupd.errors import busy, invalid_params
 from backupd.jobs import Job, ReportProgress
+from backupd.mirror.config import MirrorConfig, mirror_from_params
 from backupd.restorable import refuse_unrestorable
 from backupd.service import Service
+from backupd.source_room import room_for_sources, room_warning
 from backupd.ssh import remote_location
+
+log = logging.getLogger(__name__)
+
+# Where a repository restored from a bucket goes when configure names no folder: in the state folder.
+DEFAULT_LOCAL_REPOSITORY = "repository"
 
 
 async def configure(
     service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None
 ) -> dict[str, Any]:
+    mirror_options = mirror_params(params["mirror"]) if params.get("mirror") else None
+    if mirror_options is not None and "repository" not in params:
+        params = {**params, "repository": str(service.settings.state_dir / DEFAULT_LOCAL_REPOSITORY)}
     config = config_from_params(params, service.settings.defaults, service.config)
     refuse_unrestorable(config.sources)
+    mirror = mirror_from_params(mirror_options, service.box_name()) if mirror_options is not None else None
+    if mirror is not None:
+        require_local(config)
+    take_over = bool(mirror_options and mirror_options.get("take_over"))
     may_create = params.get("create", True)
-    job = service.jobs.start("configure", "manual", partial(_connect, service, config, may_create), requested_by)
+    work = partial(_connect, service, config, may_create, mirror, take_over, "mirror" in params)
+    job = service.jobs.start("configure", "manual", work, requested_by)
     await service.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
@@ -43,9 +63,9 @@ async def change(service: Service, params: dict[str, Any]) -> dict[str, Any]:
     return config.public()
 
 
-async def _connect(
-    service: Service, config: BackupConfig, may_create: bool, job: Job, report: ReportProgress
-) -> dict[str, Any]:
+async def _connect(service: Service, config: BackupConfig, may_create: bool, mirror: MirrorConfig | None,
+                   take_over: bool, mirror_given: bool, job: Job, report: ReportProgress) -> dict[str, Any]:
+    remote_id = await connect_to_bucket(service, config, mirror, report) if mirror is not None else None
     report({"step": "connecting", "repository": config.repository})
     server = remote_location(config.repository)
     if server is not None and config.host_key is not None:
@@ -66,12 +86,34 @@ async def _connect(
             await service.borg(commands.init(config.repository, config.encryption), config=config)
             created = True
             facts = EMPTY_REPOSITORY
+        if mirror is not None:
+            local_id = await trio.to_thread.run_sync(local_repository_id, require_local(config))
+            await claim_prefix(service, mirror, remote_id, local_id, take_over)
     host_key = await trio.to_thread.run_sync(service.ssh.fingerprint_of, server) if server else None
     await service.update_repository(
         **facts, problem=None, configured_at=service.clock.now(), last_attempt=None, host_key=host_key
     )
+    previous = service.config
     await service.save_config(config)
-    return {"created": created, "snapshot_count": service.repository.snapshot_count}
+    if mirror is not None:
+        await adopt(service, mirror)
+    elif mirror_given or (previous is not None and previous.repository != config.repository):
+        await service.save_mirror(None)  # `mirror: {}` turns it off; another repository is not mirrored into its bucket
+    result: dict[str, Any] = {"created": created, "snapshot_count": service.repository.snapshot_count}
+    warnings = await _space_warnings(config)
+    if warnings:
+        result["warnings"] = warnings
+    return result
+
+
+async def _space_warnings(config: BackupConfig) -> list[str]:
+    if not config.sources or remote_location(config.repository) is not None:
+        return []
+    room = await trio.to_thread.run_sync(room_for_sources, config.sources, config.repository.removeprefix("file://"))
+    warning = room_warning(room)
+    if warning is not None:
+        log.warning("%s", warning)
+    return [warning] if warning else []
 
 
 def _empty_local_folder(location: str, error: RpcError) -> bool:

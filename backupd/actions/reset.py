@@ -1,5 +1,6 @@
-"""Reset: back to the operator's defaults. Automatic backups stop, the passphrase, the SSH key
-and borg's local cache are erased from this box; the repository and its archives are not touched."""
+"""Reset: back to the operator's defaults. Automatic backups stop, the passphrase, the SSH key,
+the mirror's keys and borg's local cache are erased from this box; the repository, its archives
+and the mirror's bucket are not touched."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ async def reset(service: Service, requested_by: dict[str, Any] | None = None) ->
 async def _reset(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
     repository = service.config.repository if service.config else None
     await service.save_config(None)
+    await service.save_mirror(None)  # the keys go; the bucket and what it holds stay
     await service.update_repository(**_fresh_state())
     base = service.borg_base_dir()
     await trio.to_thread.run_sync(_erase, [*(base / part for part in BORG_LOCAL_STATE), service.ssh.folder])

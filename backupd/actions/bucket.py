@@ -1,0 +1,154 @@
+"""The mirror's bucket: one rclone command against it as a typed error, the check of a bucket
+before it is used, which borg repository a prefix holds and taking one over, and a job's
+progress across rclone's steps."""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from backupctl.protocol import ErrorCode, RpcError
+from backupd.config import BackupConfig
+from backupd.errors import invalid_params
+from backupd.jobs import ReportProgress, job_log
+from backupd.mirror import rclone
+from backupd.mirror.config import MIRROR_PARAMS, MirrorConfig
+from backupd.mirror.errors import RcloneFailed, mirror_error
+from backupd.params import check_params
+from backupd.service import Service
+from backupd.ssh import remote_location
+
+log = logging.getLogger(__name__)
+
+CHECK_MARKER = ".backupd-write-check"
+
+
+def mirror_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The options of a mirror given inside another call's params, with their names as `mirror.x`."""
+    try:
+        return check_params(params, MIRROR_PARAMS)
+    except RpcError as error:
+        param = error.data.get("param")
+        raise invalid_params(f"mirror.{param}", error.message) from None
+
+
+def require_local(config: BackupConfig) -> str:
+    if remote_location(config.repository) is not None:
+        raise invalid_params("repository", "A mirror copies a repository kept on this box; "
+                             f"{config.repository} is on a server")
+    return config.repository.removeprefix("file://")
+
+
+def require_mirror(service: Service) -> MirrorConfig:
+    if service.mirror is None:
+        raise RpcError(ErrorCode.NOT_CONFIGURED, "No off-site mirror is configured: call configure_mirror first",
+                       {"param": "mirror"})
+    return service.mirror
+
+
+async def run(service: Service, mirror: MirrorConfig, command: rclone.RcloneCommand,
+              on_stats: Callable[[rclone.TransferStats], None] | None = None,
+              listing_bucket: bool = False) -> rclone.RcloneResult:
+    """One rclone command against the mirror's bucket; its failure as a typed error. The log of
+    the job that runs it says which rclone command ran, and rclone's errors."""
+    write_log = job_log()
+    if write_log is not None:
+        write_log("INFO", f"running rclone {command.args[0]}")
+    try:
+        return await rclone.run_rclone(command, mirror.rclone_environment(), service.secrets() + mirror.secrets(),
+                                       upload_limit_kib=service.settings.upload_limit, on_stats=on_stats)
+    except RcloneFailed as failure:
+        log_failure(failure)
+        raise mirror_error(failure, mirror.location(), listing_bucket) from None
+
+
+def log_failure(failure: RcloneFailed) -> None:
+    """rclone's errors into the log of the job that ran it."""
+    write_log = job_log()
+    if write_log is not None:
+        for message in failure.errors:
+            write_log("ERROR", f"rclone: {message}")
+
+
+async def check_bucket(service: Service, mirror: MirrorConfig) -> str | None:
+    """List the bucket, write and delete a small marker under the prefix: the keys may do what
+    mirroring needs. Returns the id of the borg repository already under the prefix, if any."""
+    await run(service, mirror, rclone.list_folder(mirror.bucket_root), listing_bucket=True)
+    marker = f"{mirror.remote}/{CHECK_MARKER}"
+    await run(service, mirror, rclone.touch(marker))
+    await run(service, mirror, rclone.delete_file(marker))
+    return await remote_repository_id(service, mirror)
+
+
+async def remote_repository_id(service: Service, mirror: MirrorConfig) -> str | None:
+    listing = await run(service, mirror, rclone.list_folder(mirror.remote))
+    if '"Name":"config"' not in listing.stdout.replace(" ", ""):
+        return None
+    text = (await run(service, mirror, rclone.read_file(f"{mirror.remote}/config"))).stdout
+    return repository_id(text)
+
+
+def repository_id(config_text: str) -> str | None:
+    """The id in a borg repository's config file."""
+    parser = configparser.ConfigParser()
+    try:
+        parser.read_string(config_text)
+        return parser.get("repository", "id", fallback=None)
+    except configparser.Error:
+        return None
+
+
+def local_repository_id(folder: str) -> str | None:
+    try:
+        descriptor = os.open(os.path.join(folder, "config"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with open(descriptor, encoding="utf-8", errors="replace") as file:
+        return repository_id(file.read(65536))
+
+
+async def claim_prefix(service: Service, mirror: MirrorConfig, remote_id: str | None, local_id: str | None,
+                       take_over: bool) -> bool:
+    """Another repository's mirror under the prefix is not overwritten unless the caller says so;
+    taken over, it is deleted before this repository's goes there. Whether it was."""
+    if remote_id is None or remote_id == local_id:
+        return False
+    if take_over:
+        log.warning("taking over %s: deleting the mirror of repository %s", mirror.location(), remote_id)
+        await run(service, mirror, rclone.delete_all(mirror.remote))
+        return True
+    raise RpcError(ErrorCode.REPOSITORY_EXISTS,
+                   f"{mirror.location()} already holds the mirror of another repository; choose another prefix, "
+                   "or pass take_over to replace it with this one", {"param": "prefix"})
+
+
+class MirrorProgress:
+    """The job's progress across rclone's steps: bytes, files, percent and ETA of the current step."""
+
+    def __init__(self, report: ReportProgress) -> None:
+        self._report = report
+        self.uploaded_bytes = 0
+        self.uploaded_files = 0
+        self.deleted_files = 0
+        self._step = ""
+
+    def step(self, name: str) -> Callable[[rclone.TransferStats], None]:
+        self._step = name
+        self._report({"step": name, "bytes": 0, "total_bytes": None, "files": 0, "total_files": None,
+                      "percent": None, "eta": None})
+        return self._on_stats
+
+    def step_done(self, stats: rclone.TransferStats | None) -> None:
+        if stats is not None:
+            self.uploaded_bytes += stats.bytes
+            self.uploaded_files += stats.transfers
+            self.deleted_files += stats.deletes
+
+    def _on_stats(self, stats: rclone.TransferStats) -> None:
+        percent = round(100.0 * stats.bytes / stats.total_bytes, 1) if stats.total_bytes else None
+        self._report({"step": self._step, "bytes": stats.bytes, "total_bytes": stats.total_bytes,
+                      "files": stats.transfers, "total_files": stats.total_transfers,
+                      "percent": percent, "eta": stats.eta})

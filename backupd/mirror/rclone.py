@@ -1,0 +1,263 @@
+"""rclone's argv, one pure function per use, and running it: environment, ``--use-json-log``
+lines into progress and errors, the upload limit, graceful stop.
+
+The remote is never written into a file or argv: its settings, the secret key included, go in
+``RCLONE_CONFIG_MIRROR_*`` variables of rclone's environment, which only its own user can read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from backupd.borg.errors import redact
+from backupd.borg.process import ChildProcess
+from backupd.borg.runner import LineSplitter
+from backupd.capabilities import Capability
+from backupd.mirror.errors import RcloneFailed
+
+RCLONE = "rclone"
+# A local repository may belong to another user: rclone reads (and a download writes) it as root.
+REPOSITORY_ACCESS = frozenset({Capability.DAC_OVERRIDE})
+# The daemon retries a failed mirror with back-off; rclone itself retries each request a little.
+COMMON_OPTIONS = (
+    "--config=",  # no configuration file: the remote comes from the environment only
+    "--use-json-log",
+    "--stats=1s",
+    "--stats-log-level=NOTICE",
+    "--retries=1",
+    "--low-level-retries=3",
+    "--contimeout=15s",
+    "--timeout=60s",
+    "--ask-password=false",
+)
+# borg's lock of the repository is the daemon's and this box's: it never goes off-site.
+LOCK_FILES = ("--exclude=/lock.exclusive/**", "--exclude=/lock.roster")
+# Where Go looks for certificate authorities: a self-hosted S3 service may have its own.
+CERTIFICATE_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR")
+KEPT_ERRORS = 20
+STOP_GRACE_SECONDS = 5.0
+_READ_SIZE = 65536
+_PLAIN_LOG_TIME = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ")
+
+
+@dataclass(frozen=True)
+class RcloneCommand:
+    args: tuple[str, ...]
+    capabilities: frozenset[Capability] = frozenset()
+    uploads: bool = False  # the upload limit applies
+
+
+@dataclass(frozen=True)
+class TransferStats:
+    bytes: int
+    total_bytes: int
+    transfers: int
+    total_transfers: int
+    deletes: int
+    eta: float | None
+    speed: float
+
+
+@dataclass(frozen=True)
+class RcloneResult:
+    stdout: str
+    stats: TransferStats | None
+
+
+def list_folder(remote_folder: str) -> RcloneCommand:
+    """The entries right below a remote folder (a bucket's top: it fails when the bucket does not exist)."""
+    return RcloneCommand(("lsjson", "--max-depth=1", remote_folder))
+
+
+def touch(remote_file: str) -> RcloneCommand:
+    return RcloneCommand(("touch", remote_file), uploads=True)
+
+
+def delete_file(remote_file: str) -> RcloneCommand:
+    return RcloneCommand(("deletefile", remote_file))
+
+
+def delete_all(remote_folder: str) -> RcloneCommand:
+    """Every file under a remote folder (another repository's mirror being taken over)."""
+    return RcloneCommand(("delete", remote_folder))
+
+
+def read_file(remote_file: str) -> RcloneCommand:
+    """A small remote file on stdout (the first 64 KiB)."""
+    return RcloneCommand(("cat", "--count=65536", remote_file))
+
+
+def upload_new_segments(repository: str, remote: str) -> RcloneCommand:
+    """Copy the data segments the bucket lacks; a segment is never overwritten (borg never
+    changes one: compaction writes new ones)."""
+    return RcloneCommand(("copy", f"{repository}/data", f"{remote}/data", "--immutable", "--size-only"),
+                         REPOSITORY_ACCESS, uploads=True)
+
+
+def upload_metadata(repository: str, remote: str) -> RcloneCommand:
+    """The index, hints, integrity, config and nonce, with deletions, once the segments they name are there."""
+    return RcloneCommand(("sync", repository, remote, "--checksum", "--exclude=/data/**", *LOCK_FILES),
+                         REPOSITORY_ACCESS, uploads=True)
+
+
+def delete_old_segments(repository: str, remote: str) -> RcloneCommand:
+    """Remove from the bucket the segments compaction removed here, once the index no longer names them."""
+    return RcloneCommand(("sync", f"{repository}/data", f"{remote}/data", "--immutable", "--size-only"),
+                         REPOSITORY_ACCESS)
+
+
+def download_segments(remote: str, folder: str) -> RcloneCommand:
+    """Fetch the segments the folder lacks or holds cut short (a download that was stopped)."""
+    return RcloneCommand(("sync", f"{remote}/data", f"{folder}/data", "--size-only"), REPOSITORY_ACCESS)
+
+
+def download_metadata(remote: str, folder: str) -> RcloneCommand:
+    return RcloneCommand(("sync", remote, folder, "--checksum", "--exclude=/data/**", *LOCK_FILES),
+                         REPOSITORY_ACCESS)
+
+
+def compare(repository: str, remote: str, changed: tuple[str, ...] | None) -> RcloneCommand:
+    """Compare sizes and hashes of the repository and the bucket: every file, or only the
+    changed ones (paths relative to the repository, given on stdin-free ``--include`` rules)."""
+    scope = tuple(f"--include=/{path}" for path in changed) if changed is not None else LOCK_FILES
+    return RcloneCommand(("check", repository, remote, "--one-way", "--download=false", *scope),
+                         REPOSITORY_ACCESS)
+
+
+def rclone_environment(remote_settings: Mapping[str, str]) -> dict[str, str]:
+    """rclone's whole environment: a search path, a locale, the operator's certificate
+    authorities if set, and the remote. Nothing else of the daemon's own: AWS_* or RCLONE_*
+    variables of the service would change what rclone does."""
+    kept = {name: os.environ[name] for name in CERTIFICATE_VARIABLES if os.environ.get(name)}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "LANG": "C.UTF-8",
+        "HOME": "/nonexistent",
+        **kept,
+        **remote_settings,
+    }
+
+
+def argv(command: RcloneCommand, upload_limit_kib: int = 0, rclone: str = RCLONE) -> list[str]:
+    limit = (f"--bwlimit={upload_limit_kib}k:off",) if command.uploads and upload_limit_kib else ()
+    return [rclone, *command.args, *COMMON_OPTIONS, *limit]
+
+
+async def run_rclone(
+    command: RcloneCommand,
+    remote_settings: Mapping[str, str],
+    secrets: tuple[str, ...],
+    *,
+    upload_limit_kib: int = 0,
+    on_stats: Callable[[TransferStats], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    rclone: str = RCLONE,
+) -> RcloneResult:
+    """Run rclone to completion, or raise RcloneFailed with its exit code and error messages.
+    A cancelled caller stops rclone (SIGTERM, then SIGKILL) and reaps it first."""
+    output = _RcloneOutput(on_stats)
+    process = ChildProcess(argv(command, upload_limit_kib, rclone), rclone_environment(remote_settings),
+                           None, (), command.capabilities)
+    if on_start is not None:
+        on_start(process.pid)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(output.read_stdout, process.stdout)
+            nursery.start_soon(output.read_stderr, process.stderr)
+            await process.wait()
+    finally:
+        with trio.CancelScope(shield=True):
+            if process.returncode is None:
+                await _stop(process)
+            for stream in (process.stdout, process.stderr):
+                await stream.aclose()
+    output.finish()
+    exit_code = process.returncode
+    assert exit_code is not None
+    if exit_code != 0:
+        raise RcloneFailed(exit_code, [redact(message, secrets) for message in output.errors])
+    return RcloneResult(bytes(output.stdout).decode("utf-8", errors="replace"), output.stats)
+
+
+def parse_log_line(line: str) -> tuple[str, str, dict[str, Any] | None]:
+    """(level, message, stats) of one line of rclone's stderr; a line that is not JSON is an error."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        return "error", _PLAIN_LOG_TIME.sub("", line.strip()), None
+    stats = record.get("stats")
+    message = str(record.get("msg", "")).strip()
+    if isinstance(record.get("object"), str) and record["object"]:
+        message = f"{record['object']}: {message}"
+    return str(record.get("level", "error")), message, stats if isinstance(stats, dict) else None
+
+
+def transfer_stats(stats: dict[str, Any]) -> TransferStats:
+    def number(name: str) -> float:
+        value = stats.get(name)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+    eta = stats.get("eta")
+    return TransferStats(
+        bytes=int(number("bytes")),
+        total_bytes=int(number("totalBytes")),
+        transfers=int(number("transfers")),
+        total_transfers=int(number("totalTransfers")),
+        deletes=int(number("deletes")),
+        eta=float(eta) if isinstance(eta, (int, float)) and not isinstance(eta, bool) else None,
+        speed=float(number("speed")),
+    )
+
+
+class _RcloneOutput:
+    def __init__(self, on_stats: Callable[[TransferStats], None] | None) -> None:
+        self._on_stats = on_stats
+        self._lines = LineSplitter()
+        self.stdout = bytearray()
+        self.errors: deque[str] = deque(maxlen=KEPT_ERRORS)
+        self.stats: TransferStats | None = None
+
+    async def read_stdout(self, stream: trio.abc.ReceiveStream) -> None:
+        while chunk := await stream.receive_some(_READ_SIZE):
+            self.stdout += chunk
+
+    async def read_stderr(self, stream: trio.abc.ReceiveStream) -> None:
+        while chunk := await stream.receive_some(_READ_SIZE):
+            for line in self._lines.feed(chunk):
+                self._handle(line)
+
+    def finish(self) -> None:
+        for line in self._lines.flush():
+            self._handle(line)
+
+    def _handle(self, line: str) -> None:
+        if not line.strip():
+            return
+        level, message, stats = parse_log_line(line)
+        if stats is not None:
+            self.stats = transfer_stats(stats)
+            if self._on_stats is not None:
+                self._on_stats(self.stats)
+        elif level in ("error", "critical", "fatal") and message:
+            self.errors.append(message)
+
+
+async def _stop(process: ChildProcess) -> None:
+    process.send_signal(signal.SIGTERM)
+    with trio.move_on_after(STOP_GRACE_SECONDS):
+        await process.wait()
+        return
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+
