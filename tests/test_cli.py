@@ -553,9 +553,9 @@ def test_usage_error_exits_2() -> None:
 
 
 def test_an_option_backupd_refuses_exits_2(configured_daemon: DaemonProcess, backupctl: RunCli) -> None:
-    outcome = backupctl(configured_daemon.socket, "jobs", "--limit", "500")
-    assert outcome.code == 2
-    assert "error: invalid_params: limit must be between 1 and 200" in outcome.err
+    outcome = backupctl(configured_daemon.socket, "change", "--keep", "fortnightly=3")
+    assert outcome.code == 2, outcome
+    assert "error: invalid_params:" in outcome.err and "fortnightly" in outcome.err
 
 
 def test_with_json_an_error_is_an_object_on_stdout(
