@@ -561,10 +561,10 @@ def test_an_option_backupd_refuses_exits_2(configured_daemon: DaemonProcess, bac
 def test_with_json_an_error_is_an_object_on_stdout(
     configured_daemon: DaemonProcess, tmp_path: Path, backupctl: RunCli
 ) -> None:
-    refused = backupctl(configured_daemon.socket, "--json", "jobs", "--limit", "500")
+    refused = backupctl(configured_daemon.socket, "--json", "change", "--keep", "fortnightly=3")
     assert refused.code == 2
-    assert json.loads(refused.out) == {"error": {"code": "invalid_params", "message": "limit must be between 1 and 200",
-                                                 "data": {"param": "limit"}}}
+    error = json.loads(refused.out)["error"]
+    assert error["code"] == "invalid_params" and error["data"]["param"] == "keep" and "fortnightly" in error["message"]
     missing = backupctl(configured_daemon.socket, "--json", "cancel", "9999")
     assert missing.code == 1
     assert json.loads(missing.out)["error"]["code"] == "not_found"
