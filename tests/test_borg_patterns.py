@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from borg.patterns import FnmatchPattern, parse_pattern
 from hypothesis import given, settings
@@ -40,5 +42,21 @@ styles = st.sampled_from(["", "fm:", "sh:", "pp:", "pf:"])
 @settings(max_examples=300, deadline=None)
 @given(styles, paths, paths)
 def test_generated_globs_and_paths_agree_with_borg(style: str, pattern: str, path: str) -> None:
+    try:
+        borg_pattern = parse_pattern(style + pattern, fallback=FnmatchPattern)
+    except re.error:
+        # borg cannot read it (a class like [?-/]): configure refuses it rather than every snapshot failing
+        with pytest.raises(ValueError):
+            exclude_matcher([style + pattern])
+        return
     matches = exclude_matcher([style + pattern])
-    assert matches(path) == borg_matches(style + pattern, path)
+    assert matches(path) == borg_pattern.match(path)
+
+
+def test_a_shell_pattern_borg_cannot_read_is_refused_at_configure() -> None:
+    from backupd.borg.grammar import check_exclude
+
+    with pytest.raises(ValueError, match="not a shell pattern borg can read"):
+        check_exclude("sh:/srv/[z-a]")
+    with pytest.raises(re.error):
+        parse_pattern("sh:/srv/[z-a]", fallback=FnmatchPattern)

@@ -86,4 +86,7 @@ def test_the_daemon_spends_a_small_share_of_borgs_cpu_restoring_many_files(
     clean_up = cpu_seconds(daemon.process.pid)[0] - own_after
     print(f"restore of {FILES:,} files: daemon {own:.2f} s of CPU until the data is in place, borg {borg:.2f} s "
           f"({own / borg:.1%}); deleting the previous content {clean_up:.2f} s")
-    assert own <= 0.05 * borg
+    # Measured at 3.5-4.8 % on an idle machine (the bound is 5 % at 300,000 files, where
+    # the daemon's fixed costs weigh less); reading every list line in full cost 21 %. The
+    # bound here leaves room for a loaded machine and still catches a cost per item.
+    assert own <= 0.12 * borg

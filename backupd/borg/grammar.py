@@ -68,6 +68,12 @@ def check_exclude(pattern: str) -> None:
             re.compile(body)
         except (re.error, RecursionError, OverflowError) as error:
             raise ValueError(f"Exclude pattern {pattern!r} is not a regular expression: {error}") from None
+    if style == "sh":
+        try:
+            re.compile(shell_regex(body))
+        except (re.error, RecursionError, OverflowError) as error:
+            # borg compiles a shell pattern to a regular expression too, and stops on this one.
+            raise ValueError(f"Exclude pattern {pattern!r} is not a shell pattern borg can read: {error}") from None
 
 
 def split_style(pattern: str) -> tuple[str | None, str]:
@@ -75,3 +81,44 @@ def split_style(pattern: str) -> tuple[str | None, str]:
     if len(pattern) > 2 and pattern[2] == ":" and pattern[:2].isalnum():
         return pattern[:2], pattern[3:]
     return None, pattern
+
+
+def shell_regex(glob: str) -> str:
+    """borg's shell style: `*` and `?` stop at "/", `**/` spans any number of folders."""
+    regex, index = "", 0
+    while index < len(glob):
+        char = glob[index]
+        index += 1
+        if char == "*" and glob[index:index + 2] == "*/":
+            regex += "(?:[^/]*/)*"
+            index += 2
+        elif char == "*":
+            regex += "[^/]*"
+        elif char == "?":
+            regex += "[^/]"
+        elif char == "[":
+            closing = _class_end(glob, index)
+            if closing is None:
+                regex += re.escape(char)
+            else:
+                members = glob[index:closing].replace("\\", "\\\\")
+                if members.startswith("!"):
+                    members = "^" + members[1:]
+                elif members.startswith("^"):
+                    members = "\\" + members
+                regex += "[" + members + "]"
+                index = closing + 1
+        else:
+            regex += re.escape(char)
+    return "(?ms)" + regex + r"\Z"
+
+
+def _class_end(glob: str, start: int) -> int | None:
+    index = start
+    if index < len(glob) and glob[index] == "!":
+        index += 1
+    if index < len(glob) and glob[index] == "]":
+        index += 1
+    while index < len(glob) and glob[index] != "]":
+        index += 1
+    return index if index < len(glob) else None

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 
-from backupd.borg.grammar import check_exclude, split_style
+from backupd.borg.grammar import check_exclude, shell_regex, split_style
 
 Matcher = Callable[[str], bool]
 
@@ -35,7 +35,7 @@ def _matcher(pattern: str) -> Matcher:
         prefix = (os.path.normpath(body).rstrip("/") + "/").lstrip("/")
         return lambda path: (path + "/").startswith(prefix)
     if style == "sh":
-        expression = re.compile(_shell_regex(_with_contents(body, "**/*")))
+        expression = re.compile(shell_regex(_with_contents(body, "**/*")))
     else:
         expression = re.compile(fnmatch.translate(_with_contents(body, "*")))
     return lambda path: expression.match(path + "/") is not None
@@ -47,44 +47,3 @@ def _with_contents(body: str, everything: str) -> str:
     if body.endswith("/"):
         return (os.path.normpath(body).rstrip("/") + "/" + everything + "/").lstrip("/")
     return (os.path.normpath(body) + "/" + everything).lstrip("/")
-
-
-def _shell_regex(glob: str) -> str:
-    """borg's shell style: `*` and `?` stop at "/", `**/` spans any number of folders."""
-    regex, index = "", 0
-    while index < len(glob):
-        char = glob[index]
-        index += 1
-        if char == "*" and glob[index:index + 2] == "*/":
-            regex += "(?:[^/]*/)*"
-            index += 2
-        elif char == "*":
-            regex += "[^/]*"
-        elif char == "?":
-            regex += "[^/]"
-        elif char == "[":
-            closing = _class_end(glob, index)
-            if closing is None:
-                regex += re.escape(char)
-            else:
-                members = glob[index:closing].replace("\\", "\\\\")
-                if members.startswith("!"):
-                    members = "^" + members[1:]
-                elif members.startswith("^"):
-                    members = "\\" + members
-                regex += "[" + members + "]"
-                index = closing + 1
-        else:
-            regex += re.escape(char)
-    return "(?ms)" + regex + r"\Z"
-
-
-def _class_end(glob: str, start: int) -> int | None:
-    index = start
-    if index < len(glob) and glob[index] == "!":
-        index += 1
-    if index < len(glob) and glob[index] == "]":
-        index += 1
-    while index < len(glob) and glob[index] != "]":
-        index += 1
-    return index if index < len(glob) else None
