@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from tests.nspawn import CannotBoot, Container, unusable_reason
 
 WORKTREE = Path(__file__).resolve().parent.parent
 WHEELS = "/var/cache/backupd-wheels"
+SOURCE = "/usr/src/backupd"
 SETTINGS = "/etc/backupd/backupd.toml"
 STATE_DIR = "/var/lib/backupd"
 REPOSITORY = "/srv/backups/repo"
@@ -50,7 +52,11 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
             container.boot()
         except CannotBoot as error:
             pytest.skip(f"systemd-nspawn cannot boot a container here: {error}")
-        container.run(["make", "-C", str(WORKTREE), "install"], timeout=300,
+        # A copy at a fixed place: the worktree may lie under /tmp, which the booted system hides.
+        shutil.copytree(WORKTREE, container.root / SOURCE.lstrip("/"), symlinks=True,
+                        ignore=shutil.ignore_patterns(".git", ".venv", ".run", "__pycache__", ".pytest_cache",
+                                                      ".hypothesis", "*.egg-info"))
+        container.run(["make", "-C", SOURCE, "install"], timeout=300,
                       env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELS})
         yield container
     finally:
