@@ -8,7 +8,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from backupd.restore.space import deepest_existing, free_bytes
+from backupd.restore.nofollow import deepest_existing
+from backupd.restore.space import free_bytes
 
 # Counting stops here on a very large tree; what was counted by then is compared.
 COUNT_SECONDS = 5.0

@@ -259,8 +259,6 @@ def test_archive_item_commands():
     from backupd.borg import commands
 
     assert commands.info_archive("/r", "a").args == ("info", "--log-json", "--json", "--", "/r::a")
-    assert commands.list_items("/r", "a", ["srv/data"]).args == (
-        "list", "--log-json", "--format={type}{TAB}{size}{TAB}{isomtime}{TAB}{bpath}{NUL}", "--", "/r::a", "srv/data")
     assert commands.extract("/r", "a", ["srv/data", "etc/x"]).args == (
         "extract", "--log-json", "--list", "--sparse", "--", "/r::a", "srv/data", "etc/x")
     assert commands.key_export("/r").args == ("key", "export", "--log-json", "--", "/r")
@@ -278,7 +276,7 @@ REPOSITORY_ONLY = [
     lambda repository: commands.list_archives(repository, checkpoints=True),
     lambda repository: commands.info_latest(repository),
     lambda repository: commands.info_archive(repository, "a"),
-    lambda repository: commands.list_items(repository, "a", ["srv"]),
+    lambda repository: commands.list_tree(repository, "a"),
     lambda repository: commands.key_export(repository),
     lambda repository: commands.prune(repository, "box-*", {"daily": 1}),
     lambda repository: commands.delete_archives(repository, "box-*"),

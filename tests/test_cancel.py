@@ -11,18 +11,9 @@ from pathlib import Path
 
 from backupctl.client import Client
 from tests.conftest import PASSPHRASE, DaemonProcess
+from tests.test_daemon import wait_for
 
 CANCEL_BUDGET = 2.5
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def contents(folder: Path) -> dict[str, str]:
@@ -40,7 +31,7 @@ def contents(folder: Path) -> dict[str, str]:
 
 def cancel_once_under_way(client: Client, job: dict) -> tuple[float, dict]:
     """Cancel the job once it has made progress; the seconds until it finished, and its record."""
-    wait_for(lambda: ((client.call("status")["job"] or {}).get("progress") or {}).get("original_size"))
+    wait_for(lambda: ((client.call("status")["job"] or {}).get("progress") or {}).get("original_size"), interval=0.02)
     started = time.monotonic()
     assert client.call("cancel", {"job": job["id"]}) == {"state": "running"}
     for event in client.events():

@@ -19,6 +19,7 @@ from backupctl.paths import for_json, from_wire, printable, to_wire
 from backupctl.protocol import Request, Response, RpcError, pack, parse
 from backupd.access import Level
 from backupd.borg import commands
+from backupd.browse.tree_listing import TreeParser
 from backupd.borg.runner import LogMessage, run_borg
 from backupd.events import EventHub
 from backupd.jobs import Job, JobRunner
@@ -134,12 +135,18 @@ async def test_borg_lists_such_names_exactly(tmp_path: Path):
             file.write(b"12345")
     await run_borg(commands.init(repository, "none"), borg=borg, env=env)
     await run_borg(commands.create(repository, "a", [os.fsdecode(source)]), borg=borg, env=env)
-    listing = await run_borg(commands.list_items(repository, "a"), borg=borg, env=env)
-    items = {os.fsencode("/" + item["path"]): item for item in commands.listed_items(listing.stdout)}
+    parser, listed = TreeParser(), []
+
+    async def read(chunk: bytes) -> None:
+        listed.extend(parser.feed(chunk))
+
+    await run_borg(commands.list_tree(repository, "a"), borg=borg, env=env, on_stdout=read)
+    listed.extend(parser.finish())
+    items = {os.fsencode("/" + item.path): item for item in listed}
     for name in (b"d\xffir/caf\xe9", b"new\nline+\\x", b"\xc3\xa9t\xc3\xa9"):
         item = items[os.path.join(source, name)]
-        assert item["type"] == "-" and item["size"] == 5 and item["mtime"]
-    assert items[os.path.join(source, b"d\xffir")]["type"] == "d"
+        assert item.kind == "file" and item.size == 5 and item.mtime
+    assert items[os.path.join(source, b"d\xffir")].kind == "folder"
 
 
 async def test_a_result_msgpack_cannot_pack_goes_out_as_text_and_later_calls_still_work(tmp_path: Path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from backupd.borg.grammar import check_compression, check_exclude
 from backupd.capabilities import Capability
@@ -157,41 +156,10 @@ def info_archive(repository: str, archive: str) -> BorgCommand:
     )
 
 
-# borg prints each item's fields, its verbatim path last, ended by NUL: a path holds anything but NUL.
-ITEM_FIELDS = ("type", "size", "mtime", "path")
-_ITEM_FORMAT = "{type}{TAB}{size}{TAB}{isomtime}{TAB}{bpath}{NUL}"
 # borg writes its output with errors="replace", turning each byte of a name that is not UTF-8
 # into "?" (even the verbatim {bpath}, and --json-lines has no such key). UTF-7 encodes the
 # surrogates that stand for those bytes, so the names come through exactly.
 EXACT_NAMES_ENCODING = "utf-7"
-
-
-def list_items(repository: str, archive: str, paths: Sequence[str] = ()) -> BorgCommand:
-    """Every item of an archive (or of the given archive paths), with exact names: read the
-    output with listed_items()."""
-    _check_repository(repository)
-    _check_archive(archive)
-    _check_archive_paths(paths)
-    return BorgCommand(
-        ("list", "--log-json", f"--format={_ITEM_FORMAT}", "--", _archive_location(repository, archive), *paths),
-        json_output=False,
-        repository=repository,
-        capabilities=_needs(repository),
-        output_encoding=EXACT_NAMES_ENCODING,
-    )
-
-
-def listed_items(stdout: str) -> list[dict[str, Any]]:
-    """The items list_items() printed: type, size (int), mtime (ISO text) and path (archive path)."""
-    items = []
-    for record in stdout.split("\0"):
-        fields = record.split("\t", len(ITEM_FIELDS) - 1)
-        if len(fields) != len(ITEM_FIELDS):
-            continue
-        item: dict[str, Any] = dict(zip(ITEM_FIELDS, fields))
-        item["size"] = int(item["size"]) if item["size"].isdigit() else 0
-        items.append(item)
-    return items
 
 
 # Each item's fields, then its verbatim path and a link's target, each ended by NUL: neither holds NUL.

@@ -64,7 +64,6 @@ class ChildProcess:
         self._exited: int | None = os.pidfd_open(self.pid)
         self.stdout = _stream_of(self._popen.stdout)
         self.stderr = _stream_of(self._popen.stderr)
-        self.written_at_exit: int | None = None
 
     @property
     def returncode(self) -> int | None:
@@ -75,7 +74,6 @@ class ChildProcess:
         if self._popen.returncode is None:
             assert self._exited is not None
             await trio.lowlevel.wait_readable(self._exited)
-            self.written_at_exit = bytes_written(self.pid)  # still readable until reaped
             self._popen.wait()
         if self._exited is not None:
             os.close(self._exited)
@@ -86,17 +84,6 @@ class ChildProcess:
         """Signal the child unless it has been reaped (its pid may belong to another process then)."""
         self._popen.send_signal(signal_number)
 
-
-def bytes_written(pid: int) -> int | None:
-    """Bytes the process has written so far (/proc/<pid>/io wchar); None once it is reaped."""
-    try:
-        with open(f"/proc/{pid}/io", encoding="ascii") as io:
-            for line in io:
-                if line.startswith("wchar:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def _stream_of(pipe: IO[bytes] | None) -> trio.lowlevel.FdStream:

@@ -141,7 +141,6 @@ class BorgResult:
     json: Any | None
     log: list[LogMessage] = field(default_factory=list)
     stdout: str = ""
-    written_bytes: int | None = None  # what borg wrote in all, extracted files included
 
     def json_lines(self) -> list[dict[str, Any]]:
         """stdout of a ``--json-lines`` command, one object per line; unreadable lines are skipped."""
@@ -260,7 +259,7 @@ async def run_borg(
     exit_code = _exit_code(process.returncode)
     succeeded = errors.is_success(exit_code)
     json_result = output.json_result() if succeeded and command.json_output else None
-    result = BorgResult(exit_code, json_result, list(output.log), output.stdout_text(), process.written_at_exit)
+    result = BorgResult(exit_code, json_result, list(output.log), output.stdout_text())
     if not succeeded:
         raise errors.borg_error(result, secrets=secrets, repository=command.repository)
     return result

@@ -163,18 +163,7 @@ def live_changes(index: SnapshotIndex, contents: Any, protected: tuple[str, ...]
 
 def _walk(index: SnapshotIndex, contents: Any, protected: tuple[str, ...], fd: int, place: str,
           archive_path: str) -> Iterator[Change]:
-    live = {}
-    for name in os.listdir(fd):
-        child = f"{place.rstrip('/')}/{name}"
-        if contents.excluded(child) or any(is_within(child, folder) for folder in protected):
-            continue
-        try:
-            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISSOCK(info.st_mode):
-            continue  # borg does not keep sockets
-        live[name] = info
+    live = dict(_live_entries(contents, protected, fd, place))
     seen: set[str] = set()
     for entry in _all_children(index, archive_path):
         child, child_archive = f"{place.rstrip('/')}/{entry.name}", f"{archive_path}/{entry.name}"
@@ -197,6 +186,22 @@ def _walk(index: SnapshotIndex, contents: Any, protected: tuple[str, ...], fd: i
             yield from _walk_folder(index, contents, protected, fd, name, child, None)
 
 
+def _live_entries(contents: Any, protected: tuple[str, ...], fd: int,
+                  place: str) -> Iterator[tuple[str, os.stat_result]]:
+    """The entries of the live folder a snapshot would hold: not excluded, not the daemon's
+    own files, not sockets (borg does not keep them)."""
+    for name in os.listdir(fd):
+        child = f"{place.rstrip('/')}/{name}"
+        if contents.excluded(child) or any(is_within(child, folder) for folder in protected):
+            continue
+        try:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISSOCK(info.st_mode):
+            yield name, info
+
+
 def _walk_folder(index: SnapshotIndex, contents: Any, protected: tuple[str, ...], parent_fd: int, name: str,
                  place: str, archive_path: str | None) -> Iterator[Change]:
     try:
@@ -213,16 +218,8 @@ def _walk_folder(index: SnapshotIndex, contents: Any, protected: tuple[str, ...]
 
 
 def _all_added(contents: Any, protected: tuple[str, ...], fd: int, place: str) -> Iterator[Change]:
-    for name in os.listdir(fd):
+    for name, info in _live_entries(contents, protected, fd, place):
         child = f"{place.rstrip('/')}/{name}"
-        if contents.excluded(child) or any(is_within(child, folder) for folder in protected):
-            continue
-        try:
-            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISSOCK(info.st_mode):
-            continue
         yield Change(child, "added", _kind(info.st_mode), size=_size(info))
         if stat.S_ISDIR(info.st_mode):
             yield from _walk_folder(None, contents, protected, fd, name, child, None)  # type: ignore[arg-type]

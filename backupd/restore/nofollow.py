@@ -75,6 +75,13 @@ def lstat(path: str) -> os.stat_result | None:
         return None
 
 
+def deepest_existing(path: str) -> str:
+    """path, or the nearest folder above it that exists."""
+    while lstat(path) is None:
+        path = os.path.dirname(path)
+    return path
+
+
 def rename(source: str, destination: str) -> None:
     """Rename source to destination, which must not exist, and sync both folders."""
     source_parent, source_name = os.path.split(source)

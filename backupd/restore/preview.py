@@ -40,7 +40,6 @@ class RestorePreview:
     removed: PathList = field(default_factory=PathList)
     kept: PathList = field(default_factory=PathList)  # not in the snapshot, matched by its excludes
     unchanged: int = 0
-    bytes: int = 0
     missing: list[str] = field(default_factory=list)  # targets the snapshot does not hold
 
     def to_record(self) -> dict[str, Any]:
@@ -50,7 +49,6 @@ class RestorePreview:
             "removed": {"count": self.removed.count, "paths": self.removed.paths},
             "kept": {"count": self.kept.count, "paths": self.kept.paths},
             "unchanged": self.unchanged,
-            "bytes": self.bytes,
         }
 
 
@@ -95,7 +93,6 @@ class _Comparison:
             self.result.unchanged += 0 if entry.kind == "folder" else 1
         else:
             self.result.replaced.add(place)
-            self.result.bytes += _file_bytes(entry)
         live_folder = stat.S_ISDIR(current.st_mode)
         if entry.kind == "folder" and live_folder:
             with _child_folder(parent_fd, name) as fd:
@@ -133,14 +130,12 @@ class _Comparison:
 
     def _written(self, place: str, archive_path: str, entry: Entry) -> None:
         self.result.written.add(place)
-        self.result.bytes += _file_bytes(entry)
         if entry.kind == "folder":
             self._written_children(place, archive_path)
 
     def _written_children(self, place: str, archive_path: str) -> None:
-        for path, entry in self.index.walk(archive_path):
+        for path, _ in self.index.walk(archive_path):
             self.result.written.add(place + path[len(archive_path):])
-            self.result.bytes += _file_bytes(entry)
 
     def _removed_or_kept(self, parent_fd: int, name: str, place: str) -> None:
         if self.excluded(place):
@@ -193,9 +188,6 @@ def _stat_at(fd: int, name: str) -> os.stat_result | None:
 def _child(place: str, name: str) -> str:
     return f"{place.rstrip('/')}/{name}"
 
-
-def _file_bytes(entry: Entry) -> int:
-    return entry.size or 0 if entry.kind == "file" else 0
 
 
 def _same(entry: Entry, current: os.stat_result) -> bool:

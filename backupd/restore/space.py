@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from backupd.restore.nofollow import lstat
+from backupd.restore.nofollow import deepest_existing
 from backupd.restore.staging_place import mount_point_of
 
 
@@ -27,11 +27,6 @@ class Room:
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
 
-
-def deepest_existing(path: str) -> str:
-    while lstat(path) is None:
-        path = os.path.dirname(path)
-    return path
 
 
 def room_for(needed_by_target: Mapping[str, int]) -> list[Room]:

@@ -40,6 +40,7 @@ from backupd.restore.nofollow import (
     PRIVATE_FOLDER_MODE,
     Identity,
     components,
+    deepest_existing,
     lstat,
     make_folder,
     move_children,
@@ -541,10 +542,7 @@ def _refuse_unwritable(journal: _Journal) -> None:
     folders: list[str] = []
     for plan in journal.targets:
         folders.append(os.path.dirname(plan.staging))
-        where = plan.path if plan.method == BY_CHILDREN else os.path.dirname(plan.path)
-        while lstat(where) is None:
-            where = os.path.dirname(where)
-        folders.append(where)
+        folders.append(deepest_existing(plan.path if plan.method == BY_CHILDREN else os.path.dirname(plan.path)))
     for folder in dict.fromkeys(folders):
         reason = why_unwritable(folder)
         if reason is not None:
