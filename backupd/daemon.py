@@ -17,14 +17,15 @@ import trio
 
 from backupd.actions.repository import keep_view_current
 from backupd.access import allowed_levels
-from backupd.actions.restore import unfinished_journals
 from backupd.api import dispatch
 from backupd.events import Subscriber
 from backupd.jobs import JobLogHandler
 from backupd.actions.mirror_schedule import keep_mirrored
 from backupd.metrics import keep_metrics_file
 from backupd.scheduler import Scheduler
-from backupd.restore.transaction import RestoreError, recover
+from backupd.restore.errors import RestoreError
+from backupd.restore.journal import unfinished_journals
+from backupd.restore.transaction import recover
 from backupd.server import ConnectionLimits, Server, SocketUnusable, bind_unix_socket
 from backupd.service import Service
 from backupd.settings import Settings, SettingsError, load_settings

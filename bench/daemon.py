@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from backupctl.client import Client
-from backupd.actions.restore import unfinished_journals
+from backupd.restore.journal import unfinished_journals
 from bench.options import COMPRESSION, ENCRYPTION, PASSPHRASE
 
 START_TIMEOUT = 20.0

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.test_daemon import call_error, wait_for
-from backupd.actions.restore import JOURNAL_FOLDER, unfinished_journals
+from backupd.restore.journal import JOURNAL_FOLDER, unfinished_journals
 from tests.tree import describe
 
 

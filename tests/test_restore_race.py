@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from backupd.restore.transaction import RestoreError, RestoreTransaction
+from backupd.restore.errors import RestoreError
+from backupd.restore.journal import unfinished_journals
+from backupd.restore.transaction import RestoreTransaction
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.test_daemon import wait_for
-from backupd.actions.restore import unfinished_journals
 from tests.users import NOBODY, user_switch
 
 ROUNDS = 4
@@ -249,10 +250,12 @@ def test_staging_moves_up_to_the_nearest_folder_only_root_can_change(
     transaction = prepare(journal, target)
     group, = transaction.extract_groups()
     assert group.cwd == layout["box"] / ".backupd-restore-7"
-    staged = transaction.staged_path(str(target))
-    staged.mkdir(parents=True)
-    (staged / "marker").write_text("new")
-    transaction.commit()
+    with transaction.opened_staging_folder(group) as staging_fd:
+        staged = Path(f"/proc/self/fd/{staging_fd}", group.archive_paths[0])
+        staged.mkdir(parents=True)
+        (staged / "marker").write_text("new")
+    transaction.swap_into_place()
+    transaction.clean_up()
     assert (target / "marker").read_text() == "new"
     assert not list(layout["box"].rglob(".backupd-*"))
 
@@ -279,5 +282,5 @@ def test_a_staging_folder_swapped_for_another_is_not_used(layout: dict[str, Path
         with transaction.opened_staging_folder(group):
             pass
     with pytest.raises(RestoreError, match="no longer the folder the restore made"):
-        transaction.commit()
+        transaction.swap_into_place()
     assert group.cwd.exists(), "a folder the restore did not make is left alone"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from backupd.restore.transaction import ExtractGroup, RestoreError, RestoreTransaction, recover
+from backupd.restore.errors import RestoreError
+from backupd.restore.transaction import ExtractGroup, RestoreTransaction, recover
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JOB = "42"
@@ -121,12 +122,27 @@ def box(tmp_path: Path) -> Path:
     return box
 
 
+def group_of(transaction: RestoreTransaction, target: Path) -> tuple[ExtractGroup, str]:
+    """The extract group that holds target, and target's archive path."""
+    for group in transaction.extract_groups():
+        if str(target) in group.targets:
+            return group, group.archive_paths[group.targets.index(str(target))]
+    raise AssertionError(f"{target} is not a target of the restore")
+
+
 def stage(transaction: RestoreTransaction, target: Path, marker: str = "new") -> Path:
-    """What borg extract would do: put the snapshot's copy of target in the staging folder."""
-    staged = transaction.staged_path(str(target))
-    staged.parent.mkdir(parents=True, exist_ok=True)
-    build_tree(staged, marker, NEW_TIME_NS)
-    return staged
+    """What borg extract does in the restore action: write the snapshot's copy of target
+    below the held descriptor of its staging folder; where the copy is."""
+    group, archive_path = group_of(transaction, target)
+    with transaction.opened_staging_folder(group) as staging_fd:
+        build_tree(Path(f"/proc/self/fd/{staging_fd}", archive_path), marker, NEW_TIME_NS)
+    return group.cwd / archive_path
+
+
+def swap_and_clean_up(transaction: RestoreTransaction) -> None:
+    """What the restore action does once borg has extracted every group."""
+    transaction.swap_into_place()
+    transaction.clean_up()
 
 
 def set_immutable(path: Path, immutable: bool) -> None:
@@ -147,7 +163,7 @@ def test_folder_target_is_replaced_by_the_staged_folder(box: Path, journal: Path
     staged = stage(transaction, target)
     expected = listing(staged)
 
-    transaction.commit()
+    swap_and_clean_up(transaction)
 
     assert listing(target) == expected
     assert (target / "marker").read_text() == "new"
@@ -162,12 +178,14 @@ def test_file_target(box: Path, journal: Path) -> None:
     target.parent.mkdir()
     target.write_text("old")
     transaction = RestoreTransaction.prepare(journal, JOB, [str(target)])
-    staged = transaction.staged_path(str(target))
-    staged.parent.mkdir(parents=True)
-    staged.write_text("new")
-    os.chmod(staged, 0o640)
+    group, archive_path = group_of(transaction, target)
+    with transaction.opened_staging_folder(group) as staging_fd:
+        staged = Path(f"/proc/self/fd/{staging_fd}", archive_path)
+        staged.parent.mkdir(parents=True)
+        staged.write_text("new")
+        os.chmod(staged, 0o640)
 
-    transaction.commit()
+    swap_and_clean_up(transaction)
 
     assert target.read_text() == "new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
@@ -183,7 +201,7 @@ def test_target_that_did_not_exist_is_placed_with_its_missing_parents(
     assert (box / "new" / "deeper").is_dir()
     stage(transaction, target)
 
-    transaction.commit()
+    swap_and_clean_up(transaction)
 
     assert (target / "marker").read_text() == "new"
     assert os.listdir(box / "new" / "deeper") == ["app"]
@@ -216,7 +234,7 @@ def test_two_targets_in_different_parents(box: Path, journal: Path) -> None:
     transaction = RestoreTransaction.prepare(journal, JOB, [str(first), str(second)])
     expected = {target: listing(stage(transaction, target)) for target in (first, second)}
 
-    transaction.commit()
+    swap_and_clean_up(transaction)
 
     assert {target: listing(target) for target in (first, second)} == expected
     assert leftovers(box) == [] and not journal.exists()
@@ -237,7 +255,6 @@ def test_extract_groups_follow_the_staging_folders(box: Path, journal: Path) -> 
         ExtractGroup(box / "mounted" / f".backupd-restore-{JOB}", (str(targets[3]),), (str(targets[3]).lstrip("/"),)),
     ]
     staging = box / "one" / f".backupd-restore-{JOB}"
-    assert transaction.staged_path(str(targets[0])) == staging / str(targets[0]).lstrip("/")
     assert stat.S_IMODE(staging.stat().st_mode) == 0o700
     assert stat.S_IMODE(journal.stat().st_mode) == 0o600
     transaction.abort()
@@ -252,7 +269,7 @@ def test_a_target_missing_from_staging_changes_nothing(box: Path, journal: Path)
     stage(transaction, present)
 
     with pytest.raises(RestoreError, match=f"does not hold {missing}"):
-        transaction.commit()
+        transaction.swap_into_place()
 
     assert json.loads(journal.read_text())["phase"] == "staging"
     assert (present / "marker").read_text() == "old"
@@ -271,7 +288,7 @@ def test_a_symlink_target_is_moved_as_a_link(box: Path, journal: Path) -> None:
     transaction = RestoreTransaction.prepare(journal, JOB, [str(target)])
     stage(transaction, target)
 
-    transaction.commit()
+    swap_and_clean_up(transaction)
 
     assert not target.is_symlink() and (target / "marker").read_text() == "new"
     assert listing(elsewhere) == untouched
@@ -341,7 +358,7 @@ def test_a_failed_rename_aside_undoes_the_targets_already_swapped(box: Path, jou
     set_immutable(second, True)  # the target itself cannot be renamed aside
     try:
         with pytest.raises(RestoreError, match="previous content is back in place"):
-            transaction.commit()
+            transaction.swap_into_place()
     finally:
         set_immutable(second, False)
 
@@ -361,7 +378,7 @@ def test_a_failed_placing_undoes_a_half_swapped_target(box: Path, journal: Path)
     set_immutable(staged_second, True)  # moved aside, but the staged copy cannot be placed
     try:
         with pytest.raises(RestoreError, match="previous content is back in place") as failure:
-            transaction.commit()
+            transaction.swap_into_place()
         assert "deleting the staging folders failed" in str(failure.value)
         assert (first / "marker").read_text() == (second / "marker").read_text() == "old"
     finally:
@@ -386,7 +403,7 @@ def test_a_failed_child_swap_puts_every_child_and_the_folder_metadata_back(
     set_immutable(staged / "sub", True)
     try:
         with pytest.raises(RestoreError, match="previous content is back in place"):
-            transaction.commit()
+            transaction.swap_into_place()
     finally:
         set_immutable(staged / "sub", False)
 
@@ -414,7 +431,7 @@ def test_children_swap_replaces_content_and_applies_the_staged_folder_metadata(
     expected = without_root_inode(listing(staged))
     inode = target.stat().st_ino
 
-    transaction.commit()
+    swap_and_clean_up(transaction)
 
     assert without_root_inode(listing(target)) == expected
     assert target.stat().st_ino == inode
@@ -445,7 +462,7 @@ def test_a_real_mount_point_target(box: Path, journal: Path) -> None:
         assert transaction.extract_groups() == [ExtractGroup(staging, (str(target),), (str(target).lstrip("/"),))]
         expected = without_root_inode(listing(stage(transaction, target)))
 
-        transaction.commit()
+        swap_and_clean_up(transaction)
 
         assert os.path.ismount(target)
         assert without_root_inode(listing(target)) == expected
@@ -462,7 +479,7 @@ def test_a_target_that_becomes_a_mount_point_after_prepare(box: Path, journal: P
         before = listing(target)
 
         with pytest.raises(RestoreError, match="became a mount point"):
-            transaction.commit()
+            transaction.swap_into_place()
 
         assert listing(target) == before
         assert leftovers(box) == [] and not journal.exists()
@@ -630,7 +647,7 @@ def test_recover_from_committed_keeps_the_new_content(box: Path, journal: Path) 
     assert leftovers(box) == [] and not journal.exists()
 
 
-# --- SIGKILL in the middle of commit() ------------------------------------------------------
+# --- SIGKILL in the middle of the swap and clean-up ------------------------------------------
 
 COMMIT_IN_A_CHILD = """
 import json, sys
@@ -638,10 +655,12 @@ from pathlib import Path
 from backupd.restore.transaction import RestoreTransaction
 journal, big, *small = sys.argv[1:]
 transaction = RestoreTransaction.prepare(Path(journal), "crash", [big, *small], swap_children=[big])
-staged = {target: str(transaction.staged_path(target)) for target in [big, *small]}
+staged = {target: str(group.cwd / archive_path) for group in transaction.extract_groups()
+          for target, archive_path in zip(group.targets, group.archive_paths)}
 print(json.dumps(staged), flush=True)
 sys.stdin.readline()
-transaction.commit()
+transaction.swap_into_place()
+transaction.clean_up()
 print("committed", flush=True)
 """
 
@@ -752,7 +771,7 @@ class Kill:
 
 
 def commit_in_a_child(layout: CrashLayout, kill: Kill | None) -> tuple[str, float]:
-    """Run commit() in a child process and SIGKILL it as kill says (never when None); the
+    """Swap and clean up in a child process and SIGKILL it as kill says (never when None); the
     journal phase it left behind, and how long it ran."""
     child = subprocess.Popen(
         [sys.executable, "-c", COMMIT_IN_A_CHILD, str(layout.journal), str(layout.big),

@@ -37,7 +37,9 @@ from backupd.restore.archive_roots import excludes_in
 from backupd.restore.not_created import missing_in, refused_path
 from backupd.restore.preview import preview
 from backupd.restore.space import on_one_file_system, room_for
-from backupd.restore.transaction import NotInSnapshot, RestoreError, RestoreTransaction
+from backupd.restore.errors import NotInSnapshot, RestoreError
+from backupd.restore.journal import journal_path, unfinished_journals
+from backupd.restore.transaction import RestoreTransaction
 from backupd.service import Service
 from backupd.state import ArchiveEntry
 
@@ -53,9 +55,6 @@ RESTORE_PARAMS = (
     Param("remove_excluded", bool),
     Param("wait", bool),
 )
-JOURNAL_FOLDER = "restores"
-# Where daemons before the journal folder kept their one journal: still recovered at start.
-LEGACY_JOURNAL = "restore-journal.json"
 
 
 @dataclass(frozen=True)
@@ -79,16 +78,6 @@ def start_restore(service: Service, params: dict[str, Any], requested_by: dict[s
     )
     return service.jobs.start("restore", "manual", partial(_restore, service, request), requested_by,
                               dry_run=request.dry_run)
-
-
-def journal_path(service: Service, job_id: str) -> Path:
-    return service.settings.state_dir / JOURNAL_FOLDER / f"{job_id}.json"
-
-
-def unfinished_journals(state_dir: Path) -> list[Path]:
-    """The journals of restores that are not finished: running, or interrupted and not undone."""
-    legacy = state_dir / LEGACY_JOURNAL
-    return sorted((state_dir / JOURNAL_FOLDER).glob("*.json")) + ([legacy] if legacy.exists() else [])
 
 
 def chosen_archive(service: Service, name: str | None) -> ArchiveEntry:
@@ -256,7 +245,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
     await _refuse_without_room(service, config, request, targets, contents)
     try:
         transaction = await trio.to_thread.run_sync(partial(
-            RestoreTransaction.prepare, journal_path(service, job.id), job.id, targets,
+            RestoreTransaction.prepare, journal_path(service.settings.state_dir, job.id), job.id, targets,
             unfinished=unfinished_journals(service.settings.state_dir),
             archive_paths={target: contents.archive_path(target) for target in targets},
             keep_excluded=() if request.remove_excluded else contents.exclude,

@@ -173,9 +173,13 @@ def make_folder(path: str, mode: int) -> Identity:
     return identity
 
 
-def ensure_private_folder(path: str) -> None:
-    if lstat(path) is None:
-        make_folder(path, PRIVATE_FOLDER_MODE)
+def ensure_folder_like(path: str, like: os.stat_result) -> None:
+    """Make the folder at path, unless something is there, with the mode and owner of like."""
+    if lstat(path) is not None:
+        return
+    make_folder(path, stat.S_IMODE(like.st_mode))
+    with opened_folder(path) as fd:
+        os.chown(fd, like.st_uid, like.st_gid)
 
 
 @contextmanager

@@ -95,6 +95,16 @@ def mount_point_of(path: str) -> str:
     return max(candidates, key=len, default="/")
 
 
+def is_mount_point(path: str, points: set[str]) -> bool:
+    """Whether path, not a symbolic link, is one of points or lies on another file system
+    than its parent."""
+    info = lstat(path)
+    if info is None or stat.S_ISLNK(info.st_mode):
+        return False
+    parent = lstat(os.path.dirname(path))
+    return path in points or (parent is not None and parent.st_dev != info.st_dev)
+
+
 def mount_points() -> set[str]:
     """Every mount point of this mount namespace, bind mounts within one filesystem included."""
     try:

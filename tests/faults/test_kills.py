@@ -9,7 +9,7 @@ from tests.conftest import PASSPHRASE
 from tests.faults.conftest import TRIALS, archive_names, configure, raw_borg
 from tests.processes import children_of
 from tests.test_daemon import wait_for
-from backupd.actions.restore import unfinished_journals
+from backupd.restore.journal import unfinished_journals
 from tests.tree import describe
 
 
