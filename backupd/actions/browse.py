@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from backupctl.paths import from_wire, to_wire
-from backupd.actions.restore import SnapshotContents, chosen_archive
+from backupd.actions.restore import chosen_archive
 from backupd.borg import commands
 from backupd.browse import index as snapshot_index
 from backupd.browse.cache import DEFAULT_MAX_BYTES, INDEX_SUFFIX, IndexFolder, index_folder
@@ -32,6 +32,7 @@ from backupd.errors import invalid_params, not_found
 from backupd.params import Param, PathName
 from backupd.paths import is_within
 from backupd.restore.archive_roots import excludes_in, locate
+from backupd.restore.contents import SnapshotContents
 from backupd.service import Service
 from backupd.state import ArchiveEntry
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,13 +28,12 @@ from backupd.jobs import Job, ReportProgress
 from backupd.params import Param, PathName
 from backupd.paths import is_within, outermost
 from backupd.borg.grammar import check_exclude
-from backupd.browse.index import SnapshotIndex
-from backupd.borg.patterns import exclude_matcher
-from backupd.progress import estimate
 from backupd.restore.archive_roots import excludes_in
+from backupd.restore.contents import SnapshotContents
 from backupd.restore.not_created import missing_in, refused_path
-from backupd.restore.preview import preview
-from backupd.restore.space import on_one_file_system, room_for
+from backupd.restore.preview import dry_run
+from backupd.restore.progress import RestoreProgress, report_written
+from backupd.restore.space import bytes_by_target, on_one_file_system, room_for
 from backupd.restore.errors import NotInSnapshot, RestoreError
 from backupd.restore.journal import journal_path, unfinished_journals
 from backupd.restore.transaction import RestoreTransaction
@@ -116,40 +113,6 @@ async def _restore(service: Service, request: RestoreRequest, job: Job, report: 
         )
 
 
-@dataclass(frozen=True)
-class SnapshotContents:
-    places: dict[str, str]  # where each root of the snapshot goes on the box -> its archive path
-    files: int
-    original_size: int
-    exclude: tuple[str, ...] = ()  # the patterns the snapshot was taken with
-
-    def excluded(self, place: str) -> bool:
-        """Whether the snapshot's exclude patterns match a place inside its roots."""
-        return bool(self.exclude) and self._matcher(self.archive_path(place))
-
-    @cached_property
-    def _matcher(self) -> Callable[[str], bool]:
-        return exclude_matcher(self.exclude)
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return tuple(self.places)
-
-    def archive_path(self, place: str) -> str:
-        """The archive path of a place on the box inside one of the snapshot's roots."""
-        for root, archive_root in self.places.items():
-            if is_within(place, root):
-                return archive_root + place[len(root):]
-        raise ValueError(f"{place} is not in the snapshot")
-
-    def place_of(self, archive_path: str) -> str:
-        """Where an archive path goes on the box."""
-        for root, archive_root in self.places.items():
-            if is_within(archive_path, archive_root):
-                return root + archive_path[len(archive_root):]
-        return "/" + archive_path
-
-
 async def _snapshot_contents(service: Service, config: BackupConfig, archive: ArchiveEntry) -> SnapshotContents:
     """What the snapshot holds: remembered for the daemon's own snapshots, else read from its
     items (an archive made by hand may have named anything on its command line)."""
@@ -170,7 +133,7 @@ async def _snapshot_contents(service: Service, config: BackupConfig, archive: Ar
 
 def _browser(service: Service) -> Browser:
     """The service's snapshot indexes, which restores read as browsing does."""
-    from backupd.actions.browse import browser_of  # browse builds on this module's SnapshotContents
+    from backupd.actions.browse import browser_of  # browse imports this module's chosen_archive
     return browser_of(service)
 
 
@@ -202,13 +165,10 @@ async def _dry_run(service: Service, config: BackupConfig, request: RestoreReque
                    targets: tuple[str, ...], contents: SnapshotContents) -> dict[str, Any]:
     excluded = (lambda place: False) if request.remove_excluded else contents.excluded
     async with _browser(service).opened(request.archive) as (index, _):
-        changes = await trio.to_thread.run_sync(preview, index, targets, contents, excluded)
-        if changes.missing:
-            raise not_in_snapshot(request.archive.name, changes.missing, list(contents.sources))
-        needed = await trio.to_thread.run_sync(_bytes_by_target, index, targets, contents)
-    rooms = await trio.to_thread.run_sync(room_for, needed)
-    return {"dry_run": True, "snapshot": request.archive.name, "targets": list(targets), **changes.to_record(),
-            "bytes": sum(needed.values()), "space": [room.to_record() for room in rooms]}
+        answer = await trio.to_thread.run_sync(dry_run, index, targets, contents, excluded)
+    if answer.changes.missing:
+        raise not_in_snapshot(request.archive.name, answer.changes.missing, list(contents.sources))
+    return {"dry_run": True, "snapshot": request.archive.name, "targets": list(targets), **answer.to_record()}
 
 
 async def _refuse_without_room(service: Service, config: BackupConfig, request: RestoreRequest,
@@ -219,7 +179,7 @@ async def _refuse_without_room(service: Service, config: BackupConfig, request: 
         needed = {targets[0]: contents.original_size}
     else:
         async with _browser(service).opened(request.archive) as (index, _):
-            needed = await trio.to_thread.run_sync(_bytes_by_target, index, targets, contents)
+            needed = await trio.to_thread.run_sync(bytes_by_target, index, targets, contents)
     short = [room for room in await trio.to_thread.run_sync(room_for, needed) if not room.fits]
     if short:
         room = short[0]
@@ -229,10 +189,6 @@ async def _refuse_without_room(service: Service, config: BackupConfig, request: 
             f"(a whole second copy, before the old one is deleted) and {room.free} are free; nothing was restored",
             {"mount_point": room.mount_point, "needed": room.needed, "free": room.free},
         )
-
-
-def _bytes_by_target(index: SnapshotIndex, targets: tuple[str, ...], contents: SnapshotContents) -> dict[str, int]:
-    return {target: index.file_bytes(contents.archive_path(target)) for target in targets}
 
 
 async def _extract_and_swap(service: Service, config: BackupConfig, request: RestoreRequest,
@@ -265,7 +221,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
                     refused.append(path)
 
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_report_written, progress, report)
+                nursery.start_soon(report_written, progress, report)
                 with transaction.opened_staging_folder(group) as staging_fd:
                     progress.begin_group(staging_fd)
                     await service.borg(
@@ -323,78 +279,3 @@ def _clean_up_after_the_job(service: Service, transaction: RestoreTransaction) -
             cleaned_up.set()
 
     service.jobs.start_after_job(clean_up)
-
-
-PROGRESS_INTERVAL = 0.25
-
-
-async def _report_written(progress: RestoreProgress, report: ReportProgress) -> None:
-    """Every PROGRESS_INTERVAL, what borg has extracted so far."""
-    while True:
-        report(progress.current())
-        await trio.sleep(PROGRESS_INTERVAL)
-
-
-class RestoreProgress:
-    """Files and bytes extracted against the snapshot's totals, with percent and ETA.
-
-    What counts is what the overview counts: regular files and their sizes, measured on the
-    staged copies (borg names an item as it starts extracting it), never beyond the totals."""
-
-    def __init__(self, total_size: int | None, total_files: int | None,
-                 place_of: Callable[[str], str] = lambda archive_path: "/" + archive_path) -> None:
-        self.total_size = total_size
-        self.place_of = place_of
-        self.total_files = total_files
-        self.started = trio.current_time()
-        self.done_size = 0
-        self.files_seen = 0
-        self._staging_fd: int | None = None
-        self._extracting: str | None = None
-        self._last_item: ListedItem | None = None
-
-    def begin_group(self, staging_fd: int) -> None:
-        self._staging_fd = staging_fd
-
-    def item_extracted(self, item: ListedItem) -> None:
-        self._count_extracted()
-        self._extracting = item.path
-        self._last_item = item
-
-    def group_done(self) -> None:
-        self._count_extracted()
-        self._staging_fd = None
-
-    def _count_extracted(self) -> None:
-        staged = self._staged(self._extracting)
-        self._extracting = None
-        if staged is not None and stat.S_ISREG(staged.st_mode):
-            self.files_seen += 1
-            self.done_size += staged.st_size
-
-    def _staged(self, path: str | None) -> os.stat_result | None:
-        if path is None or self._staging_fd is None:
-            return None
-        try:
-            return os.stat(path, dir_fd=self._staging_fd, follow_symlinks=False)
-        except (OSError, ValueError):
-            return None
-
-    def current(self, finished: bool = False) -> dict[str, Any]:
-        elapsed = trio.current_time() - self.started
-        in_progress = self._staged(self._extracting)
-        partial_size = in_progress.st_size if in_progress is not None and stat.S_ISREG(in_progress.st_mode) else 0
-        done_size = _at_most(self.done_size + partial_size, self.total_size)
-        progress: dict[str, Any] = {
-            "files": _at_most(self.files_seen, self.total_files),
-            "total_files": self.total_files,
-            "original_size": done_size,
-            "total_size": self.total_size,
-            "path": self.place_of(self._last_item.message) if self._last_item else None,
-            "elapsed": round(elapsed, 1),
-        }
-        return {**progress, **estimate(done_size, self.total_size, elapsed, finished).to_wire()}
-
-
-def _at_most(value: int, total: int | None) -> int:
-    return min(value, total) if total is not None else value

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from backupd.browse.index import Entry, SnapshotIndex, name_bytes
+from backupd.restore.contents import SnapshotContents
 from backupd.restore.nofollow import lstat, opened_folder
+from backupd.restore.space import Room, bytes_by_target, room_for
 
 MAX_LISTED = 100
 PAGE = 1000
@@ -50,6 +52,28 @@ class RestorePreview:
             "kept": {"count": self.kept.count, "paths": self.kept.paths},
             "unchanged": self.unchanged,
         }
+
+
+@dataclass
+class DryRun:
+    """A dry run's answer: the changes, and the bytes written with the room for them (left out
+    when the snapshot lacks a target)."""
+
+    changes: RestorePreview
+    bytes: int = 0
+    rooms: list[Room] = field(default_factory=list)
+
+    def to_record(self) -> dict[str, Any]:
+        return {**self.changes.to_record(), "bytes": self.bytes, "space": [room.to_record() for room in self.rooms]}
+
+
+def dry_run(index: SnapshotIndex, targets: tuple[str, ...], contents: SnapshotContents,
+            excluded: Callable[[str], bool]) -> DryRun:
+    changes = preview(index, targets, contents, excluded)
+    if changes.missing:
+        return DryRun(changes)
+    needed = bytes_by_target(index, targets, contents)
+    return DryRun(changes, sum(needed.values()), room_for(needed))
 
 
 def preview(index: SnapshotIndex, targets: Iterable[str], contents: Places,

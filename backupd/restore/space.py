@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from backupd.browse.index import SnapshotIndex
+from backupd.restore.contents import SnapshotContents
 from backupd.restore.nofollow import deepest_existing
 from backupd.restore.staging_place import mount_point_of
 
@@ -27,6 +29,11 @@ class Room:
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
 
+
+
+def bytes_by_target(index: SnapshotIndex, targets: Iterable[str], contents: SnapshotContents) -> dict[str, int]:
+    """The bytes of the regular files the snapshot holds under each target."""
+    return {target: index.file_bytes(contents.archive_path(target)) for target in targets}
 
 
 def room_for(needed_by_target: Mapping[str, int]) -> list[Room]:
