@@ -1,11 +1,15 @@
 """Where an archive made by hand belongs: its roots from its items, placed by its command line."""
 
-from backupd.restore.archive_roots import locate, roots_of
+from backupd.browse.index import RootFinder
+from backupd.restore.archive_roots import locate
 
 
 def test_roots_are_the_items_no_other_item_holds():
     items = ["srv/data", "srv/data/a", "srv/data/b/c", "etc/app.conf", "srv/database", "srv/database/x"]
-    assert roots_of(items) == ["srv/data", "etc/app.conf", "srv/database"]
+    roots = RootFinder()
+    for item in items:
+        roots.add(item)
+    assert roots.roots == ["srv/data", "etc/app.conf", "srv/database"]
 
 
 def test_an_absolute_source_with_an_exclude_given_as_two_words():

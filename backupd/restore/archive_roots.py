@@ -10,19 +10,7 @@ an option's value (`--exclude /srv/data/cache`) names no root, since it has no i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-
-from backupd.paths import is_within
-
-
-def roots_of(item_paths: Iterable[str]) -> list[str]:
-    """The archive paths no other item path holds, in archive order. borg lists a folder
-    before what it holds, so one pass that keeps only the roots suffices."""
-    roots: list[str] = []
-    for path in item_paths:
-        if not any(is_within(path, root) for root in roots):
-            roots.append(path)
-    return roots
+from collections.abc import Sequence
 
 
 def excludes_in(command_line: Sequence[str]) -> tuple[str, ...]:
