@@ -193,8 +193,8 @@ class Journal:
             phase=document["phase"],
             targets=[TargetPlan.from_document(entry) for entry in document["targets"]],
             created_folders=[str(folder) for folder in document.get("created_folders", [])],
-            made={str(path): Identity.from_document(identity)
-                  for path, identity in document.get("made", {}).items()},
+            made={str(path): identity for path, entry in document.get("made", {}).items()
+                  if (identity := Identity.from_document(entry)) is not None},
             keep_excluded=[str(pattern) for pattern in document.get("keep_excluded", [])],
         )
 

@@ -16,6 +16,7 @@ import stat
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 PRIVATE_FOLDER_MODE = 0o700
 _RENAME_NOREPLACE = 1
@@ -42,7 +43,7 @@ class Identity:
     def from_document(cls, document: object) -> Identity | None:
         if document is None:
             return None
-        device, inode = document  # type: ignore[misc]
+        device, inode = cast("tuple[int, int]", document)
         return cls(int(device), int(inode))
 
 

@@ -188,7 +188,8 @@ class _child_folder:
     """A folder's descriptor opened without following a link, or None when it is not one now."""
 
     def __init__(self, parent_fd: int, name: str) -> None:
-        self._parent_fd, self._name, self._fd = parent_fd, name, None
+        self._parent_fd, self._name = parent_fd, name
+        self._fd: int | None = None
 
     def __enter__(self) -> int | None:
         try:
