@@ -7,7 +7,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from backupd.browse.index import Entry, SnapshotIndex, name_bytes
 from backupd.restore.contents import SnapshotContents
@@ -18,10 +18,6 @@ MAX_LISTED = 100
 PAGE = 1000
 _KINDS = {"file": stat.S_IFREG, "folder": stat.S_IFDIR, "link": stat.S_IFLNK}
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class Places(Protocol):
-    def archive_path(self, place: str) -> str: ...
 
 
 @dataclass
@@ -76,7 +72,7 @@ def dry_run(index: SnapshotIndex, targets: tuple[str, ...], contents: SnapshotCo
     return DryRun(changes, sum(needed.values()), room_for(needed))
 
 
-def preview(index: SnapshotIndex, targets: Iterable[str], contents: Places,
+def preview(index: SnapshotIndex, targets: Iterable[str], contents: SnapshotContents,
             excluded: Callable[[str], bool] = lambda place: False) -> RestorePreview:
     """Compare the snapshot's items under each target with the disk; ``contents`` says where
     a place is in the archive.
