@@ -1,142 +1,180 @@
-"""Connections against a real daemon: idle ones are closed, and a flood of them never leaves a job
-without file descriptors."""
+"""The server in this process: a real Unix socket, an async client, a dispatch written for each
+test. Floods against a real daemon process are in test_connection_flood.py."""
 
-import shutil
-import socket
-import threading
-import time
+from __future__ import annotations
+
+import os
+import socket as stdlib_socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
+import trio
 
-from tests.conftest import PASSPHRASE, DaemonProcess
+from backupctl.async_client import AsyncClient
+from backupctl.client import DaemonUnreachable
+from backupctl.protocol import MAX_MESSAGE_SIZE, ErrorCode, Notification, Request, RpcError
+from backupd.access import Level, Peer
+from backupd.events import EventHub
+from backupd.server import ConnectionLimits, Server, bind_unix_socket
 
 TIMEOUT = 10.0
-IDLE_TIMEOUT = 1
-HOOK_SECONDS = 3
-OPEN_FILE_LIMIT = 256
-FLOOD = 400
+ADMIN = frozenset({Level.READ, Level.ADMIN})
+READER = frozenset({Level.READ})
 
 
-def start_daemon(tmp_path: Path, sample_data: Path, settings: str,
-                 open_file_limit: tuple[int, int] | None = None) -> DaemonProcess:
-    path = tmp_path / "server.toml"
-    path.write_text(f'borg_base_dir = "{tmp_path / "base"}"\n{settings}\n[defaults]\nschedule = "manual"\n')
-    daemon = DaemonProcess(socket=tmp_path / "run" / "backupd.sock", state_dir=tmp_path / "state", settings=path,
-                           log_path=tmp_path / "daemon.log", open_file_limit=open_file_limit)
-    daemon.start()
-    with daemon.client() as client:
-        client.call("configure", {"repository": str(tmp_path / "repo"), "passphrase": PASSPHRASE,
-                                  "sources": [str(sample_data)]})
-    return daemon
+async def echo(request: Request, peer: Peer, subscribe: Callable[..., None]) -> Any:
+    if request.method == "sleep":
+        await trio.sleep(request.params["seconds"])
+        return request.params["seconds"]
+    if request.method == "fail":
+        raise RpcError(ErrorCode.INVALID_PARAMS, "no such thing", {"param": "thing"})
+    if request.method == "bug":
+        raise ZeroDivisionError("a bug")
+    if request.method == "subscribe":
+        subscribe(lambda notification: notification)
+        return {"subscribed": True}
+    if request.method == "whoami":
+        return {"uid": peer.uid, "pid": peer.pid}
+    return {"method": request.method, "params": request.params}
 
 
-@pytest.fixture
-def daemons():
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        if daemon.process is not None:
-            daemon.stop()
+@asynccontextmanager
+async def serving(tmp_path: Path, levels: frozenset[Level] = ADMIN, limits: ConnectionLimits = ConnectionLimits(),
+                  dispatch=echo, hub: EventHub | None = None) -> AsyncIterator[Path]:
+    path = tmp_path / "backupd.sock"
+    server = Server(bind_unix_socket(path), dispatch, hub or EventHub(), lambda peer: levels, limits)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        yield path
+        nursery.cancel_scope.cancel()
 
 
-def connect(daemon: DaemonProcess) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(TIMEOUT)
-    sock.connect(str(daemon.socket))
-    return sock
-
-
-def call(sock: socket.socket, method: str, params: dict | None = None, msgid: int = 1) -> list:
-    sock.sendall(msgpack.packb([0, msgid, method, [params] if params else []]))
-    unpacker = msgpack.Unpacker(raw=False)
-    while True:
-        data = sock.recv(65536)
-        assert data, "the daemon closed the connection"
-        unpacker.feed(data)
-        for message in unpacker:
-            if message[0] == 1 and message[1] == msgid:
+def raw_call(path: Path, payload: bytes) -> list[Any]:
+    """Send bytes as they are and read the first answer, as a client that is not backupctl would."""
+    with stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.connect(str(path))
+        sock.sendall(payload)
+        unpacker = msgpack.Unpacker(raw=False)
+        while data := sock.recv(65536):
+            unpacker.feed(data)
+            for message in unpacker:
                 return message
+    raise AssertionError("the server closed the connection without an answer")
 
 
-def seconds_until_closed(sock: socket.socket, since: float) -> float:
-    while sock.recv(65536):
-        pass
-    return time.monotonic() - since
+async def test_an_answer_carries_the_request_and_the_peer(tmp_path):
+    with trio.fail_after(TIMEOUT):
+        async with serving(tmp_path) as path, AsyncClient.connect(path) as client:
+            assert await client.call("hello", {"name": "box"}) == {"method": "hello", "params": {"name": "box"}}
+            assert (await client.call("whoami"))["uid"] == os.getuid()
 
 
-def test_idle_connections_are_closed_but_not_subscribers_or_callers_waiting_for_an_answer(
-    tmp_path, sample_data, daemons
-):
-    sleep = shutil.which("sleep")
-    daemon = start_daemon(tmp_path, sample_data,
-                          f'idle_timeout = {IDLE_TIMEOUT}\n[hooks]\nbefore_snapshot = ["{sleep}", "{HOOK_SECONDS}"]')
-    daemons.append(daemon)
-    silent, after_a_call, subscriber, waiting = (connect(daemon) for _ in range(4))
-    opened = time.monotonic()
-    assert call(subscriber, "subscribe")[2] is None
-    waiting.sendall(msgpack.packb([0, 7, "snapshot", [{"wait": True}]]))
-    assert call(after_a_call, "ping")[2] is None
-    answered = time.monotonic()
+async def test_calls_on_one_connection_are_answered_as_they_finish_not_in_order(tmp_path):
+    finished: list[float] = []
+    with trio.fail_after(TIMEOUT):
+        async with serving(tmp_path) as path, AsyncClient.connect(path) as client:
+            async def call(seconds: float) -> None:
+                finished.append(await client.call("sleep", {"seconds": seconds}))
 
-    assert IDLE_TIMEOUT * 0.9 <= seconds_until_closed(silent, opened) <= IDLE_TIMEOUT + 2
-    assert IDLE_TIMEOUT * 0.9 <= seconds_until_closed(after_a_call, answered) <= IDLE_TIMEOUT + 2
-    job = call(waiting, "status", msgid=8)  # the snapshot's answer comes later on the same connection
-    assert job[2] is None and job[3]["state"] == "running"
-    unpacker = msgpack.Unpacker(raw=False)
-    while not any(message[0] == 1 and message[1] == 7 for message in list(unpacker)):
-        data = waiting.recv(65536)
-        assert data, "the daemon closed a connection that was waiting for its answer"
-        unpacker.feed(data)
-    assert time.monotonic() - opened >= HOOK_SECONDS
-    assert call(subscriber, "ping", msgid=2)[2] is None
-    for sock in (silent, after_a_call, subscriber, waiting):
-        sock.close()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call, 0.5)
+                await trio.sleep(0.05)
+                nursery.start_soon(call, 0.0)
+    assert finished == [0.0, 0.5]
 
 
-def test_a_flood_of_connections_at_a_low_open_file_limit_fails_no_snapshot(tmp_path, sample_data, daemons):
-    metrics = tmp_path / "backupd.prom"
-    daemon = start_daemon(tmp_path, sample_data, f'metrics_file = "{metrics}"', open_file_limit=(OPEN_FILE_LIMIT, OPEN_FILE_LIMIT))
-    daemons.append(daemon)
-    stop = threading.Event()
+async def test_a_typed_error_reaches_the_caller_whole_and_a_bug_becomes_internal(tmp_path):
+    with trio.fail_after(TIMEOUT):
+        async with serving(tmp_path) as path, AsyncClient.connect(path) as client:
+            with pytest.raises(RpcError) as typed:
+                await client.call("fail")
+            assert (typed.value.code, typed.value.data) == (ErrorCode.INVALID_PARAMS, {"param": "thing"})
+            with pytest.raises(RpcError) as bug:
+                await client.call("bug")
+            assert bug.value.code == ErrorCode.INTERNAL
+            assert "a bug" not in str(bug.value)
+            assert await client.call("still-here") == {"method": "still-here", "params": {}}
 
-    def reconnect_flood() -> None:
-        while not stop.is_set():
-            try:
-                connect(daemon).close()
-            except OSError:
-                pass
 
-    with daemon.client() as client:
-        held = []
-        for _ in range(FLOOD):
-            try:
-                held.append(connect(daemon))
-            except OSError:
+@pytest.mark.parametrize("payload", [
+    msgpack.packb([0, 1, "no params list", "x"]),
+    msgpack.packb([7, 1, "m", []]),
+    msgpack.packb({"not": "an array"}),
+    msgpack.packb([0, "one", "m", []]),
+])
+async def test_a_message_that_is_not_msgpack_rpc_is_answered_invalid_request(tmp_path, payload):
+    with trio.fail_after(TIMEOUT):
+        async with serving(tmp_path) as path:
+            answer = await trio.to_thread.run_sync(raw_call, path, payload)
+    assert answer[0] == 1
+    assert answer[2]["code"] == ErrorCode.INVALID_REQUEST
+
+
+async def test_bytes_that_are_not_msgpack_close_the_connection_after_saying_why(tmp_path):
+    with trio.fail_after(TIMEOUT):
+        async with serving(tmp_path) as path:
+            answer = await trio.to_thread.run_sync(raw_call, path, b"\xc1" * 8)
+    assert answer[1] is None
+    assert answer[2]["code"] == ErrorCode.INVALID_REQUEST
+
+
+async def test_a_message_over_the_size_limit_closes_only_its_connection(tmp_path):
+    with trio.fail_after(TIMEOUT):
+        async with serving(tmp_path) as path, AsyncClient.connect(path) as bystander:
+            with pytest.raises(DaemonUnreachable):
+                async with AsyncClient.connect(path) as client:
+                    await client.call("big", {"blob": b"x" * (MAX_MESSAGE_SIZE + 1)})
+            assert await bystander.call("after") == {"method": "after", "params": {}}
+
+
+async def test_a_peer_with_no_level_is_forbidden_and_told_so(tmp_path):
+    with trio.fail_after(TIMEOUT):
+        async with serving(tmp_path, levels=frozenset()) as path, AsyncClient.connect(path) as client:
+            with pytest.raises(RpcError) as refused:
+                await client.call("status")
+    assert refused.value.code == ErrorCode.FORBIDDEN
+
+
+async def test_readers_past_the_limit_per_uid_are_told_busy_and_admins_still_get_in(tmp_path):
+    limits = ConnectionLimits(readers=8, per_user=2)
+    with trio.fail_after(TIMEOUT):
+        async with serving(tmp_path, levels=READER, limits=limits) as path:
+            async with AsyncClient.connect(path) as first, AsyncClient.connect(path) as second:
+                assert await first.call("a") and await second.call("b")
+                async with AsyncClient.connect(path) as third:
+                    with pytest.raises(RpcError) as busy:
+                        await third.call("c")
+            assert busy.value.code == ErrorCode.BUSY
+            assert busy.value.data["connections"] == 2
+            async with AsyncClient.connect(path) as later:
+                assert await later.call("d") == {"method": "d", "params": {}}
+
+
+async def test_an_idle_connection_is_closed_but_not_one_waiting_for_an_answer(tmp_path):
+    limits = ConnectionLimits(idle_timeout=0.3)
+    with trio.fail_after(TIMEOUT):
+        async with serving(tmp_path, limits=limits) as path:
+            async with AsyncClient.connect(path) as waiting:
+                assert await waiting.call("sleep", {"seconds": 1.0}) == 1.0
+            async with AsyncClient.connect(path) as idle:
+                await trio.sleep(0.8)
+                with pytest.raises(DaemonUnreachable):
+                    await idle.call("too late")
+
+
+async def test_a_subscriber_gets_what_is_published_and_stays_open_while_idle(tmp_path):
+    hub = EventHub()
+    limits = ConnectionLimits(idle_timeout=0.3)
+    with trio.fail_after(TIMEOUT):
+        async with serving(tmp_path, limits=limits, hub=hub) as path, AsyncClient.connect(path) as client:
+            assert await client.call("subscribe") == {"subscribed": True}
+            await trio.sleep(0.6)
+            hub.publish("job.progress", {"job": 7, "percent": 40})
+            async for notification in client.events():
+                assert notification == Notification("job.progress", {"job": 7, "percent": 40})
                 break
-        flood = threading.Thread(target=reconnect_flood)
-        flood.start()
-        try:
-            job = client.call("snapshot", {"wait": True})
-            (sample_data / "changed.txt").write_text("changed")
-            second = client.call("snapshot", {"wait": True})
-        finally:
-            stop.set()
-            flood.join(TIMEOUT)
-            for sock in held:
-                sock.close()
-    assert len(held) == FLOOD
-    assert job["state"] == "succeeded" and second["state"] == "succeeded", (job, second)
-    assert "backupd_snapshots 2" in metrics.read_text()
-    assert "Too many open files" not in daemon.log()
-    with daemon.client() as client:
-        assert client.call("status")["snapshot_count"] == 2
-
-
-def test_the_daemon_raises_its_open_file_limit_to_the_hard_one(tmp_path, sample_data, daemons):
-    daemon = start_daemon(tmp_path, sample_data, "", open_file_limit=(OPEN_FILE_LIMIT, 4 * OPEN_FILE_LIMIT))
-    daemons.append(daemon)
-    limits = Path(f"/proc/{daemon.process.pid}/limits").read_text()
-    [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
-    assert line.split()[3:5] == [str(4 * OPEN_FILE_LIMIT)] * 2
