@@ -126,7 +126,7 @@ def service(tmp_path: Path, repository: Path) -> Service:
 
 
 async def archive_names(service: Service) -> set[str]:
-    listing = await service.borg(commands.list_archives(service.require_config().repository))
+    listing = await service.borg.run(commands.list_archives(service.require_config().repository))
     return {archive["name"] for archive in listing.json["archives"]}
 
 
@@ -228,7 +228,7 @@ async def test_dry_run_lines_from_borg_read_as_the_real_prune_does(service: Serv
 
     with trio.fail_after(30):
         dry_run = commands.prune(config.repository, OWN.glob(), config.keep, dry_run=True)
-        await service.borg(dry_run, on_event=collect)
+        await service.borg.run(dry_run, on_event=collect)
         assert await archive_names(service) == set(template.archives)
         outcome = await prune_archives(service, config, OWN)
     assert len(planned) == len(template.own)
@@ -366,7 +366,7 @@ async def test_check_runs_borg_at_idle_priority(tmp_path: Path, repository: Path
     service = make_service(tmp_path, repository, borg=borg)
     with trio.fail_after(30):
         outcome = await check_repository(service, service.require_config())
-        await service.borg(commands.list_archives(str(repository)))
+        await service.borg.run(commands.list_archives(str(repository)))
     assert outcome.ok
     low, normal = (line.split() for line in report.read_text().splitlines())
     assert int(low[0]) == 19 and int(normal[0]) == os.nice(0)

@@ -92,7 +92,7 @@ async def prune_archives(service: Service, config: BackupConfig, own: OwnArchive
 
 async def compact_repository(service: Service, config: BackupConfig, on_event: OnEvent | None = None) -> None:
     """Free the space of deleted archives."""
-    await service.borg(commands.compact(config.repository), config=config, on_event=on_event, low_priority=True)
+    await service.borg.run(commands.compact(config.repository), config=config, on_event=on_event, low_priority=True)
 
 
 async def check_repository(
@@ -115,7 +115,7 @@ async def check_repository(
 
     try:
         command = commands.check(config.repository)
-        result = await service.borg(command, config=config, on_event=collect, low_priority=True)
+        result = await service.borg.run(command, config=config, on_event=collect, low_priority=True)
     except BorgFailed as failure:
         if failure.data.get("borg_msgid") not in DAMAGE_MSGIDS:
             raise
@@ -179,7 +179,7 @@ async def _run_prune(service: Service, config: BackupConfig, own: OwnArchives, d
                 verdicts.append(verdict)
 
     command = commands.prune(config.repository, own.glob(), config.keep, dry_run=dry_run)
-    await service.borg(command, config=config, on_event=collect)
+    await service.borg.run(command, config=config, on_event=collect)
     if unreadable:
         log.warning("borg prune listed %d lines that could not be read, first: %r", len(unreadable), unreadable[0])
         if dry_run:
