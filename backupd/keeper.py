@@ -175,7 +175,8 @@ class Keeper:
             log.error("cannot save %s: %s", name, error)
         else:
             self._unsaved.discard(name)
-            self.storage_problem = None
+            if not self._unsaved:
+                self.storage_problem = None
         if tell:
             self._changes.tell(Change.STATUS)
 
