@@ -2,7 +2,7 @@
 after a clean stop, a crash, or a torn write."""
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import pytest
 

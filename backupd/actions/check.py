@@ -31,7 +31,7 @@ async def _check(service: Service, job: Job, report: ReportProgress) -> dict[str
 
     report({"percent": 0.0, "step": "checking"})
     async with service.keeper.lock:
-        outcome = await check_repository(service, config, on_event)
+        outcome = await check_repository(service.borg, config, on_event)
     now = service.clock.now()
     problem = service.keeper.repository.problem
     if not outcome.ok:

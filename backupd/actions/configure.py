@@ -74,7 +74,7 @@ async def _connect(service: Service, config: BackupConfig, may_create: bool, mir
     async with service.keeper.lock:
         created = False
         try:
-            facts = await read_repository(service, config, adopt=True)
+            facts = await read_repository(service.borg, service.settings.hostname, config, adopt=True)
         except RpcError as error:
             if error.code != ErrorCode.REPOSITORY_NOT_FOUND and not _empty_local_folder(config.repository, error):
                 raise

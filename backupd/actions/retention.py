@@ -28,12 +28,12 @@ async def _prune(service: Service, job: Job, report: ReportProgress) -> dict[str
     report({"step": "pruning"})
     async with service.keeper.lock:
         await refresh_if_changed(service)
-        outcome = await prune_archives(service, config, own)
+        outcome = await prune_archives(service.borg, config, own)
         compacted = False
         last_compact = service.keeper.repository.last_compact
         if outcome.pruned and (last_compact is None or service.clock.now() - last_compact >= COMPACT_INTERVAL):
             report({"step": "compacting"})
-            await compact_repository(service, config)
+            await compact_repository(service.borg, config)
             compacted = True
         info = await service.borg.run(commands.info_latest(config.repository), config=config)
     await service.keeper.remove_archives(
