@@ -49,7 +49,9 @@ class Saved:
 
 
 class Keeper:
-    def __init__(self, store: Store, now: Callable[[], float], changes: Changes) -> None:
+    def __init__(self, store: Store, now: Callable[[], float], changes: Changes,
+                 history: Callable[[], list[dict[str, Any]]]) -> None:
+        """``history`` gives the records of the job history, to save it whole."""
         self.store = store
         self._now = now
         self._changes = changes
@@ -58,15 +60,13 @@ class Keeper:
         self.storage_problem: Problem | None = None
         # Held around borg calls, so the start-up read and a job never use the repository at once.
         self.lock = trio.Lock()
-        self._history: Callable[[], list[dict[str, Any]]] = list
+        self._history = history
         # Documents whose last change could not be saved: the next one writes them whole.
         self._unsaved: set[str] = set()
 
-    def load(self, history: Callable[[], list[dict[str, Any]]]) -> Saved:
-        """Read what an earlier run saved, and write each journaled document whole. A document
-        that cannot be read is set aside and reported; the daemon starts with what it can trust
-        and the repository rebuilds the rest. `history` gives the job history to save whole."""
-        self._history = history
+    def load(self) -> Saved:
+        """Read what an earlier run saved. A document that cannot be read is set aside and
+        reported; the daemon starts with what it can trust and the repository rebuilds the rest."""
         unreadable: list[str] = []
         config = self._load_trusted(CONFIG_DOCUMENT, _fold_nothing, BackupConfig.from_record, unreadable)
         self.repository = self._load_trusted(

@@ -40,7 +40,7 @@ class Service:
         self.zone = local_zone(settings.timezone)
         self.changes = Changes()
         self.hub = EventHub()
-        self.keeper = Keeper(store, self.clock.now, self.changes)
+        self.keeper = Keeper(store, self.clock.now, self.changes, lambda: self.jobs.history_records())
         self.config: BackupConfig | None = None
         self.mirror: MirrorConfig | None = None
         self._schedule: Schedule | None = None
@@ -64,7 +64,7 @@ class Service:
 
     def load(self) -> None:
         """Take what an earlier run saved; a job it died in is recorded as interrupted."""
-        saved = self.keeper.load(self.jobs.history_records)
+        saved = self.keeper.load()
         self._set_config(saved.config)
         self.jobs.restore_history(saved.history)
         self.mirror = saved.mirror

@@ -23,8 +23,8 @@ def open_keeper(folder) -> tuple[Keeper, list[Job]]:
     store = Store(folder)
     store.open()
     history: list[Job] = []
-    keeper = Keeper(store, lambda: START, Changes())
-    saved = keeper.load(lambda: [job.to_full_record() for job in history])
+    keeper = Keeper(store, lambda: START, Changes(), lambda: [job.to_full_record() for job in history])
+    saved = keeper.load()
     history.extend(saved.history)
     keeper.write_whole()  # as the daemon does at start
     return keeper, history
