@@ -68,7 +68,7 @@ async def ping(call: Call) -> dict[str, Any]:
 
 
 async def status(call: Call) -> dict[str, Any]:
-    return call.service.overview()
+    return call.service.overview.record()
 
 
 async def show_config(call: Call) -> dict[str, Any]:
@@ -130,7 +130,7 @@ async def export_repository_key(call: Call) -> dict[str, Any]:
 
 
 async def ssh_key(call: Call) -> dict[str, Any]:
-    identity = await call.service.ensure_ssh_identity()
+    identity = await call.service.borg.ensure_ssh_identity()
     public_key = identity.public_key.read_text().strip()
     config = call.service.config
     server = remote_location(config.repository) if config else None
@@ -142,7 +142,7 @@ async def ssh_key(call: Call) -> dict[str, Any]:
 
 async def snapshots(call: Call) -> list[dict[str, Any]] | dict[str, Any]:
     call.service.require_config()
-    by_age = call.service.repository.archives_by_age
+    by_age = call.service.keeper.repository.archives_by_age
     if not call.params:
         return all_snapshots(by_age)
     return snapshot_page(by_age, call.params.get("limit", DEFAULT_SNAPSHOTS_LIMIT), call.params.get("cursor", "")).to_record()

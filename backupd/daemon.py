@@ -18,7 +18,7 @@ import trio
 from backupd.actions.repository import keep_view_current
 from backupd.access import allowed_levels
 from backupd.api import dispatch
-from backupd.events import Subscriber
+from backupd.events import Change, Subscriber
 from backupd.jobs import JobLogHandler
 from backupd.actions.mirror_schedule import keep_mirrored
 from backupd.metrics import keep_metrics_file
@@ -127,11 +127,10 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
                             lambda peer: allowed_levels(peer, service.settings.access), limits)
             await nursery.start(server.run)
             log.info("listening on %s", settings.socket)
-            service.activity = "idle"
             notifier.ready(describe(service))
             scheduler = Scheduler(service)
-            service.config_listeners.append(scheduler.reschedule)
-            service.job_listeners.append(scheduler.wake)
+            service.changes.on(Change.CONFIG, lambda _: scheduler.reschedule())
+            service.changes.on(Change.JOB_FINISHED, lambda _: scheduler.wake())
             await nursery.start(scheduler.run)
             nursery.start_soon(report_status, service, notifier)
             await nursery.start(service.notify.run)
@@ -143,6 +142,7 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
             reload = partial(reload_settings, service, notifier, read_settings, scheduler.wake)
             await handle_signals(signals, nursery.cancel_scope, service, notifier, reload)
     finally:
+        service.keeper.write_whole()
         if activated is None:
             settings.socket.unlink(missing_ok=True)
         log.info("stopped")
@@ -164,10 +164,10 @@ async def finish_interrupted_restores(service: Service) -> None:
             log.warning("an interrupted restore was found: %s", recovered)
     if failures:
         message = f"An interrupted restore could not be undone automatically: {'; '.join(failures)}"
-        await service.update_repository(problem=service.problem_from(RESTORE_INCOMPLETE, message, "restore"))
-    elif service.repository.problem is not None and service.repository.problem.code == RESTORE_INCOMPLETE:
+        await service.keeper.update(problem=service.keeper.problem_from(RESTORE_INCOMPLETE, message, "restore"))
+    elif service.keeper.repository.problem is not None and service.keeper.repository.problem.code == RESTORE_INCOMPLETE:
         log.info("every interrupted restore is recovered now")
-        await service.update_repository(problem=None)
+        await service.keeper.update(problem=None)
 
 
 async def handle_signals(
@@ -245,10 +245,10 @@ def describe(service: Service) -> str:
     if job is not None:
         percent = job.progress.get("percent")
         return f"running {job.kind}" + (f" at {percent:.0f} %" if percent is not None else "")
-    problem = service.problem()
+    problem = service.overview.problem()
     if problem is not None:
         return f"{service.activity}; problem: {problem['message']}"
     if service.next_run is not None:
         next_run = datetime.fromtimestamp(service.next_run, service.zone).strftime("%Y-%m-%d %H:%M")
         return f"{service.activity}; next snapshot {next_run}"
-    return service.activity
+    return str(service.activity)

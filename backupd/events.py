@@ -1,4 +1,5 @@
-"""Fan-out of notifications to subscribers that never slows the publisher.
+"""How the daemon's parts hear of a change (`Changes`), and the fan-out of notifications to
+clients that never slows the publisher (`EventHub`).
 
 Each subscriber keeps its own queue. Progress and the overview are coalesced: a subscriber
 that falls behind gets only the newest progress of each job and the newest overview, each in
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 import trio
@@ -21,6 +23,28 @@ MAX_PENDING = 10_000
 
 # What one subscriber is sent of a notification: itself, a narrower copy, or nothing.
 NotificationFilter = Callable[[Notification], Notification | None]
+
+
+class Change(StrEnum):
+    CONFIG = "config"  # the backup configuration, and with it the schedule
+    STATUS = "status"  # anything the overview shows
+    JOB_STARTED = "job.started"
+    JOB_FINISHED = "job.finished"
+
+
+class Changes:
+    """The one way a part tells the others of a change: each listener is called at once, in
+    the order it began listening, with what changed (the job for a job's change, else None)."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[Change, list[Callable[[Any], None]]] = {change: [] for change in Change}
+
+    def on(self, change: Change, listener: Callable[[Any], None]) -> None:
+        self._listeners[change].append(listener)
+
+    def tell(self, change: Change, subject: Any = None) -> None:
+        for listener in self._listeners[change]:
+            listener(subject)
 
 
 class SubscriberOverflow(Exception):

@@ -75,7 +75,7 @@ class Scheduler:
         return min(plans, key=lambda plan: plan.when, default=None)
 
     def _check_plan(self) -> Plan | None:
-        repository = self._service.repository
+        repository = self._service.keeper.repository
         last = repository.last_check.time if repository.last_check else repository.configured_at
         check_interval = self._service.settings.check_interval_days * 86400.0
         if self._service.config is None or not check_interval or last is None:
@@ -86,7 +86,7 @@ class Scheduler:
         schedule = self._service.schedule()
         if schedule is None:
             return None
-        repository = self._service.repository
+        repository = self._service.keeper.repository
         anchors = [t for t in (repository.last_success, repository.last_attempt, repository.configured_at) if t]
         regular = next_run(schedule, max(anchors, default=now), self._service.zone)
         if regular is None:
@@ -106,7 +106,7 @@ class Scheduler:
             snapshot_plan = self._snapshot_plan(now)
             self._service.next_run = snapshot_plan.when if snapshot_plan else None
             self._service.publish_status()
-            wake_times = [t for t in (plan.when if plan else None, self._service.overdue_at()) if t and t > now]
+            wake_times = [t for t in (plan.when if plan else None, self._service.overview.overdue_at()) if t and t > now]
             if self._service.settings_error is not None:
                 await self._changed.wait()
             elif plan is not None and plan.when <= now:
@@ -119,7 +119,7 @@ class Scheduler:
                 self._changed = trio.Event()
 
     async def _apply_retention(self) -> None:
-        if self._service.retention_off_reason() is not None:
+        if self._service.overview.retention_off_reason() is not None:
             return
         try:
             job = self._starters["prune"](self._service, "schedule")
@@ -153,7 +153,7 @@ class Scheduler:
         if plan.kind == "check":
             await service.jobs.wait(job)
             return
-        await service.update_repository(last_attempt=job.started)
+        await service.keeper.update(last_attempt=job.started)
         await service.jobs.wait(job)
         if job.state == JobState.SUCCEEDED:
             await self._apply_retention()

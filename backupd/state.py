@@ -1,8 +1,8 @@
-"""What the daemon knows about its repository, kept in memory and persisted as state.json."""
+"""What the daemon knows about its repository, kept in memory and saved as state.json and its journal."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Self
 
@@ -88,9 +88,6 @@ class RepositoryState:
     @property
     def last_success(self) -> float | None:
         return self.last_snapshot.time if self.last_snapshot else None
-
-    def to_record(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> RepositoryState:

@@ -60,7 +60,7 @@ def test_configure_creates_a_repository_and_the_overview_shows_it(daemon, reposi
 def test_state_files_are_private_and_hold_the_passphrase_only_in_config(configured_daemon):
     state_dir = configured_daemon.state_dir
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
-    for path in state_dir.glob("*.json"):
+    for path in (*state_dir.glob("*.json"), *state_dir.glob("*.journal")):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert (PASSPHRASE in path.read_text()) == (path.name == "config.json")
     assert PASSPHRASE not in configured_daemon.log()

@@ -1,6 +1,6 @@
 import trio
 
-from backupd.events import MAX_PENDING, EventHub, SubscriberOverflow
+from backupd.events import Change, Changes, MAX_PENDING, EventHub, SubscriberOverflow
 
 
 async def test_a_slow_subscriber_gets_only_the_newest_progress_but_every_other_event():
@@ -91,3 +91,15 @@ async def test_a_subscriber_that_leaves_too_many_jobs_unread_overflows_instead_o
     except SubscriberOverflow:
         return
     raise AssertionError("expected SubscriberOverflow")
+
+
+def test_changes_reach_each_listener_at_once_in_the_order_they_began_listening():
+    changes = Changes()
+    heard: list[tuple[str, object]] = []
+    changes.on(Change.JOB_FINISHED, lambda job: heard.append(("notices", job)))
+    changes.on(Change.CONFIG, lambda _: heard.append(("scheduler re-plans", None)))
+    changes.on(Change.JOB_FINISHED, lambda job: heard.append(("scheduler wakes", job)))
+    changes.tell(Change.JOB_FINISHED, "job 7")
+    changes.tell(Change.STATUS)
+    changes.tell(Change.CONFIG)
+    assert heard == [("notices", "job 7"), ("scheduler wakes", "job 7"), ("scheduler re-plans", None)]

@@ -126,7 +126,7 @@ def service(tmp_path: Path, repository: Path) -> Service:
 
 
 async def archive_names(service: Service) -> set[str]:
-    listing = await service.borg(commands.list_archives(service.require_config().repository))
+    listing = await service.borg.run(commands.list_archives(service.require_config().repository))
     return {archive["name"] for archive in listing.json["archives"]}
 
 
@@ -166,7 +166,7 @@ async def test_prune_keeps_exactly_what_the_rules_say(service: Service, template
     oldest = min(own, key=lambda name: own[name])
     assert oldest in kept, "the monthly rule runs out of months, so the oldest archive is kept too"
     with trio.fail_after(30):
-        outcome = await prune_archives(service, service.require_config(), OWN)
+        outcome = await prune_archives(service.borg, service.require_config(), OWN)
         remaining = await archive_names(service)
     assert set(outcome.kept) == kept
     assert set(outcome.pruned) == template.own - kept
@@ -177,7 +177,7 @@ async def test_prune_keeps_exactly_what_the_rules_say(service: Service, template
 async def test_prune_of_another_prefix_leaves_this_box_alone(service: Service, template: Template) -> None:
     with trio.fail_after(30):
         config = replace(service.require_config(), keep={"yearly": 1})
-        outcome = await prune_archives(service, config, OTHER)
+        outcome = await prune_archives(service.borg, config, OTHER)
         remaining = await archive_names(service)
     newest_other = max(template.other_box, key=lambda name: template.archives[name])
     assert outcome == PruneOutcome(kept=(newest_other,), pruned=tuple(template.other_box - {newest_other}))
@@ -186,7 +186,7 @@ async def test_prune_of_another_prefix_leaves_this_box_alone(service: Service, t
 
 async def test_prune_never_touches_archives_this_box_did_not_make(service: Service, template: Template) -> None:
     with trio.fail_after(30):
-        outcome = await prune_archives(service, replace(service.require_config(), keep={"daily": 1}), OWN)
+        outcome = await prune_archives(service.borg, replace(service.require_config(), keep={"daily": 1}), OWN)
         remaining = await archive_names(service)
     assert template.others <= remaining
     assert {"box-manual-before-upgrade", *(name for name in template.others if name.startswith("box-kitchen-"))} <= remaining
@@ -195,7 +195,7 @@ async def test_prune_never_touches_archives_this_box_did_not_make(service: Servi
 
 async def test_a_prefix_is_literal_and_never_a_pattern(service: Service, template: Template) -> None:
     with trio.fail_after(30):
-        outcome = await prune_archives(service, replace(service.require_config(), keep={"daily": 1}), OwnArchives("*"))
+        outcome = await prune_archives(service.borg, replace(service.require_config(), keep={"daily": 1}), OwnArchives("*"))
         remaining = await archive_names(service)
     assert outcome == PruneOutcome(kept=(), pruned=())
     assert remaining == set(template.archives)
@@ -209,7 +209,7 @@ async def test_prune_refuses_keep_rules_that_keep_nothing(
 ) -> None:
     with trio.fail_after(30):
         with pytest.raises(PruneRefused) as refused:
-            await prune_archives(service, replace(service.require_config(), keep=keep), OWN)
+            await prune_archives(service.borg, replace(service.require_config(), keep=keep), OWN)
         remaining = await archive_names(service)
     assert refused.value.code == "prune_refused"
     assert "nothing was deleted" in refused.value.message
@@ -228,9 +228,9 @@ async def test_dry_run_lines_from_borg_read_as_the_real_prune_does(service: Serv
 
     with trio.fail_after(30):
         dry_run = commands.prune(config.repository, OWN.glob(), config.keep, dry_run=True)
-        await service.borg(dry_run, on_event=collect)
+        await service.borg.run(dry_run, on_event=collect)
         assert await archive_names(service) == set(template.archives)
-        outcome = await prune_archives(service, config, OWN)
+        outcome = await prune_archives(service.borg, config, OWN)
     assert len(planned) == len(template.own)
     assert {verdict.archive for verdict in planned if verdict.action == "keep"} == set(outcome.kept)
     assert {verdict.archive for verdict in planned if verdict.action == "prune"} == set(outcome.pruned)
@@ -296,11 +296,11 @@ async def test_compact_after_prune_frees_space_and_the_repository_checks_ok(
     config = service.require_config()
     progress: list[ProgressPercent] = []
     with trio.fail_after(60):
-        outcome = await prune_archives(service, config, OWN)
+        outcome = await prune_archives(service.borg, config, OWN)
         before = segment_bytes(repository)
-        await compact_repository(service, config)
+        await compact_repository(service.borg, config)
         after = segment_bytes(repository)
-        checked = await check_repository(service, config, on_event=collect_progress(progress))
+        checked = await check_repository(service.borg, config, on_event=collect_progress(progress))
         remaining = await archive_names(service)
     assert after < before - 10_000 * len(outcome.pruned)
     assert checked == CheckOutcome(ok=True, errors=())
@@ -314,7 +314,7 @@ def collect_progress(into: list[ProgressPercent]) -> Callable[[BorgEvent], None]
 
 async def test_check_of_a_healthy_repository_is_ok(service: Service) -> None:
     with trio.fail_after(30):
-        assert await check_repository(service, service.require_config()) == CheckOutcome(ok=True, errors=())
+        assert await check_repository(service.borg, service.require_config()) == CheckOutcome(ok=True, errors=())
 
 
 async def test_check_of_a_damaged_repository_reports_errors(service: Service, repository: Path) -> None:
@@ -324,7 +324,7 @@ async def test_check_of_a_damaged_repository_reports_errors(service: Service, re
         segment.seek(largest.stat().st_size // 2)
         segment.write(b"\xff" * 64)
     with trio.fail_after(30):
-        outcome = await check_repository(service, service.require_config())
+        outcome = await check_repository(service.borg, service.require_config())
     assert outcome.ok is False
     assert any("checksum mismatch" in line for line in outcome.errors)
     assert "errors found" in outcome.errors[-1]
@@ -334,9 +334,9 @@ async def test_check_that_cannot_open_the_repository_raises(service: Service, tm
     config = service.require_config()
     with trio.fail_after(30):
         with pytest.raises(BorgFailed) as wrong_passphrase:
-            await check_repository(service, replace(config, passphrase="not the passphrase"))
+            await check_repository(service.borg, replace(config, passphrase="not the passphrase"))
         with pytest.raises(BorgFailed) as missing:
-            await check_repository(service, replace(config, repository=str(tmp_path / "nowhere")))
+            await check_repository(service.borg, replace(config, repository=str(tmp_path / "nowhere")))
     assert wrong_passphrase.value.code == ErrorCode.PASSPHRASE_WRONG
     assert missing.value.code == ErrorCode.REPOSITORY_NOT_FOUND
 
@@ -365,8 +365,8 @@ async def test_check_runs_borg_at_idle_priority(tmp_path: Path, repository: Path
     borg, report = priority_reporting_borg(tmp_path)
     service = make_service(tmp_path, repository, borg=borg)
     with trio.fail_after(30):
-        outcome = await check_repository(service, service.require_config())
-        await service.borg(commands.list_archives(str(repository)))
+        outcome = await check_repository(service.borg, service.require_config())
+        await service.borg.run(commands.list_archives(str(repository)))
     assert outcome.ok
     low, normal = (line.split() for line in report.read_text().splitlines())
     assert int(low[0]) == 19 and int(normal[0]) == os.nice(0)

@@ -175,5 +175,5 @@ def test_a_problem_naming_such_a_file_shows_it_escaped(tmp_path: Path):
     store = Store(tmp_path / "state")
     store.open()
     service = Service(Settings(state_dir=tmp_path / "state", borg_base_dir=tmp_path / "base"), store)
-    problem = service.problem_from("restore_incomplete", "something took the place of /srv/caf\udce9", "restore")
+    problem = service.keeper.problem_from("restore_incomplete", "something took the place of /srv/caf\udce9", "restore")
     assert problem.message == "something took the place of /srv/caf\\xe9"

@@ -48,7 +48,7 @@ class ScriptedSnapshots:
         now = self.service.clock.now()
         summary = SnapshotSummary(name=f"box-{now}", time=now, duration=30, files=1, original_size=1,
                                   deduplicated_size=1)
-        await self.service.update_repository(last_snapshot=summary, problem=None)
+        await self.service.keeper.update(last_snapshot=summary, problem=None)
         return {}
 
 
@@ -58,6 +58,10 @@ class InlineStore(Store):
     async def save(self, name, document):
         self.write(name, document)
 
+    async def record(self, name, change, whole):
+        if self.append(name, change):
+            self.write(name, whole())
+
 
 def make_service(tmp_path, schedule: str, settings_changes: dict | None = None, **state) -> Service:
     settings_changes = settings_changes or {}
@@ -66,7 +70,7 @@ def make_service(tmp_path, schedule: str, settings_changes: dict | None = None, 
     settings = Settings(state_dir=tmp_path / "state", timezone="Europe/Lisbon", jitter=0, **settings_changes)
     service = Service(settings, store, clock=TrioWallClock(START))
     service._set_config(BackupConfig(repository="/srv/repo", passphrase="p", sources=("/data",), schedule=schedule))
-    service.repository = RepositoryState(**state)
+    service.keeper.repository = RepositoryState(**state)
     return service
 
 
@@ -153,9 +157,9 @@ async def test_overdue_after_two_intervals_without_success(tmp_path, autojump_cl
     script = ScriptedSnapshots(service, ["passphrase_wrong"] * 10)
     subscriber = service.hub.subscribe()
     await run_for(service, script, HOUR)
-    assert service.problem() is None
+    assert service.overview.problem() is None
     await run_for(service, script, 1.5 * HOUR)
-    problem = service.problem()
+    problem = service.overview.problem()
     assert problem["code"] == "overdue" and problem["since"] == START + 2 * HOUR
     assert problem["last_success"] == START and "2026-06-01 10:15" in problem["message"]
     assert any(n.method == "status.changed" and n.params["problem"] for n in await subscriber.next_batch())
@@ -206,7 +210,7 @@ async def test_a_check_runs_on_its_own_cadence(tmp_path, autojump_clock):
         checks.append(service.clock.now())
 
         async def work(job, report):
-            await service.update_repository(last_check=CheckRecord(time=service.clock.now(), ok=True, message="ok"))
+            await service.keeper.update(last_check=CheckRecord(time=service.clock.now(), ok=True, message="ok"))
 
         return service.jobs.start("check", trigger, work)
 
@@ -226,7 +230,7 @@ async def test_no_pruning_against_an_append_only_server(tmp_path, autojump_clock
     script = ScriptedSnapshots(service)
     await run_for(service, script, HOUR)
     assert len(script.runs) == 1 and script.prunes == []
-    assert "append-only" in service.overview()["retention"]
+    assert "append-only" in service.overview.record()["retention"]
 
 
 async def test_clock_jumps_back_and_forth_give_no_duplicate_and_no_lost_run(tmp_path, autojump_clock):

@@ -99,3 +99,48 @@ async def test_save_writes_off_the_event_loop(tmp_path):
     store.open()
     await store.save("jobs", [{"id": "1"}])
     assert store.load("jobs") == [{"id": "1"}]
+
+
+def test_a_journal_keeps_each_change_until_the_document_is_written_whole(tmp_path):
+    store = Store(tmp_path / "state")
+    store.open()
+    store.write("state", {"a": 1})
+    store.append("state", {"set": {"a": 2}})
+    store.append("state", {"set": {"b": 3}})
+    assert store.load("state") == {"a": 1}
+    assert store.load_journal("state") == [{"set": {"a": 2}}, {"set": {"b": 3}}]
+    assert mode(tmp_path / "state" / "state.journal") == 0o600
+    store.write("state", {"a": 2, "b": 3})
+    assert store.load_journal("state") == [] and sorted(os.listdir(tmp_path / "state")) == ["state.json"]
+
+
+def test_a_torn_last_line_is_ignored_and_cut_off(tmp_path):
+    store = Store(tmp_path / "state")
+    store.open()
+    store.append("jobs", {"put": {"id": "1"}})
+    with open(tmp_path / "state" / "jobs.journal", "ab") as journal:
+        journal.write(b'{"put":{"id":"2","sta')
+    assert store.load_journal("jobs") == [{"put": {"id": "1"}}]
+    store.append("jobs", {"put": {"id": "3"}})
+    assert store.load_journal("jobs") == [{"put": {"id": "1"}}, {"put": {"id": "3"}}]
+
+
+def test_a_damaged_line_before_others_makes_the_journal_unreadable(tmp_path):
+    store = Store(tmp_path / "state")
+    store.open()
+    (tmp_path / "state" / "state.journal").write_bytes(b'{"set":{}}\n\x00\xff\n{"set":{}}\n')
+    with pytest.raises(StoreError, match="line 2 is not JSON"):
+        store.load_journal("state")
+    aside = store.set_aside("state", 1700000000)
+    assert sorted(os.listdir(tmp_path / "state")) == ["state.journal.unreadable-1700000000"]
+    assert aside.name == "state.json.unreadable-1700000000"
+
+
+def test_append_says_when_the_journal_has_outgrown_its_document(tmp_path, monkeypatch):
+    monkeypatch.setattr("backupd.store.JOURNAL_FLOOR", 100)
+    store = Store(tmp_path / "state")
+    store.open()
+    store.write("state", {"archives": ["x" * 40] * 5})
+    outgrown = [store.append("state", {"set": {"n": n}}) for n in range(30)]
+    assert outgrown.index(True) > 0 and all(outgrown[outgrown.index(True):])
+    assert (tmp_path / "state" / "state.journal").stat().st_size > (tmp_path / "state" / "state.json").stat().st_size

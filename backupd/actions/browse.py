@@ -136,13 +136,13 @@ class Browser:
         config = self.service.require_config()
         facts: dict[str, Any] = {"snapshot": archive.name}
         if not archive.sources:
-            info = await self.service.borg(commands.info_archive(config.repository, archive.name))
+            info = await self.service.borg.run(commands.info_archive(config.repository, archive.name))
             details = (info.json or {}).get("archives", [{}])[0]
             facts |= {"command_line": details.get("command_line") or [], "cwd": details.get("cwd") or ""}
         temporary = folder.new_file(name)
         try:
             await stream_into_thread(
-                partial(self.service.borg, commands.list_tree(config.repository, archive.name), env={"TZ": "UTC"}),
+                partial(self.service.borg.run, commands.list_tree(config.repository, archive.name), env={"TZ": "UTC"}),
                 lambda chunks: snapshot_index.build(folder.path(temporary), _items(chunks), facts),
             )
             folder.place(temporary, name)
@@ -174,7 +174,7 @@ class Browser:
         temporary = folder.new_file(name)
         try:
             await stream_into_thread(
-                partial(self.service.borg, commands.diff_archives(config.repository, old.name, new.name)),
+                partial(self.service.borg.run, commands.diff_archives(config.repository, old.name, new.name)),
                 lambda chunks: build_changes(folder.path(temporary), changes_of_diff(
                     _lines(chunks), new_contents.place_of, old_contents.place_of)),
             )
@@ -335,14 +335,14 @@ async def versions(service: Service, params: dict[str, Any]) -> dict[str, Any]:
     place = place_param(params["path"])
     browser = browser_of(service)
     found: list[Version] = []
-    archives = sorted(service.repository.archives, key=lambda archive: archive.age_order, reverse=True)
+    archives = sorted(service.keeper.repository.archives, key=lambda archive: archive.age_order, reverse=True)
     for archive in archives:
         if archive.sources and not await browser.has_index(archive):
             contents = _contents(archive, {})
             if not any(is_within(place, root) for root in contents.places):
                 continue
             items = await stream_into_thread(
-                partial(service.borg, commands.list_tree(config.repository, archive.name, [contents.archive_path(place)]),
+                partial(service.borg.run, commands.list_tree(config.repository, archive.name, [contents.archive_path(place)]),
                         env={"TZ": "UTC"}),
                 lambda chunks: list(_items(chunks)),
             )
@@ -376,6 +376,6 @@ async def compare(service: Service, params: dict[str, Any]) -> dict[str, Any]:
         async with browser.changes(old, new) as changes:
             page = await trio.to_thread.run_sync(changes.page, after, limit)
         return to_wire({"from": old.name, "to": new.name, **page})
-    protected = (str(service.settings.state_dir), str(service.borg_base_dir()))
+    protected = (str(service.settings.state_dir), str(service.borg.base_dir()))
     page = await browser.live_changes(old, protected, after, limit)
     return to_wire({"from": old.name, "to": None, **page})

@@ -30,14 +30,14 @@ async def _check(service: Service, job: Job, report: ReportProgress) -> dict[str
             report({"percent": round(100 * (event.current or 0) / event.total, 1), "step": event.message})
 
     report({"percent": 0.0, "step": "checking"})
-    async with service.repository_lock:
-        outcome = await check_repository(service, config, on_event)
+    async with service.keeper.lock:
+        outcome = await check_repository(service.borg, config, on_event)
     now = service.clock.now()
-    problem = service.repository.problem
+    problem = service.keeper.repository.problem
     if not outcome.ok:
         summary = outcome.errors[-1] if outcome.errors else "borg check found errors"
         message = f"The consistency check found damage in the repository: {summary}"
-        problem = service.problem_from(CHECK_FAILED, message, "check")
+        problem = service.keeper.problem_from(CHECK_FAILED, message, "check")
         record = CheckRecord(time=now, ok=False, message=message)
         log.warning("%s", message)
     else:
@@ -45,5 +45,5 @@ async def _check(service: Service, job: Job, report: ReportProgress) -> dict[str
             problem = None
         record = CheckRecord(time=now, ok=True, message="no problems found")
         log.info("the consistency check found no problems")
-    await service.update_repository(last_check=record, problem=problem)
+    await service.keeper.update(last_check=record, problem=problem)
     return {"ok": outcome.ok, "errors": list(outcome.errors)}

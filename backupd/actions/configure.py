@@ -69,12 +69,12 @@ async def _connect(service: Service, config: BackupConfig, may_create: bool, mir
     report({"step": "connecting", "repository": config.repository})
     server = remote_location(config.repository)
     if server is not None and config.host_key is not None:
-        identity = await service.ensure_ssh_identity()
+        identity = await service.borg.ensure_ssh_identity()
         await trio.to_thread.run_sync(identity.pin, server, config.host_key, service.settings.ssh_timeout)
-    async with service.repository_lock:
+    async with service.keeper.lock:
         created = False
         try:
-            facts = await read_repository(service, config, adopt=True)
+            facts = await read_repository(service.borg, service.settings.hostname, config, adopt=True)
         except RpcError as error:
             if error.code != ErrorCode.REPOSITORY_NOT_FOUND and not _empty_local_folder(config.repository, error):
                 raise
@@ -83,14 +83,14 @@ async def _connect(service: Service, config: BackupConfig, may_create: bool, mir
                                f"There is no repository at {config.repository} (create was false)") from None
             check_new_passphrase(config.passphrase)
             report({"step": "creating", "repository": config.repository})
-            await service.borg(commands.init(config.repository, config.encryption), config=config)
+            await service.borg.run(commands.init(config.repository, config.encryption), config=config)
             created = True
             facts = EMPTY_REPOSITORY
         if mirror is not None:
             local_id = await trio.to_thread.run_sync(local_repository_id, require_local(config))
             await claim_prefix(service, mirror, remote_id, local_id, take_over)
-    host_key = await trio.to_thread.run_sync(service.ssh.fingerprint_of, server) if server else None
-    await service.update_repository(
+    host_key = await trio.to_thread.run_sync(service.borg.ssh.fingerprint_of, server) if server else None
+    await service.keeper.update(
         **facts, problem=None, configured_at=service.clock.now(), last_attempt=None, host_key=host_key
     )
     previous = service.config
@@ -99,7 +99,7 @@ async def _connect(service: Service, config: BackupConfig, may_create: bool, mir
         await adopt(service, mirror)
     elif mirror_given or (previous is not None and previous.repository != config.repository):
         await service.save_mirror(None)  # `mirror: {}` turns it off; another repository is not mirrored into its bucket
-    result: dict[str, Any] = {"created": created, "snapshot_count": service.repository.snapshot_count}
+    result: dict[str, Any] = {"created": created, "snapshot_count": service.keeper.repository.snapshot_count}
     warnings = await _space_warnings(config)
     if warnings:
         result["warnings"] = warnings

@@ -53,8 +53,8 @@ data back by hand as below, with step 2.
 
 async def export_key(service: Service, prefix: str) -> dict[str, Any]:
     config = service.require_config()
-    exported = await service.borg(commands.key_export(config.repository))
-    info = await service.borg(commands.info_repository(config.repository))
+    exported = await service.borg.run(commands.key_export(config.repository))
+    info = await service.borg.run(commands.info_repository(config.repository))
     mode = str(((info.json or {}).get("encryption") or {}).get("mode") or config.encryption)
     keyfile = mode.startswith("keyfile")
     key = exported.stdout.strip()

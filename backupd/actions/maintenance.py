@@ -17,7 +17,7 @@ from backupd.borg import commands
 from backupd.borg.errors import EXIT_SUCCESS, BorgFailed
 from backupd.borg.runner import BorgEvent, ListedItem, LogMessage
 from backupd.config import BackupConfig
-from backupd.service import Service
+from backupd.borg.invoker import BorgInvoker
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class PruneVerdict:
     archive: str
 
 
-async def prune_archives(service: Service, config: BackupConfig, own: OwnArchives) -> PruneOutcome:
+async def prune_archives(borg: BorgInvoker, config: BackupConfig, own: OwnArchives) -> PruneOutcome:
     """Apply the configured keep rules to this box's own archives (names of exactly its form),
     after a dry run shows that at least one of them survives and that no other is touched."""
     if not any(count > 0 for count in config.keep.values()):
@@ -85,18 +85,18 @@ async def prune_archives(service: Service, config: BackupConfig, own: OwnArchive
             "Every keep rule is 0, so pruning would delete every snapshot; nothing was deleted",
             {"keep": dict(config.keep)},
         )
-    planned = await _run_prune(service, config, own, dry_run=True)
+    planned = await _run_prune(borg, config, own, dry_run=True)
     refuse_unsafe_plan(planned, own)
-    return await _run_prune(service, config, own, dry_run=False)
+    return await _run_prune(borg, config, own, dry_run=False)
 
 
-async def compact_repository(service: Service, config: BackupConfig, on_event: OnEvent | None = None) -> None:
+async def compact_repository(borg: BorgInvoker, config: BackupConfig, on_event: OnEvent | None = None) -> None:
     """Free the space of deleted archives."""
-    await service.borg(commands.compact(config.repository), config=config, on_event=on_event, low_priority=True)
+    await borg.run(commands.compact(config.repository), config=config, on_event=on_event, low_priority=True)
 
 
 async def check_repository(
-    service: Service, config: BackupConfig, on_event: OnEvent | None = None
+    borg: BorgInvoker, config: BackupConfig, on_event: OnEvent | None = None
 ) -> CheckOutcome:
     """Verify the repository and its archives; damage found is an outcome, not an exception.
 
@@ -115,7 +115,7 @@ async def check_repository(
 
     try:
         command = commands.check(config.repository)
-        result = await service.borg(command, config=config, on_event=collect, low_priority=True)
+        result = await borg.run(command, config=config, on_event=collect, low_priority=True)
     except BorgFailed as failure:
         if failure.data.get("borg_msgid") not in DAMAGE_MSGIDS:
             raise
@@ -166,7 +166,7 @@ def _prune_outcome(verdicts: list[PruneVerdict]) -> PruneOutcome:
     )
 
 
-async def _run_prune(service: Service, config: BackupConfig, own: OwnArchives, dry_run: bool) -> PruneOutcome:
+async def _run_prune(borg: BorgInvoker, config: BackupConfig, own: OwnArchives, dry_run: bool) -> PruneOutcome:
     verdicts: list[PruneVerdict] = []
     unreadable: list[str] = []
 
@@ -179,7 +179,7 @@ async def _run_prune(service: Service, config: BackupConfig, own: OwnArchives, d
                 verdicts.append(verdict)
 
     command = commands.prune(config.repository, own.glob(), config.keep, dry_run=dry_run)
-    await service.borg(command, config=config, on_event=collect)
+    await borg.run(command, config=config, on_event=collect)
     if unreadable:
         log.warning("borg prune listed %d lines that could not be read, first: %r", len(unreadable), unreadable[0])
         if dry_run:

@@ -66,7 +66,7 @@ async def adopt(service: Service, mirror: MirrorConfig) -> None:
     previous = service.mirror
     await service.save_mirror(mirror)
     if previous is None or previous.location() != mirror.location():
-        await service.update_mirror_state(**vars(MirrorState()))
+        await service.keeper.update_mirror_state(**vars(MirrorState()))
 
 
 async def turn_off(service: Service, requested_by: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -107,12 +107,12 @@ async def _mirror(service: Service, compare_whole: bool, job: Job, report: Repor
     folder = require_local(config)
     progress = MirrorProgress(report)
     started = service.clock.now()
-    previous = service.mirror_state
+    previous = service.keeper.mirror_state
     try:
-        async with service.repository_lock:
+        async with service.keeper.lock:
             await refresh_if_changed(service)
             before = await trio.to_thread.run_sync(repository_marker, folder)
-            archives = tuple(archive.name for archive in service.repository.archives)
+            archives = tuple(archive.name for archive in service.keeper.repository.archives)
             since = previous.last_success_started if not compare_whole else None
             changed = await trio.to_thread.run_sync(changed_files, folder, since)
             for name, build in UPLOAD_STEPS:
@@ -125,10 +125,10 @@ async def _mirror(service: Service, compare_whole: bool, job: Job, report: Repor
                                "process outside the daemon wrote to it); the next mirror copies it again")
     except RpcError as error:
         since = previous.error.since if previous.error and previous.error.code == error.code else service.clock.now()
-        await service.update_mirror_state(error=Problem(error.code, error.message, since, "mirror"))
+        await service.keeper.update_mirror_state(error=Problem(error.code, error.message, since, "mirror"))
         raise
     finished = service.clock.now()
-    await service.update_mirror_state(
+    await service.keeper.update_mirror_state(
         last_success=finished, last_success_started=started, mirrored_archives=archives,
         uploaded_bytes=progress.uploaded_bytes, error=None,
         last_verified=finished if compared is None else previous.last_verified,
@@ -189,7 +189,7 @@ async def measure(service: Service) -> None:
     config = service.config
     if config is None or remote_location(config.repository) is not None:
         return
-    since = service.mirror_state.last_success_started if service.mirror else None
+    since = service.keeper.mirror_state.last_success_started if service.mirror else None
     service.local_usage = await trio.to_thread.run_sync(
         measure_local_repository, config.repository.removeprefix("file://"), since)
     service.publish_status()

@@ -10,6 +10,7 @@ import trio
 
 from backupctl.protocol import RpcError
 from backupd.actions.mirror import measure, start_mirror
+from backupd.events import Change
 from backupd.jobs import Job, JobState
 from backupd.scheduler import retry_delay
 from backupd.service import Service
@@ -33,7 +34,7 @@ async def keep_mirrored(service: Service, start: StartMirror = start_mirror, *,
     wanted = trio.Event()
     compare_whole = False
 
-    def job_ended() -> None:
+    def job_ended(_: Job) -> None:
         nonlocal compare_whole
         latest = service.jobs.recent(1)
         if not latest or latest[0].state != JobState.SUCCEEDED:
@@ -42,7 +43,7 @@ async def keep_mirrored(service: Service, start: StartMirror = start_mirror, *,
             compare_whole = compare_whole or latest[0].kind in COMPARED_WHOLE_AFTER
             wanted.set()
 
-    service.job_listeners.append(job_ended)
+    service.changes.on(Change.JOB_FINISHED, job_ended)
     task_status.started()
     await measure(service)
     failures = 0

@@ -11,9 +11,10 @@ import trio
 from backupctl.protocol import RpcError
 from backupd.archive_names import OwnArchives, is_checkpoint
 from backupd.borg import commands
+from backupd.borg.invoker import BorgInvoker
 from backupd.borg.transactions import repository_marker
 from backupd.config import BackupConfig
-from backupd.service import Service
+from backupd.service import Activity, Service
 from backupd.state import ArchiveEntry, SnapshotSummary
 
 log = logging.getLogger(__name__)
@@ -28,22 +29,23 @@ IDLE_CHECK_INTERVAL = 600.0
 ADOPT_REPOSITORY_ENV = {"BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes", "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}
 
 
-async def read_repository(service: Service, config: BackupConfig, adopt: bool = False) -> dict[str, Any]:
+async def read_repository(borg: BorgInvoker, hostname: str | None, config: BackupConfig,
+                          adopt: bool = False) -> dict[str, Any]:
     """The repository facts of the overview, from `borg list` and `borg info` of the newest
     snapshot. Checkpoints of interrupted snapshots are not snapshots: they are neither listed
     nor counted, and never the last snapshot."""
     env = ADOPT_REPOSITORY_ENV if adopt else None
-    listing = await service.borg(commands.list_archives(config.repository, checkpoints=True), config=config, env=env)
+    listing = await borg.run(commands.list_archives(config.repository, checkpoints=True), config=config, env=env)
     listed = (listing.json or {}).get("archives") or []
     archives = tuple(archive_entry(archive) for archive in listed if not is_checkpoint(archive.get("name", "")))
     newest = max(archives, key=lambda archive: archive.age_order, default=None)
     info_command = (commands.info_latest(config.repository) if newest is None
                     else commands.info_archive(config.repository, newest.name))
-    info = await service.borg(info_command, config=config, env=env)
+    info = await borg.run(info_command, config=config, env=env)
     latest_archives = [archive for archive in (info.json or {}).get("archives") or []
                        if not is_checkpoint(archive.get("name", ""))]
     latest = summary_from_archive(latest_archives[0]) if latest_archives else None
-    own = OwnArchives.of_host(service.settings.hostname)
+    own = OwnArchives.of_host(hostname)
     return {
         "last_snapshot": latest,
         "archives": archives,
@@ -68,20 +70,20 @@ async def refresh(service: Service) -> bool:
     config = service.config
     if config is None:
         return True
-    service.activity = "reading the repository"
+    service.activity = Activity.READING_REPOSITORY
     try:
-        async with service.repository_lock:
-            facts = await read_repository(service, config)
+        async with service.keeper.lock:
+            facts = await read_repository(service.borg, service.settings.hostname, config)
     except RpcError as error:
         log.warning("cannot read repository %s: %s", config.repository, error.message)
-        await service.update_repository(problem=service.problem_from(error.code, error.message, "refresh"))
+        await service.keeper.update(problem=service.keeper.problem_from(error.code, error.message, "refresh"))
         return False
     finally:
-        service.activity = "idle"
-    problem = service.repository.problem
+        service.activity = Activity.IDLE
+    problem = service.keeper.repository.problem
     if problem is not None and problem.operation == "refresh":
         problem = None
-    await service.update_repository(**facts, problem=problem)
+    await service.keeper.update(**facts, problem=problem)
     return True
 
 
@@ -96,8 +98,8 @@ async def keep_view_current(service: Service, check_interval: float = IDLE_CHECK
         delay = min(delay * 2, LAST_RETRY)
     while True:
         await trio.sleep(check_interval)
-        if service.jobs.current is None and not service.repository_lock.locked():
-            async with service.repository_lock:
+        if service.jobs.current is None and not service.keeper.lock.locked():
+            async with service.keeper.lock:
                 await refresh_if_changed(service)
 
 
@@ -108,15 +110,15 @@ async def refresh_if_changed(service: Service) -> None:
     if config is None:
         return
     marker = await trio.to_thread.run_sync(repository_marker, config.repository)
-    if marker is None or marker == service.repository_marker:
+    if marker is None or marker == service.borg.marker:
         return
     log.info("repository %s changed outside the daemon: reading it again", config.repository)
     try:
-        facts = await read_repository(service, config)
+        facts = await read_repository(service.borg, service.settings.hostname, config)
     except RpcError as error:
         log.warning("cannot read repository %s: %s", config.repository, error.message)
         return
-    await service.update_repository(**facts)
+    await service.keeper.update(**facts)
 
 
 

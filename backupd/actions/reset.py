@@ -32,9 +32,9 @@ async def _reset(service: Service, job: Job, report: ReportProgress) -> dict[str
     repository = service.config.repository if service.config else None
     await service.save_config(None)
     await service.save_mirror(None)  # the keys go; the bucket and what it holds stay
-    await service.update_repository(**_fresh_state())
-    base = service.borg_base_dir()
-    await trio.to_thread.run_sync(_erase, [*(base / part for part in BORG_LOCAL_STATE), service.ssh.folder])
+    await service.keeper.update(**_fresh_state())
+    base = service.borg.base_dir()
+    await trio.to_thread.run_sync(_erase, [*(base / part for part in BORG_LOCAL_STATE), service.borg.ssh.folder])
     service.next_run = None
     service.publish_status()
     return {"repository": repository}

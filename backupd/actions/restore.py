@@ -78,7 +78,7 @@ def start_restore(service: Service, params: dict[str, Any], requested_by: dict[s
 
 
 def chosen_archive(service: Service, name: str | None) -> ArchiveEntry:
-    archives = service.repository.archives
+    archives = service.keeper.repository.archives
     if name is None:
         if not archives:
             raise not_found("snapshot: the repository holds none")
@@ -99,7 +99,7 @@ async def _restore(service: Service, request: RestoreRequest, job: Job, report: 
     config = service.require_config()
     report({"step": "reading the snapshot"})
     await service.restore_cleaned_up.wait()
-    async with service.repository_lock:
+    async with service.keeper.lock:
         await refresh_if_changed(service)
         contents = await _snapshot_contents(service, config, request.archive)
         targets = _targets(service, request.paths, list(contents.sources))
@@ -119,7 +119,7 @@ async def _snapshot_contents(service: Service, config: BackupConfig, archive: Ar
     if archive.sources and archive.exclude is not None:
         places = {source: source.lstrip("/") for source in archive.sources}
         return SnapshotContents(places, archive.files or 0, archive.original_size or 0, archive.exclude)
-    info = await service.borg(commands.info_archive(config.repository, archive.name))
+    info = await service.borg.run(commands.info_archive(config.repository, archive.name))
     details = (info.json or {}).get("archives", [{}])[0]
     stats = details.get("stats", {})
     exclude = tuple(pattern for pattern in excludes_in(details.get("command_line") or [])
@@ -155,7 +155,7 @@ def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tu
     for target in targets:
         if not any(is_within(target, source) for source in sources):
             raise invalid_params("paths", f"{target} is not in the snapshot, which holds {', '.join(sources)}")
-        for protected in (service.settings.state_dir, service.borg_base_dir()):
+        for protected in (service.settings.state_dir, service.borg.base_dir()):
             if Path(protected).is_relative_to(target):
                 raise invalid_params("paths", f"{target} holds the daemon's own files ({protected}); restore a path inside it")
     return targets
@@ -224,7 +224,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
                 nursery.start_soon(report_written, progress, report)
                 with transaction.opened_staging_folder(group) as staging_fd:
                     progress.begin_group(staging_fd)
-                    await service.borg(
+                    await service.borg.run(
                         commands.extract(config.repository, request.archive.name, paths),
                         on_event=on_event, cwd=f"/proc/self/fd/{staging_fd}")
                     progress.group_done()
@@ -254,14 +254,14 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
 async def _report_not_restored(service: Service, not_restored: list[str]) -> None:
     """Items borg could not create (device nodes without CAP_MKNOD) are the overview's problem
     until a restore creates all it holds."""
-    current = service.repository.problem
+    current = service.keeper.repository.problem
     if not_restored:
         message = (f"The last restore could not create {len(not_restored)} item(s), such as device nodes "
                    f"(the service may not make them): {', '.join(not_restored[:3])}")
         log.warning("%s", message)
-        await service.update_repository(problem=service.problem_from(RESTORE_PARTIAL, message, "restore"))
+        await service.keeper.update(problem=service.keeper.problem_from(RESTORE_PARTIAL, message, "restore"))
     elif current is not None and current.code == RESTORE_PARTIAL:
-        await service.update_repository(problem=None)
+        await service.keeper.update(problem=None)
 
 
 def _clean_up_after_the_job(service: Service, transaction: RestoreTransaction) -> None:

@@ -26,19 +26,18 @@ async def _prune(service: Service, job: Job, report: ReportProgress) -> dict[str
     config = service.require_config()
     own = OwnArchives.of_host(service.settings.hostname)
     report({"step": "pruning"})
-    async with service.repository_lock:
+    async with service.keeper.lock:
         await refresh_if_changed(service)
-        outcome = await prune_archives(service, config, own)
+        outcome = await prune_archives(service.borg, config, own)
         compacted = False
-        last_compact = service.repository.last_compact
+        last_compact = service.keeper.repository.last_compact
         if outcome.pruned and (last_compact is None or service.clock.now() - last_compact >= COMPACT_INTERVAL):
             report({"step": "compacting"})
-            await compact_repository(service, config)
+            await compact_repository(service.borg, config)
             compacted = True
-        info = await service.borg(commands.info_latest(config.repository), config=config)
-    pruned = set(outcome.pruned)
-    await service.update_repository(
-        archives=tuple(archive for archive in service.repository.archives if archive.name not in pruned),
+        info = await service.borg.run(commands.info_latest(config.repository), config=config)
+    await service.keeper.remove_archives(
+        outcome.pruned,
         total_size=stored_size(info.json),
         last_compact=service.clock.now() if compacted else last_compact,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable
 from dataclasses import asdict, replace
 from functools import partial
@@ -80,24 +79,21 @@ class ProgressEstimate:
 
 
 async def _take_snapshot(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
-    service.activity = "taking a snapshot"
     try:
         return await around_job(service.settings.hooks, "snapshot", job, partial(_create_archive, service, report))
     except RpcError as error:
-        await service.update_repository(problem=service.problem_from(error.code, error.message, "snapshot"))
+        await service.keeper.update(problem=service.keeper.problem_from(error.code, error.message, "snapshot"))
         raise
-    finally:
-        service.activity = "idle"
 
 
 async def _create_archive(service: Service, report: ReportProgress) -> dict[str, Any]:
     config = service.require_config()
-    previous = service.repository.last_snapshot
+    previous = service.keeper.repository.last_snapshot
     own = OwnArchives.of_host(service.settings.hostname)
-    name = own.name_at(time.time())
+    name = own.name_at(service.clock.now())
     if previous is not None and previous.name == name:
         await trio.sleep(1)
-        name = own.name_at(time.time())
+        name = own.name_at(service.clock.now())
     estimate = ProgressEstimate(previous.original_size if previous else None)
     warnings: list[str] = []
     warning_count = 0
@@ -117,17 +113,17 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
 
     report(estimate.current())
     log.info("taking snapshot %s of %s", name, ", ".join(config.sources))
-    own_files = [f"pp:{service.settings.state_dir}", f"pp:{service.borg_base_dir()}"]
+    own_files = [f"pp:{service.settings.state_dir}", f"pp:{service.borg.base_dir()}"]
     command = commands.create(
         config.repository, name, config.sources, (*config.exclude, *own_files), config.compression,
         upload_limit=service.settings.upload_limit if config.upload_limit is None else config.upload_limit,
     )
-    checkpoints_before = service.repository.checkpoints_left
+    checkpoints_before = service.keeper.repository.checkpoints_left
     # An interrupted `borg create` leaves a checkpoint; it is known until this one succeeds.
-    service.repository = replace(service.repository, checkpoints_left=True)
-    async with service.repository_lock:
+    service.keeper.repository = replace(service.keeper.repository, checkpoints_left=True)
+    async with service.keeper.lock:
         await refresh_if_changed(service)
-        result = await _with_heartbeat(service.borg(command, on_event=on_event), estimate, report)
+        result = await _with_heartbeat(service.borg.run(command, on_event=on_event), estimate, report)
         checkpoints_left = checkpoints_before and not await _deleted_own_checkpoints(service, own)
     borg_json = result.json or {}
     archive = borg_json.get("archive", {})
@@ -138,9 +134,9 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
     if warning_count:
         log.warning("borg reported %d %s (exit code %d): what it could not read is not in the snapshot",
                     warning_count, "warning" if warning_count == 1 else "warnings", result.exit_code)
-    await service.update_repository(
-        archives=(*service.repository.archives, replace(archive_entry(archive), sources=config.sources, exclude=config.exclude,
-                                                          files=summary.files, original_size=summary.original_size)),
+    await service.keeper.add_archive(
+        replace(archive_entry(archive), sources=config.sources, exclude=config.exclude,
+                files=summary.files, original_size=summary.original_size),
         last_snapshot=summary,
         total_size=stored_size(borg_json),
         file_count=summary.files,
@@ -155,7 +151,7 @@ async def _deleted_own_checkpoints(service: Service, own: OwnArchives) -> bool:
     snapshot holds what they held; whether that worked."""
     config = service.require_config()
     try:
-        await service.borg(commands.delete_archives(config.repository, own.checkpoint_glob()))
+        await service.borg.run(commands.delete_archives(config.repository, own.checkpoint_glob()))
     except RpcError as error:
         log.warning("cannot delete the checkpoints of interrupted snapshots: %s", error.message)
         return False
@@ -192,7 +188,7 @@ def _problem_after_success(service: Service, missed: list[str]) -> Problem | Non
     that could not be undone: those need a person. One that missed files (borg's warnings
     about items: unreadable, vanished, changed while read) is a problem of its own until a
     snapshot completes cleanly."""
-    problem = service.repository.problem
+    problem = service.keeper.repository.problem
     if problem is not None and problem.operation in ("check", "restore"):
         return problem
     if missed:
@@ -200,5 +196,5 @@ def _problem_after_success(service: Service, missed: list[str]) -> Problem | Non
         more = f" and {len(missed) - SHOWN_IN_PROBLEM} more" if len(missed) > SHOWN_IN_PROBLEM else ""
         message = (f"The last snapshot is incomplete: borg could not read {len(missed)} "
                    f"{'item' if len(missed) == 1 else 'items'} ({shown}{more})")
-        return service.problem_from(SNAPSHOT_INCOMPLETE, message, "snapshot")
+        return service.keeper.problem_from(SNAPSHOT_INCOMPLETE, message, "snapshot")
     return None
