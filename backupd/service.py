@@ -19,7 +19,7 @@ import trio
 from backupctl.paths import printable
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg.commands import BorgCommand
-from backupd.borg.errors import BorgFailed, redact
+from backupd.borg.errors import BorgFailed
 from backupd.borg.runner import BorgEvent, BorgResult, LogMessage, run_borg
 from backupd.borg.transactions import repository_marker
 from backupd.clock import SystemWallClock, WallClock, local_zone
@@ -30,6 +30,7 @@ from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, LogLevel, inte
 from backupd.mirror.config import MirrorConfig
 from backupd.mirror.state import LocalUsage, MirrorState, mirror_record
 from backupd.notify import OperatorNotifier
+from backupd.redaction import redact
 from backupd.schedule import Schedule, interval, parse_schedule
 from backupd.settings import Settings, SettingsError
 from backupd.ssh import SSH_FOLDER, SshIdentity, remote_location

@@ -10,12 +10,12 @@ exit code 2. So the msgid wins and the exit code is the fallback.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backupctl.protocol import ErrorCode, RpcError
+from backupd.redaction import redact
 
 if TYPE_CHECKING:
     from backupd.borg.runner import BorgResult, LogMessage
@@ -26,7 +26,6 @@ EXIT_ERROR = 2
 EXIT_WARNING_SPECIFIC = range(100, 128)
 EXIT_SIGNAL_BASE = 128
 
-REDACTED = "[redacted]"
 LAST_LINES = 10
 _MAX_LINE_LENGTH = 2000
 _MAX_DETAIL_LENGTH = 300
@@ -172,23 +171,6 @@ def lookup(exit_code: int, msgids: Sequence[str | None]) -> BorgError | None:
 def classify(exit_code: int, msgids: Sequence[str | None]) -> ErrorCode:
     known = lookup(exit_code, msgids)
     return known.code if known is not None else ErrorCode.BORG_FAILED
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace each whole occurrence of a secret: one not glued to a letter, digit or underscore
-    on a side where the secret itself begins or ends with one. Inside a longer word a short
-    secret is most likely chance, and replacing it there would give its letters away."""
-    present = [secret for secret in secrets if secret and secret in text]
-    if not present:
-        return text
-    longest_first = sorted(set(present), key=len, reverse=True)
-    return re.sub("|".join(_whole_occurrence(secret) for secret in longest_first), REDACTED, text)
-
-
-def _whole_occurrence(secret: str) -> str:
-    before = r"(?<!\w)" if re.match(r"\w", secret) else ""
-    after = r"(?!\w)" if re.search(r"\w\Z", secret) else ""
-    return f"{before}{re.escape(secret)}{after}"
 
 
 def borg_error(

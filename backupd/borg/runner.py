@@ -17,6 +17,7 @@ from backupd.borg import errors
 from backupd.borg.commands import BorgCommand
 from backupd.borg.process import ChildProcess
 from backupd.capabilities import Capability
+from backupd.redaction import redact
 
 PASSPHRASE_VARIABLES = frozenset(
     {"BORG_PASSPHRASE", "BORG_PASSCOMMAND", "BORG_NEW_PASSPHRASE", "BORG_PASSPHRASE_FD"}
@@ -432,7 +433,7 @@ def _as_text(message: LogMessage, secrets: Sequence[str]) -> LogMessage:
     """The message without secrets, and with a file name's bytes that are not UTF-8 as \\xXX."""
     text = printable(message.message)
     if secrets:
-        text = errors.redact(text, secrets)
+        text = redact(text, secrets)
     if text is message.message:
         return message
     return LogMessage(message.levelname, message.name, text, message.msgid, message.time)
