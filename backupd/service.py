@@ -20,7 +20,8 @@ from backupctl.paths import printable
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg.commands import BorgCommand
 from backupd.borg.errors import BorgFailed
-from backupd.borg.runner import BorgEvent, BorgResult, LogMessage, run_borg
+from backupd.borg.log_json import BorgEvent, LogMessage
+from backupd.borg.runner import BorgResult, run_borg
 from backupd.borg.transactions import repository_marker
 from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig

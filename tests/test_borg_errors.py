@@ -2,7 +2,8 @@ import pytest
 
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg.errors import BORG_ERRORS, BorgFailed, borg_error, classify, is_success
-from backupd.borg.runner import BorgResult, LogMessage
+from backupd.borg.log_json import LogMessage
+from backupd.borg.runner import BorgResult
 
 
 def log(message: str, msgid: str | None = None, levelname: str = "ERROR") -> LogMessage:

@@ -29,7 +29,8 @@ from backupd.actions.maintenance import (
 )
 from backupd.borg import commands
 from backupd.borg.errors import BorgFailed
-from backupd.borg.runner import BorgEvent, ListedItem, ProgressPercent, run_borg
+from backupd.borg.log_json import BorgEvent, ListedItem, ProgressPercent
+from backupd.borg.runner import run_borg
 from backupd.config import BackupConfig
 from backupd.service import Service
 from backupd.settings import Settings

@@ -15,7 +15,7 @@ from backupctl.protocol import RpcError
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.borg.errors import EXIT_SUCCESS, BorgFailed
-from backupd.borg.runner import BorgEvent, ListedItem, LogMessage
+from backupd.borg.log_json import BorgEvent, ListedItem, LogMessage
 from backupd.config import BackupConfig
 from backupd.service import Service
 

@@ -22,7 +22,7 @@ from backupctl.paths import from_wire
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.repository import refresh_if_changed
 from backupd.borg import commands
-from backupd.borg.runner import BorgEvent, ListedItem, LogMessage
+from backupd.borg.log_json import BorgEvent, ListedItem, LogMessage
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params, not_found, not_in_snapshot
 from backupd.hooks import around_job

@@ -16,7 +16,7 @@ from backupd.actions.repository import archive_entry, refresh_if_changed, stored
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.borg.errors import is_item_warning
-from backupd.borg.runner import ArchiveProgress, BorgEvent, LogMessage
+from backupd.borg.log_json import ArchiveProgress, BorgEvent, LogMessage
 from backupd.errors import no_sources
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress

@@ -18,7 +18,8 @@ from backupctl.protocol import ErrorCode, RpcError
 from backupd.redaction import redact
 
 if TYPE_CHECKING:
-    from backupd.borg.runner import BorgResult, LogMessage
+    from backupd.borg.log_json import LogMessage
+    from backupd.borg.runner import BorgResult
 
 EXIT_SUCCESS = 0
 EXIT_WARNING = 1

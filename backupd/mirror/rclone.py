@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from backupd.borg.process import ChildProcess
-from backupd.borg.runner import LineSplitter
+from backupd.borg.lines import LineSplitter
 from backupd.capabilities import Capability
 from backupd.mirror.errors import RcloneFailed
 from backupd.redaction import redact

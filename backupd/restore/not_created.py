@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from backupd.borg.runner import LogMessage
+from backupd.borg.log_json import LogMessage
 
 PERMISSION_REFUSED = "BackupPermissionError"
 # "<path>: [Errno 1] ..." or, naming the step that failed, "<path>: attrs: [Errno 1] ...".
