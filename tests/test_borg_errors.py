@@ -1,7 +1,7 @@
 import pytest
 
 from backupctl.protocol import ErrorCode, RpcError
-from backupd.borg.errors import BORG_ERRORS, BorgFailed, borg_error, classify, is_success
+from backupd.borg.errors import BORG_ERRORS, BorgFailed, borg_error, classify, found_damage, is_success, refused_path
 from backupd.borg.log_json import LogMessage
 from backupd.borg.runner import BorgResult
 
@@ -144,3 +144,21 @@ def test_secrets_are_redacted_everywhere() -> None:
     assert secret not in repr(error.to_wire())
     assert error.message == "Borg failed: Error: bad [redacted]!"
     assert error.data["last_lines"] == ["passphrase was [redacted]", "Error: bad [redacted]!"]
+
+
+def test_the_item_borg_was_refused_permission_for() -> None:
+    def warning(message: str, msgid: str = "BackupPermissionError") -> LogMessage:
+        return log(message, msgid, levelname="WARNING")
+
+    assert refused_path(warning("dev/sda: [Errno 1] Operation not permitted: 'dev/sda'")) == "dev/sda"
+    assert refused_path(warning("dev/a: b: attrs: [Errno 1] Operation not permitted")) == "dev/a: b"
+    assert refused_path(warning("dev/sda: [Errno 2] No such file", "BackupFileNotFoundError")) is None
+    assert refused_path(warning("no errno here")) is None
+
+
+def test_damage_is_told_from_a_repository_that_could_not_be_opened() -> None:
+    def failure(msgid: str, exit_code: int = 2) -> BorgFailed:
+        return borg_error(BorgResult(exit_code, None, [log("x", msgid)]))
+
+    assert found_damage(failure("IntegrityError")) and found_damage(failure("Repository.CheckNeeded"))
+    assert not found_damage(failure("PassphraseWrong")) and not found_damage(failure("LockTimeout"))

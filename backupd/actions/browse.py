@@ -23,6 +23,7 @@ import trio
 from backupctl.paths import from_wire, to_wire
 from backupd.actions.restore import SnapshotContents, chosen_archive
 from backupd.borg import commands
+from backupd.borg.archives import info_archive
 from backupd.browse import index as snapshot_index
 from backupd.browse.cache import DEFAULT_MAX_BYTES, INDEX_SUFFIX, IndexFolder, index_folder
 from backupd.browse.changes import ChangeList, build_changes, changes_of_diff, live_changes
@@ -136,8 +137,8 @@ class Browser:
         facts: dict[str, Any] = {"snapshot": archive.name}
         if not archive.sources:
             info = await self.service.borg(commands.info_archive(config.repository, archive.name))
-            details = (info.json or {}).get("archives", [{}])[0]
-            facts |= {"command_line": details.get("command_line") or [], "cwd": details.get("cwd") or ""}
+            details = info_archive(info.json)
+            facts |= {"command_line": list(details.command_line), "cwd": details.cwd}
         temporary = folder.new_file(name)
         try:
             await stream_into_thread(
