@@ -19,7 +19,7 @@ from backupctl.paths import for_json, from_wire, printable, to_wire
 from backupctl.protocol import Request, Response, RpcError, pack, parse
 from backupd.access import Level
 from backupd.borg import commands
-from backupd.browse.tree_listing import TreeParser
+from backupd.borg.tree_listing import TreeParser
 from backupd.borg.log_json import LogMessage
 from backupd.borg.runner import run_borg
 from backupd.events import EventHub
