@@ -9,6 +9,7 @@ from backupd.borg.archives import (
     encryption_mode,
     info_archive,
     is_checkpoint,
+    listed_archives,
     stored_size,
 )
 
@@ -21,7 +22,7 @@ def test_archives_of_list_info_and_create_json() -> None:
         {"name": "box-2026-11-28T06:30:00Z", "id": "ab" * 32, "start": START, "time": START, "archive": "x"},
         {"name": "box-2026-11-28T06:30:00Z.checkpoint", "id": "cd" * 32, "start": START, "time": START},
     ]}
-    first, checkpoint = archives_in(listing)
+    first, checkpoint = listed_archives(listing)
     assert first == BorgArchive("box-2026-11-28T06:30:00Z", "ab" * 32, datetime.fromisoformat(START).timestamp())
     assert checkpoint.is_checkpoint and not first.is_checkpoint
 
@@ -39,7 +40,7 @@ def test_archives_of_list_info_and_create_json() -> None:
 
 def test_what_borg_did_not_say_is_empty() -> None:
     for nothing in (None, {}, {"archives": None}, [], "text"):
-        assert archives_in(nothing) == []
+        assert archives_in(nothing) == [] and listed_archives(nothing) == []
         assert info_archive(nothing) == BorgArchive("")
         assert created_archive(nothing) == BorgArchive("")
         assert stored_size(nothing) == 0

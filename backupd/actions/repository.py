@@ -10,7 +10,7 @@ import trio
 from backupctl.protocol import RpcError
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
-from backupd.borg.archives import BorgArchive, archives_in, stored_size
+from backupd.borg.archives import BorgArchive, archives_in, listed_archives, stored_size
 from backupd.borg.transactions import repository_marker
 from backupd.config import BackupConfig
 from backupd.service import Service
@@ -34,7 +34,7 @@ async def read_repository(service: Service, config: BackupConfig, adopt: bool = 
     nor counted, and never the last snapshot."""
     env = ADOPT_REPOSITORY_ENV if adopt else None
     listing = await service.borg(commands.list_archives(config.repository, checkpoints=True), config=config, env=env)
-    listed = archives_in(listing.json)
+    listed = listed_archives(listing.json)
     archives = tuple(archive_entry(archive) for archive in listed if not archive.is_checkpoint)
     newest = max(archives, key=lambda archive: archive.age_order, default=None)
     info_command = (commands.info_latest(config.repository) if newest is None
