@@ -1,6 +1,8 @@
+import os
+
 import pytest
 
-from backupd.borg.environment import borg_environment
+from backupd.borg.environment import borg_environment, passphrase_pipe
 
 
 def test_environment_for_borg() -> None:
@@ -38,3 +40,15 @@ def test_environment_for_borg() -> None:
 def test_environment_overrides_cannot_carry_a_passphrase(name: str) -> None:
     with pytest.raises(ValueError):
         borg_environment({name: "x"}, base={})
+
+
+def test_the_passphrase_pipe_holds_the_whole_passphrase_and_nothing_else_open() -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    read_fd = passphrase_pipe("correct horse ✓")
+    try:
+        assert os.read(read_fd, 1024) == "correct horse ✓".encode() and os.read(read_fd, 1024) == b""
+    finally:
+        os.close(read_fd)
+    with pytest.raises(ValueError, match="longer than a pipe"):
+        passphrase_pipe("x" * (16 * 1024 * 1024))
+    assert set(os.listdir("/proc/self/fd")) == before
