@@ -13,16 +13,12 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from backupd.borg.archives import checkpoint_of, checkpoints_glob
+
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _TIME_PATTERN = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"
 # The same shape as a borg shell pattern (`--glob-archives`): one character class per digit.
 _TIME_GLOB = "".join("[0-9]" if char == "9" else char for char in "9999-99-99T99:99:99Z")
-_CHECKPOINT = re.compile(r"\.checkpoint(\.\d+)?\Z")
-
-
-def is_checkpoint(name: str) -> bool:
-    """A checkpoint borg wrote for an interrupted `borg create`: part of a snapshot, not one."""
-    return _CHECKPOINT.search(name) is not None
 
 
 @dataclass(frozen=True)
@@ -44,8 +40,8 @@ class OwnArchives:
         return re.fullmatch(re.escape(self.prefix) + _TIME_PATTERN, name) is not None
 
     def owns_checkpoint(self, name: str) -> bool:
-        match = _CHECKPOINT.search(name)
-        return match is not None and self.owns(name[: match.start()])
+        archive = checkpoint_of(name)
+        return archive is not None and self.owns(archive)
 
     def glob(self) -> str:
         """A borg shell pattern that matches exactly the names this box gives its snapshots."""
@@ -53,7 +49,7 @@ class OwnArchives:
 
     def checkpoint_glob(self) -> str:
         """A borg shell pattern for the checkpoints of this box's snapshots."""
-        return self.glob() + ".checkpoint*"
+        return checkpoints_glob(self.glob())
 
 
 def _glob_literal(text: str) -> str:

@@ -13,7 +13,7 @@ from backupd.params import Param
 from backupd.paths import overlapping
 from backupd.schedule import ScheduleError, parse_schedule
 from backupd.ssh import remote_location
-from backupd.settings import DEFAULT_KEEP, Defaults
+from backupd.settings import DEFAULT_COMPRESSION, DEFAULT_ENCRYPTION, DEFAULT_KEEP, DEFAULT_SCHEDULE, Defaults
 
 # Keyfile modes are left out on purpose: they keep the only copy of the key on the box
 # whose loss the backup exists for, and reset erases local secrets.
@@ -60,10 +60,10 @@ class BackupConfig:
     passphrase: str = field(repr=False)
     sources: tuple[str, ...]
     exclude: tuple[str, ...] = ()
-    schedule: str = "hourly"
+    schedule: str = DEFAULT_SCHEDULE
     keep: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_KEEP))
-    encryption: str = "repokey-blake2"
-    compression: str = "lz4"
+    encryption: str = DEFAULT_ENCRYPTION
+    compression: str = DEFAULT_COMPRESSION
     remote_path: str | None = None
     host_key: str | None = None
     append_only: bool = False
@@ -89,10 +89,10 @@ class BackupConfig:
             passphrase=record["passphrase"],
             sources=tuple(record["sources"]),
             exclude=tuple(record.get("exclude", ())),
-            schedule=record.get("schedule", "hourly"),
+            schedule=record.get("schedule", DEFAULT_SCHEDULE),
             keep=dict(record.get("keep", DEFAULT_KEEP)),
-            encryption=record.get("encryption", "repokey-blake2"),
-            compression=record.get("compression", "lz4"),
+            encryption=record.get("encryption", DEFAULT_ENCRYPTION),
+            compression=record.get("compression", DEFAULT_COMPRESSION),
             remote_path=record.get("remote_path"),
             host_key=record.get("host_key"),
             append_only=record.get("append_only", False),

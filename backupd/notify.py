@@ -23,9 +23,9 @@ from typing import Any
 import trio
 
 from backupctl.protocol import RpcError
-from backupd.borg.errors import redact
 from backupd.hooks import run_hook
 from backupd.jobs import Job, JobState
+from backupd.redaction import redact, redact_value
 from backupd.settings import HookCommand, Notify
 
 log = logging.getLogger(__name__)
@@ -313,18 +313,8 @@ class OperatorNotifier:
         secrets = [secret for secret in self._secrets() if secret]
         if isinstance(item, Ping):
             return Ping(item.signal, redact(item.text, secrets))
-        return replace(item, job=_redact_value(item.job, secrets), problem=_redact_value(item.problem, secrets),
-                       status=_redact_value(item.status, secrets))
-
-
-def _redact_value(value: Any, secrets: Sequence[str]) -> Any:
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, dict):
-        return {key: _redact_value(item, secrets) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redact_value(item, secrets) for item in value]
-    return value
+        return replace(item, job=redact_value(item.job, secrets), problem=redact_value(item.problem, secrets),
+                       status=redact_value(item.status, secrets))
 
 
 async def _run_command(command: HookCommand, env: dict[str, str], timeout: float) -> None:

@@ -9,7 +9,7 @@ from enum import StrEnum
 import trio
 
 from backupctl.protocol import ErrorCode, RpcError
-from backupd.borg.errors import redact
+from backupd.redaction import redact
 from backupd.borg.invoker import BorgInvoker
 from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig

@@ -16,7 +16,10 @@ from backupd.borg.grammar import check_compression, check_exclude
 
 DEFAULT_SETTINGS_FILE = Path("/etc/backupd/backupd.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/backupd")
+DEFAULT_SCHEDULE = "hourly"
 DEFAULT_KEEP = {"hourly": 24, "daily": 7, "weekly": 4, "monthly": 6, "yearly": 0}
+DEFAULT_ENCRYPTION = "repokey-blake2"
+DEFAULT_COMPRESSION = "lz4"
 
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
@@ -38,10 +41,10 @@ class Defaults:
 
     sources: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    schedule: str = "hourly"
+    schedule: str = DEFAULT_SCHEDULE
     keep: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_KEEP))
-    encryption: str = "repokey-blake2"
-    compression: str = "lz4"
+    encryption: str = DEFAULT_ENCRYPTION
+    compression: str = DEFAULT_COMPRESSION
 
 
 @dataclass(frozen=True)
@@ -125,22 +128,27 @@ def parse_settings(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     reader = _Reader(raw, "")
     settings = Settings(
         socket=_path(reader.get("socket", str, DEFAULT_SOCKET), base),
-        socket_mode=_socket_mode(reader.get("socket_mode", str, "0660")),
+        socket_mode=_socket_mode(reader.get("socket_mode", str, f"{Settings.socket_mode:04o}")),
         socket_group=reader.get("socket_group", str, None),
         state_dir=_path(reader.get("state_dir", str, str(DEFAULT_STATE_DIR)), base),
         borg=_borg_command(reader.get("borg", (str, list), None)),
         borg_base_dir=_optional_path(reader.get("borg_base_dir", str, None), base),
         hostname=reader.get("hostname", str, None),
         timezone=reader.get("timezone", str, None),
-        jitter=_non_negative(reader.get("jitter", int, 300), "jitter"),
-        ssh_timeout=_non_negative(reader.get("ssh_timeout", int, 30), "ssh_timeout") or 30,
-        lock_wait=_non_negative(reader.get("lock_wait", int, 10), "lock_wait"),
-        upload_limit=_non_negative(reader.get("upload_limit", int, 0), "upload_limit"),
-        max_connections=_non_negative(reader.get("max_connections", int, 64), "max_connections") or 64,
+        jitter=_non_negative(reader.get("jitter", int, Settings.jitter), "jitter"),
+        ssh_timeout=_non_negative(reader.get("ssh_timeout", int, Settings.ssh_timeout), "ssh_timeout")
+        or Settings.ssh_timeout,
+        lock_wait=_non_negative(reader.get("lock_wait", int, Settings.lock_wait), "lock_wait"),
+        upload_limit=_non_negative(reader.get("upload_limit", int, Settings.upload_limit), "upload_limit"),
+        max_connections=_non_negative(reader.get("max_connections", int, Settings.max_connections), "max_connections")
+        or Settings.max_connections,
         max_connections_per_user=_non_negative(
-            reader.get("max_connections_per_user", int, 16), "max_connections_per_user") or 16,
-        idle_timeout=_non_negative(reader.get("idle_timeout", int, 60), "idle_timeout") or 60,
-        check_interval_days=_non_negative(reader.get("check_interval_days", int, 30), "check_interval_days"),
+            reader.get("max_connections_per_user", int, Settings.max_connections_per_user),
+            "max_connections_per_user") or Settings.max_connections_per_user,
+        idle_timeout=_non_negative(reader.get("idle_timeout", int, Settings.idle_timeout), "idle_timeout")
+        or Settings.idle_timeout,
+        check_interval_days=_non_negative(
+            reader.get("check_interval_days", int, Settings.check_interval_days), "check_interval_days"),
         defaults=_defaults(reader.section("defaults")),
         access=_access(reader.section("access")),
         hooks=_hooks(reader.section("hooks")),
@@ -157,10 +165,10 @@ def _defaults(reader: _Reader) -> Defaults:
         sources=tuple(reader.get_list("sources", ())),
         exclude=tuple(_borg_value(check_exclude, pattern, "defaults.exclude")
                       for pattern in reader.get_list("exclude", ())),
-        schedule=reader.get("schedule", str, "hourly"),
+        schedule=reader.get("schedule", str, DEFAULT_SCHEDULE),
         keep={name: keep.get(name, int, default) for name, default in DEFAULT_KEEP.items()},
-        encryption=reader.get("encryption", str, "repokey-blake2"),
-        compression=_borg_value(check_compression, reader.get("compression", str, "lz4"), "defaults.compression"),
+        encryption=reader.get("encryption", str, DEFAULT_ENCRYPTION),
+        compression=_borg_value(check_compression, reader.get("compression", str, DEFAULT_COMPRESSION), "defaults.compression"),
     )
     keep.reject_unknown()
     reader.reject_unknown()
@@ -191,7 +199,7 @@ def _access(reader: _Reader) -> Access:
 def _hooks(reader: _Reader) -> Hooks:
     names = ("before_snapshot", "after_snapshot", "before_restore", "after_restore")
     commands = {name: _hook_command(reader.get(name, (str, list), None), f"hooks.{name}") for name in names}
-    hooks = Hooks(**commands, timeout=_non_negative(reader.get("timeout", int, 600), "hooks.timeout"))
+    hooks = Hooks(**commands, timeout=_non_negative(reader.get("timeout", int, Hooks.timeout), "hooks.timeout"))
     reader.reject_unknown()
     return hooks
 
@@ -209,9 +217,9 @@ def _notify(reader: _Reader) -> Notify:
         command=_hook_command(reader.get("command", (str, list), None), "notify.command"),
         webhook=_http_url(reader.get("webhook", str, None), "notify.webhook"),
         healthcheck=_http_url(reader.get("healthcheck", str, None), "notify.healthcheck"),
-        on_success=reader.get("on_success", bool, False),
-        timeout=_positive(reader.get("timeout", int, 10), "notify.timeout"),
-        retries=_non_negative(reader.get("retries", int, 3), "notify.retries"),
+        on_success=reader.get("on_success", bool, Notify.on_success),
+        timeout=_positive(reader.get("timeout", int, Notify.timeout), "notify.timeout"),
+        retries=_non_negative(reader.get("retries", int, Notify.retries), "notify.retries"),
     )
     reader.reject_unknown()
     return notify

@@ -1,13 +1,9 @@
-import re
-
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from backupctl.protocol import ErrorCode, RpcError
-from backupd.borg import errors
-from backupd.borg.errors import BORG_ERRORS, BorgFailed, borg_error, classify, is_success
-from backupd.borg.runner import BorgResult, LogMessage
+from backupd.borg.errors import BORG_ERRORS, BorgFailed, borg_error, classify, found_damage, is_success, refused_path
+from backupd.borg.log_json import LogMessage
+from backupd.borg.runner import BorgResult
 
 
 def log(message: str, msgid: str | None = None, levelname: str = "ERROR") -> LogMessage:
@@ -150,39 +146,19 @@ def test_secrets_are_redacted_everywhere() -> None:
     assert error.data["last_lines"] == ["passphrase was [redacted]", "Error: bad [redacted]!"]
 
 
-def test_redact_ignores_empty_secrets() -> None:
-    assert errors.redact("a b c", ["", "b"]) == "a [redacted] c"
+def test_the_item_borg_was_refused_permission_for() -> None:
+    def warning(message: str, msgid: str = "BackupPermissionError") -> LogMessage:
+        return log(message, msgid, levelname="WARNING")
+
+    assert refused_path(warning("dev/sda: [Errno 1] Operation not permitted: 'dev/sda'")) == "dev/sda"
+    assert refused_path(warning("dev/a: b: attrs: [Errno 1] Operation not permitted")) == "dev/a: b"
+    assert refused_path(warning("dev/sda: [Errno 2] No such file", "BackupFileNotFoundError")) is None
+    assert refused_path(warning("no errno here")) is None
 
 
-@pytest.mark.parametrize(
-    ("text", "secrets", "redacted"),
-    [
-        ("No repository exists at /srv/repo.", ["p"], "No repository exists at /srv/repo."),
-        ("passphrase=p", ["p"], "passphrase=[redacted]"),
-        ("p", ["p"], "[redacted]"),
-        ("got 'p'.", ["p"], "got '[redacted]'."),
-        ("/tmp/p/x", ["p"], "/tmp/[redacted]/x"),
-        ("hunter2 hunter22 xhunter2 hunter2_ hunter2!", ["hunter2"], "[redacted] hunter22 xhunter2 hunter2_ [redacted]!"),
-        ("BORG_PASSPHRASE=correct horse battery staple\n", ["correct horse battery staple"],
-         "BORG_PASSPHRASE=[redacted]\n"),
-        ("key: -----x-----.", ["-----x-----"], "key: [redacted]."),
-        ("über ü", ["ü"], "über [redacted]"),
-        ("pass word, pass", ["pass", "pass word"], "[redacted], [redacted]"),
-        ("a.b", ["a.b"], "[redacted]"),
-        ("axb", ["a.b"], "axb"),
-    ],
-)
-def test_redact_replaces_whole_occurrences_only(text, secrets, redacted) -> None:
-    assert errors.redact(text, secrets) == redacted
+def test_damage_is_told_from_a_repository_that_could_not_be_opened() -> None:
+    def failure(msgid: str, exit_code: int = 2) -> BorgFailed:
+        return borg_error(BorgResult(exit_code, None, [log("x", msgid)]))
 
-
-word_secret = st.text(alphabet="abpr1_é", min_size=1, max_size=4)
-token = st.text(alphabet="abpr1_é", min_size=1, max_size=6)
-separator = st.text(alphabet=" =/.:-'\"\n", min_size=1, max_size=2)
-
-
-@given(word_secret, st.lists(st.tuples(token, separator), max_size=8))
-def test_redact_replaces_exactly_the_tokens_that_are_the_secret(secret, pieces) -> None:
-    text = "".join(word + gap for word, gap in pieces)
-    expected = "".join(errors.REDACTED if part == secret else part for part in re.split(r"(\W+)", text))
-    assert errors.redact(text, [secret]) == expected
+    assert found_damage(failure("IntegrityError")) and found_damage(failure("Repository.CheckNeeded"))
+    assert not found_damage(failure("PassphraseWrong")) and not found_damage(failure("LockTimeout"))

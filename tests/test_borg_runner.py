@@ -13,19 +13,16 @@ from backupctl.protocol import ErrorCode
 from backupd.borg import commands
 from backupd.borg.commands import BorgCommand
 from backupd.borg.errors import BorgFailed
-from backupd.borg.runner import (
+from backupd.borg.log_json import (
     ArchiveProgress,
     BorgEvent,
     FileStatus,
-    LineSplitter,
     ListedItem,
     LogMessage,
     ProgressMessage,
     ProgressPercent,
-    borg_environment,
-    parse_stderr_line,
-    run_borg,
 )
+from backupd.borg.runner import run_borg
 
 BORG = (sys.executable, "-m", "borg")
 PASSPHRASE = "pw-7f3a correct horse ✓ battery"
@@ -533,64 +530,3 @@ async def test_exception_in_on_event_stops_borg(tmp_path: Path) -> None:
     with trio.fail_after(10), pytest.RaisesGroup(pytest.RaisesExc(RuntimeError, match="subscriber bug")):
         await run_borg(BorgCommand(("x",), json_output=False), borg=sleeper, on_event=explode, grace_period=5)
     assert trio.current_time() - started < 3
-
-
-def test_environment_for_borg() -> None:
-    base = {
-        "PATH": "/usr/bin",
-        "BORG_BASE_DIR": "/var/lib/backupd",
-        "BORG_PASSPHRASE": "a",
-        "BORG_PASSCOMMAND": "cat /x",
-        "BORG_NEW_PASSPHRASE": "b",
-        "BORG_PASSPHRASE_FD": "9",
-        "LISTEN_PID": "1",
-        "LISTEN_FDS": "1",
-        "LISTEN_FDNAMES": "backupd.socket",
-        "NOTIFY_SOCKET": "/run/systemd/notify",
-        "WATCHDOG_USEC": "1000",
-        "WATCHDOG_PID": "1",
-        "BORG_EXIT_CODES": "legacy",
-    }
-    assert borg_environment({"BORG_RSH": "ssh -i key"}, base=base) == {
-        "PATH": "/usr/bin",
-        "BORG_BASE_DIR": "/var/lib/backupd",
-        "BORG_EXIT_CODES": "modern",
-        "BORG_DISPLAY_PASSPHRASE": "no",
-        "BORG_RELOCATED_REPO_ACCESS_IS_OK": "no",
-        "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "no",
-        "BORG_HOSTNAME_IS_UNIQUE": "yes",
-        "BORG_RSH": "ssh -i key",
-    }
-    assert borg_environment({"BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes"}, base={})[
-        "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK"
-    ] == "yes"
-
-
-@pytest.mark.parametrize("name", ["BORG_PASSPHRASE", "BORG_PASSCOMMAND", "BORG_NEW_PASSPHRASE", "BORG_PASSPHRASE_FD"])
-def test_environment_overrides_cannot_carry_a_passphrase(name: str) -> None:
-    with pytest.raises(ValueError):
-        borg_environment({name: "x"}, base={})
-
-
-def test_parse_borg_log_lines() -> None:
-    assert parse_stderr_line(
-        '{"type": "log_message", "time": 1.5, "message": "Repository /x does not exist.", '
-        '"levelname": "ERROR", "name": "borg.archiver", "msgid": "Repository.DoesNotExist"}\n'
-    ) == [LogMessage("ERROR", "borg.archiver", "Repository /x does not exist.", "Repository.DoesNotExist", 1.5)]
-    assert parse_stderr_line(
-        '{"original_size": 10, "compressed_size": 5, "deduplicated_size": 2, "nfiles": 1, "path": "a", '
-        '"time": 2.0, "type": "archive_progress", "finished": false}'
-    ) == [ArchiveProgress(10, 5, 2, 1, "a", False, 2.0)]
-    assert parse_stderr_line('{"operation": 2, "msgid": "cache.commit", "type": "progress_message", "finished": true}') == [
-        ProgressMessage(2, "cache.commit", None, True)
-    ]
-    assert parse_stderr_line("") == []
-
-
-def test_line_splitter_cuts_endless_lines_and_keeps_partial_ones() -> None:
-    splitter = LineSplitter(max_line_bytes=8)
-    assert splitter.feed(b"ab") == []
-    assert splitter.feed(b"c\nde") == ["abc"]
-    assert splitter.feed(b"fghijklmnop") == ["defghijk"]
-    assert splitter.flush() == ["lmnop"]
-    assert splitter.flush() == []

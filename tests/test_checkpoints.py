@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from backupd.archive_names import OwnArchives, is_checkpoint
+from backupd.archive_names import OwnArchives
+from backupd.borg.archives import is_checkpoint
 from tests.conftest import DaemonProcess
 from tests.faults.conftest import raw_borg
 from tests.test_daemon import call_error, start_large_snapshot, wait_for

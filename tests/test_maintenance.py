@@ -20,16 +20,16 @@ from backupd.actions.maintenance import (
     CheckOutcome,
     PruneOutcome,
     PruneRefused,
-    PruneVerdict,
     check_repository,
     compact_repository,
-    parse_prune_line,
     prune_archives,
     refuse_unsafe_plan,
 )
 from backupd.borg import commands
 from backupd.borg.errors import BorgFailed
-from backupd.borg.runner import BorgEvent, ListedItem, ProgressPercent, run_borg
+from backupd.borg.log_json import BorgEvent, ListedItem, ProgressPercent
+from backupd.borg.prune_list import PruneVerdict, parse_prune_line
+from backupd.borg.runner import run_borg
 from backupd.config import BackupConfig
 from backupd.service import Service
 from backupd.settings import Settings
@@ -234,28 +234,6 @@ async def test_dry_run_lines_from_borg_read_as_the_real_prune_does(service: Serv
     assert len(planned) == len(template.own)
     assert {verdict.archive for verdict in planned if verdict.action == "keep"} == set(outcome.kept)
     assert {verdict.archive for verdict in planned if verdict.action == "prune"} == set(outcome.pruned)
-
-
-def test_prune_list_lines_in_every_form_borg_writes() -> None:
-    def line(verdict: str, name: str) -> str:
-        # borg: f"{verdict:<44} {name:<36} {time} [{id}]"
-        return f"{verdict:<44} {name:<36} Sun, 2024-05-05 10:00:00 [{'46f9d3d9' * 8}]"
-
-    lines = {
-        line("Keeping archive (rule: daily #1):", "box-2024-05-05T10:00Z"): ("keep", "box-2024-05-05T10:00Z"),
-        line("Keeping archive (rule: monthly[oldest] #3):", "box-a"): ("keep", "box-a"),
-        line("Keeping checkpoint archive:", "box-b.checkpoint"): ("keep", "box-b.checkpoint"),
-        line("Would prune:", "box-c"): ("prune", "box-c"),
-        line("Pruning archive (12/40):", "box-d"): ("prune", "box-d"),
-        line("Would prune:", "a name longer than thirty-six characters"): (
-            "prune",
-            "a name longer than thirty-six characters",
-        ),
-    }
-    for text, (action, name) in lines.items():
-        assert parse_prune_line(text) == PruneVerdict(action, name), text  # type: ignore[arg-type]
-    for other in ("", "Repository contains 5 archives", "Keeping 3 archives", "Deleting: box-e"):
-        assert parse_prune_line(other) is None
 
 
 OWN_1, OWN_2 = "box-2026-11-27T06:30:00Z", "box-2026-11-28T06:30:00Z"

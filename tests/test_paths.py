@@ -19,8 +19,9 @@ from backupctl.paths import for_json, from_wire, printable, to_wire
 from backupctl.protocol import Request, Response, RpcError, pack, parse
 from backupd.access import Level
 from backupd.borg import commands
-from backupd.browse.tree_listing import TreeParser
-from backupd.borg.runner import LogMessage, run_borg
+from backupd.borg.tree_listing import TreeParser
+from backupd.borg.log_json import LogMessage
+from backupd.borg.runner import run_borg
 from backupd.events import EventHub
 from backupd.jobs import Job, JobRunner
 from backupd.params import Param, PathName, check_params

@@ -9,7 +9,7 @@ import pytest
 
 from backupctl.format import progress_line
 from backupd.actions.snapshot import ProgressEstimate
-from backupd.borg.runner import ArchiveProgress
+from backupd.borg.log_json import ArchiveProgress
 from backupd.progress import ETA_AFTER_SECONDS, estimate
 from tests.conftest import DaemonProcess
 

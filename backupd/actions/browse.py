@@ -9,7 +9,6 @@ index alone.
 
 from __future__ import annotations
 
-import json
 import os
 import weakref
 from collections.abc import AsyncIterator, Iterator
@@ -23,11 +22,13 @@ import trio
 from backupctl.paths import from_wire, to_wire
 from backupd.actions.restore import chosen_archive
 from backupd.borg import commands
+from backupd.borg.archives import info_archive
+from backupd.borg.diff_lines import diff_changes
+from backupd.borg.tree_listing import tree_items
 from backupd.browse import index as snapshot_index
 from backupd.browse.cache import DEFAULT_MAX_BYTES, INDEX_SUFFIX, IndexFolder, index_folder
 from backupd.browse.changes import ChangeList, build_changes, changes_of_diff, live_changes
 from backupd.browse.index import Entry, SnapshotIndex, name_bytes
-from backupd.browse.tree_listing import TreeParser
 from backupd.errors import invalid_params, not_found
 from backupd.params import Param, PathName
 from backupd.paths import is_within
@@ -137,13 +138,13 @@ class Browser:
         facts: dict[str, Any] = {"snapshot": archive.name}
         if not archive.sources:
             info = await self.service.borg.run(commands.info_archive(config.repository, archive.name))
-            details = (info.json or {}).get("archives", [{}])[0]
-            facts |= {"command_line": details.get("command_line") or [], "cwd": details.get("cwd") or ""}
+            details = info_archive(info.json)
+            facts |= {"command_line": list(details.command_line), "cwd": details.cwd}
         temporary = folder.new_file(name)
         try:
             await stream_into_thread(
                 partial(self.service.borg.run, commands.list_tree(config.repository, archive.name), env={"TZ": "UTC"}),
-                lambda chunks: snapshot_index.build(folder.path(temporary), _items(chunks), facts),
+                lambda chunks: snapshot_index.build(folder.path(temporary), tree_items(chunks), facts),
             )
             folder.place(temporary, name)
         finally:
@@ -176,7 +177,7 @@ class Browser:
             await stream_into_thread(
                 partial(self.service.borg.run, commands.diff_archives(config.repository, old.name, new.name)),
                 lambda chunks: build_changes(folder.path(temporary), changes_of_diff(
-                    _lines(chunks), new_contents.place_of, old_contents.place_of)),
+                    diff_changes(chunks), new_contents.place_of, old_contents.place_of)),
             )
             folder.place(temporary, name)
         finally:
@@ -216,31 +217,6 @@ async def stream_into_thread(run_borg: Any, consume: Any) -> Any:
         async with send:
             await run_borg(on_stdout=send.send)
     return outcome[0]
-
-
-def _items(chunks: Iterator[bytes]) -> Iterator[Any]:
-    parser = TreeParser()
-    for chunk in chunks:
-        yield from parser.feed(chunk)
-    yield from parser.finish()
-
-
-def _lines(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
-    pending = b""
-    for chunk in chunks:
-        *lines, pending = (pending + chunk).split(b"\n")
-        yield from _json_records(lines)
-    yield from _json_records([pending])
-
-
-def _json_records(lines: list[bytes]) -> Iterator[dict[str, Any]]:
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            yield record
 
 
 def _index_name(archive: ArchiveEntry) -> str:
@@ -344,7 +320,7 @@ async def versions(service: Service, params: dict[str, Any]) -> dict[str, Any]:
             items = await stream_into_thread(
                 partial(service.borg.run, commands.list_tree(config.repository, archive.name, [contents.archive_path(place)]),
                         env={"TZ": "UTC"}),
-                lambda chunks: list(_items(chunks)),
+                lambda chunks: list(tree_items(chunks)),
             )
             if items:
                 item = items[0]

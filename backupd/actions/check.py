@@ -7,7 +7,7 @@ from functools import partial
 from typing import Any
 
 from backupd.actions.maintenance import check_repository
-from backupd.borg.runner import BorgEvent, ProgressPercent
+from backupd.borg.log_json import BorgEvent, ProgressPercent
 from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
 from backupd.state import CheckRecord

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from backupd.borg import commands
+from backupd.borg.archives import encryption_mode
 from backupd.service import Service
 
 RECOVERY_NOTE = """\
@@ -55,7 +56,7 @@ async def export_key(service: Service, prefix: str) -> dict[str, Any]:
     config = service.require_config()
     exported = await service.borg.run(commands.key_export(config.repository))
     info = await service.borg.run(commands.info_repository(config.repository))
-    mode = str(((info.json or {}).get("encryption") or {}).get("mode") or config.encryption)
+    mode = encryption_mode(info.json) or config.encryption
     keyfile = mode.startswith("keyfile")
     key = exported.stdout.strip()
     note = RECOVERY_NOTE.format(

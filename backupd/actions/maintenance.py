@@ -6,16 +6,15 @@ These run one borg command each and leave the repository lock to the job that ca
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 from backupctl.protocol import RpcError
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
-from backupd.borg.errors import EXIT_SUCCESS, BorgFailed
-from backupd.borg.runner import BorgEvent, ListedItem, LogMessage
+from backupd.borg.errors import EXIT_SUCCESS, BorgFailed, found_damage
+from backupd.borg.log_json import BorgEvent, ListedItem, LogMessage
+from backupd.borg.prune_list import PruneVerdict, parse_prune_line
 from backupd.config import BackupConfig
 from backupd.borg.invoker import BorgInvoker
 
@@ -23,29 +22,6 @@ log = logging.getLogger(__name__)
 
 PRUNE_REFUSED = "prune_refused"
 MAX_CHECK_ERRORS = 100
-
-# Failures of `borg check` that report damaged repository data rather than a repository
-# that could not be opened (wrong passphrase, lock, connection): the check itself has an answer.
-DAMAGE_MSGIDS = frozenset(
-    {
-        "IntegrityError",
-        "FileIntegrityError",
-        "DecompressionError",
-        "Repository.ObjectNotFound",
-        "Repository.CheckNeeded",
-        "NoManifestError",
-        "ArchiveTAMInvalid",
-        "TAMInvalid",
-    }
-)
-
-_ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
-_KEEP_VERDICTS = ("Keeping archive", "Keeping checkpoint archive")
-_PRUNE_VERDICTS = ("Would prune", "Pruning archive")
-# A `--list` line is f"{verdict:<44} {name:<36} {local time} [{id}]", e.g.
-# "Keeping archive (rule: daily #1):   box-2024-05-01T10:00:00Z   Wed, 2024-05-01 12:00:00 [46f9...]".
-_VERDICT = re.compile(r"\A(?P<verdict>(?:[^:(]|\([^)]*\))+):\s+(?P<archive>\S.*)\Z")
-_ARCHIVE = re.compile(r"\A(?P<name>.+?)\s+\S+, \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\s+\[[0-9a-f]+\]\s*\Z")
 
 OnEvent = Callable[[BorgEvent], None]
 
@@ -67,14 +43,6 @@ class PruneOutcome:
 class CheckOutcome:
     ok: bool
     errors: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PruneVerdict:
-    """One line of `borg prune --list`: what happens to one archive."""
-
-    action: Literal["keep", "prune"]
-    archive: str
 
 
 async def prune_archives(borg: BorgInvoker, config: BackupConfig, own: OwnArchives) -> PruneOutcome:
@@ -105,7 +73,7 @@ async def check_repository(
     error_lines: list[str] = []
 
     def collect(event: BorgEvent) -> None:
-        if isinstance(event, LogMessage) and event.levelname in _ERROR_LEVELS and event.message.strip():
+        if isinstance(event, LogMessage) and event.is_error and event.message.strip():
             if len(error_lines) < MAX_CHECK_ERRORS:
                 error_lines.append(event.message.strip())
             else:  # the last line sums the check up
@@ -117,30 +85,13 @@ async def check_repository(
         command = commands.check(config.repository)
         result = await borg.run(command, config=config, on_event=collect, low_priority=True)
     except BorgFailed as failure:
-        if failure.data.get("borg_msgid") not in DAMAGE_MSGIDS:
+        if not found_damage(failure):
             raise
         return CheckOutcome(ok=False, errors=tuple(error_lines) or (failure.message,))
     if result.exit_code == EXIT_SUCCESS and not error_lines:
         return CheckOutcome(ok=True, errors=())
     # Borg ends a check that found problems with a warning exit (1) after logging them as errors.
     return CheckOutcome(ok=False, errors=tuple(error_lines) or _warning_lines(result.log, result.exit_code))
-
-
-def parse_prune_line(message: str) -> PruneVerdict | None:
-    """The verdict in one `borg prune --list` line, or None if the line is not one."""
-    match = _VERDICT.match(message.strip())
-    if match is None:
-        return None
-    verdict = match["verdict"]
-    if verdict.startswith(_KEEP_VERDICTS):
-        action: Literal["keep", "prune"] = "keep"
-    elif verdict.startswith(_PRUNE_VERDICTS):
-        action = "prune"
-    else:
-        return None
-    archive = _ARCHIVE.match(match["archive"])
-    name = archive["name"] if archive else match["archive"].split()[0]
-    return PruneVerdict(action, name)
 
 
 def refuse_unsafe_plan(planned: PruneOutcome, own: OwnArchives) -> None:

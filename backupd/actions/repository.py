@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 import trio
 
 from backupctl.protocol import RpcError
-from backupd.archive_names import OwnArchives, is_checkpoint
+from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.borg.invoker import BorgInvoker
+from backupd.borg.archives import BorgArchive, archives_in, listed_archives, stored_size
 from backupd.borg.transactions import repository_marker
 from backupd.config import BackupConfig
 from backupd.service import Activity, Service
@@ -36,14 +36,13 @@ async def read_repository(borg: BorgInvoker, hostname: str | None, config: Backu
     nor counted, and never the last snapshot."""
     env = ADOPT_REPOSITORY_ENV if adopt else None
     listing = await borg.run(commands.list_archives(config.repository, checkpoints=True), config=config, env=env)
-    listed = (listing.json or {}).get("archives") or []
-    archives = tuple(archive_entry(archive) for archive in listed if not is_checkpoint(archive.get("name", "")))
+    listed = listed_archives(listing.json)
+    archives = tuple(archive_entry(archive) for archive in listed if not archive.is_checkpoint)
     newest = max(archives, key=lambda archive: archive.age_order, default=None)
     info_command = (commands.info_latest(config.repository) if newest is None
                     else commands.info_archive(config.repository, newest.name))
     info = await borg.run(info_command, config=config, env=env)
-    latest_archives = [archive for archive in (info.json or {}).get("archives") or []
-                       if not is_checkpoint(archive.get("name", ""))]
+    latest_archives = [archive for archive in archives_in(info.json) if not archive.is_checkpoint]
     latest = summary_from_archive(latest_archives[0]) if latest_archives else None
     own = OwnArchives.of_host(hostname)
     return {
@@ -51,7 +50,7 @@ async def read_repository(borg: BorgInvoker, hostname: str | None, config: Backu
         "archives": archives,
         "total_size": stored_size(info.json),
         "file_count": latest.files if latest else 0,
-        "checkpoints_left": any(own.owns_checkpoint(archive.get("name", "")) for archive in listed),
+        "checkpoints_left": any(own.owns_checkpoint(archive.name) for archive in listed),
     }
 
 
@@ -122,39 +121,18 @@ async def refresh_if_changed(service: Service) -> None:
 
 
 
-def summary_from_archive(archive: dict[str, Any]) -> SnapshotSummary:
-    """A snapshot summary from the archive map of `borg create --json` or `borg info --json`."""
-    stats = archive.get("stats", {})
+def summary_from_archive(archive: BorgArchive) -> SnapshotSummary:
+    """A snapshot summary from the archive of `borg create --json` or `borg info --json`."""
     return SnapshotSummary(
-        name=archive.get("name", ""),
-        time=borg_time(archive.get("start")),
-        duration=float(archive.get("duration") or 0.0),
-        files=int(stats.get("nfiles", 0)),
-        original_size=int(stats.get("original_size", 0)),
-        deduplicated_size=int(stats.get("deduplicated_size", 0)),
+        name=archive.name,
+        time=archive.time,
+        duration=archive.duration,
+        files=archive.files,
+        original_size=archive.original_size,
+        deduplicated_size=archive.deduplicated_size,
     )
 
 
-def archive_entry(archive: dict[str, Any]) -> ArchiveEntry:
-    """An entry of the snapshot list from an archive map of `borg list --json` or `borg create --json`."""
-    return ArchiveEntry(
-        name=archive.get("name", ""),
-        id=archive.get("id", ""),
-        time=borg_time(archive.get("start") or archive.get("time")),
-    )
-
-
-def stored_size(borg_json: dict[str, Any] | None) -> int:
-    """Bytes the repository stores for all archives: deduplicated and compressed."""
-    stats = ((borg_json or {}).get("cache") or {}).get("stats") or {}
-    return int(stats.get("unique_csize", 0))
-
-
-def borg_time(value: str | None) -> float:
-    """Borg prints local time without a zone; this process shares borg's zone."""
-    if not value:
-        return 0.0
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return 0.0
+def archive_entry(archive: BorgArchive) -> ArchiveEntry:
+    """An entry of the snapshot list from an archive of `borg list --json` or `borg create --json`."""
+    return ArchiveEntry(name=archive.name, id=archive.id, time=archive.time)

@@ -20,7 +20,9 @@ from backupctl.paths import from_wire
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.repository import refresh_if_changed
 from backupd.borg import commands
-from backupd.borg.runner import BorgEvent, ListedItem, LogMessage
+from backupd.borg.archives import info_archive
+from backupd.borg.errors import refused_path
+from backupd.borg.log_json import BorgEvent, ListedItem, LogMessage
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params, not_found, not_in_snapshot
 from backupd.hooks import around_job
@@ -30,7 +32,7 @@ from backupd.paths import is_within, outermost
 from backupd.borg.grammar import check_exclude
 from backupd.restore.archive_roots import excludes_in
 from backupd.restore.contents import SnapshotContents
-from backupd.restore.not_created import missing_in, refused_path
+from backupd.restore.not_created import missing_in
 from backupd.restore.preview import dry_run
 from backupd.restore.progress import RestoreProgress, report_written
 from backupd.restore.space import bytes_by_target, on_one_file_system, room_for
@@ -120,15 +122,14 @@ async def _snapshot_contents(service: Service, config: BackupConfig, archive: Ar
         places = {source: source.lstrip("/") for source in archive.sources}
         return SnapshotContents(places, archive.files or 0, archive.original_size or 0, archive.exclude)
     info = await service.borg.run(commands.info_archive(config.repository, archive.name))
-    details = (info.json or {}).get("archives", [{}])[0]
-    stats = details.get("stats", {})
-    exclude = tuple(pattern for pattern in excludes_in(details.get("command_line") or [])
+    details = info_archive(info.json)
+    exclude = tuple(pattern for pattern in excludes_in(details.command_line)
                     if _valid_exclude(pattern))
     if archive.sources:
         places = {source: source.lstrip("/") for source in archive.sources}
         return SnapshotContents(places, archive.files or 0, archive.original_size or 0, exclude)
     places = (await _browser(service).contents_of(archive)).places
-    return SnapshotContents(places, stats.get("nfiles") or 0, stats.get("original_size") or 0, exclude)
+    return SnapshotContents(places, details.files, details.original_size, exclude)
 
 
 def _browser(service: Service) -> Browser:

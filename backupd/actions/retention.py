@@ -8,9 +8,10 @@ from functools import partial
 from typing import Any
 
 from backupd.actions.maintenance import compact_repository, prune_archives
-from backupd.actions.repository import refresh_if_changed, stored_size
+from backupd.actions.repository import refresh_if_changed
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
+from backupd.borg.archives import stored_size
 from backupd.jobs import Job, ReportProgress
 from backupd.service import Service
 

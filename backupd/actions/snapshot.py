@@ -11,11 +11,12 @@ from typing import Any, TypeVar
 import trio
 
 from backupctl.protocol import RpcError
-from backupd.actions.repository import archive_entry, refresh_if_changed, stored_size, summary_from_archive
+from backupd.actions.repository import archive_entry, refresh_if_changed, summary_from_archive
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
+from backupd.borg.archives import created_archive, stored_size
 from backupd.borg.errors import is_item_warning
-from backupd.borg.runner import ArchiveProgress, BorgEvent, LogMessage
+from backupd.borg.log_json import ArchiveProgress, BorgEvent, LogMessage
 from backupd.errors import no_sources
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
@@ -104,7 +105,7 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
         nonlocal warning_count
         if isinstance(event, ArchiveProgress) and not event.finished:
             report(estimate.update(event))
-        elif isinstance(event, LogMessage) and event.levelname in ("WARNING", "ERROR", "CRITICAL"):
+        elif isinstance(event, LogMessage) and event.at_least_warning:
             warning_count += 1
             if len(warnings) < MAX_WARNINGS:
                 warnings.append(event.message)
@@ -125,8 +126,7 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
         await refresh_if_changed(service)
         result = await _with_heartbeat(service.borg.run(command, on_event=on_event), estimate, report)
         checkpoints_left = checkpoints_before and not await _deleted_own_checkpoints(service, own)
-    borg_json = result.json or {}
-    archive = borg_json.get("archive", {})
+    archive = created_archive(result.json)
     summary = summary_from_archive(archive)
     report(estimate.finished(summary))
     log.info("snapshot %s taken: files %d, bytes read %d, bytes new %d", summary.name, summary.files,
@@ -138,7 +138,7 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
         replace(archive_entry(archive), sources=config.sources, exclude=config.exclude,
                 files=summary.files, original_size=summary.original_size),
         last_snapshot=summary,
-        total_size=stored_size(borg_json),
+        total_size=stored_size(result.json),
         file_count=summary.files,
         problem=_problem_after_success(service, missed),
         checkpoints_left=checkpoints_left,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from backupd.borg.grammar import check_compression, check_exclude
 from backupd.capabilities import Capability
+from backupd.settings import DEFAULT_COMPRESSION
 
 # Borg's own order of the time-period rules, coarsest last.
 KEEP_RULES = ("hourly", "daily", "weekly", "monthly", "yearly")
@@ -71,7 +72,7 @@ def create(
     archive: str,
     sources: Sequence[str],
     exclude: Sequence[str] = (),
-    compression: str = "lz4",
+    compression: str = DEFAULT_COMPRESSION,
     *,
     timestamp: str | None = None,
     upload_limit: int = 0,

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backupctl.protocol import ErrorCode, RpcError
+from backupd.redaction import redact
 
 if TYPE_CHECKING:
-    from backupd.borg.runner import BorgResult, LogMessage
+    from backupd.borg.log_json import LogMessage
+    from backupd.borg.runner import BorgResult
 
 EXIT_SUCCESS = 0
 EXIT_WARNING = 1
@@ -26,13 +28,9 @@ EXIT_ERROR = 2
 EXIT_WARNING_SPECIFIC = range(100, 128)
 EXIT_SIGNAL_BASE = 128
 
-REDACTED = "[redacted]"
 LAST_LINES = 10
 _MAX_LINE_LENGTH = 2000
 _MAX_DETAIL_LENGTH = 300
-
-_ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
-
 
 @dataclass(frozen=True)
 class BorgError:
@@ -149,9 +147,34 @@ ITEM_WARNING_MSGIDS = frozenset({
 })
 
 
+# Failures of `borg check` that report damaged repository data rather than a repository
+# that could not be opened (wrong passphrase, lock, connection): the check itself has an answer.
+DAMAGE_MSGIDS = frozenset({
+    "IntegrityError", "FileIntegrityError", "DecompressionError", "Repository.ObjectNotFound",
+    "Repository.CheckNeeded", "NoManifestError", "ArchiveTAMInvalid", "TAMInvalid",
+})
+
+
+def found_damage(failure: BorgFailed) -> bool:
+    """Whether borg failed because the repository's data is damaged."""
+    return failure.data.get("borg_msgid") in DAMAGE_MSGIDS
+
+
 def is_item_warning(message: LogMessage) -> bool:
     """Whether a log message says that an item is missing from (or changed in) the snapshot."""
     return message.levelname == "WARNING" and message.msgid in ITEM_WARNING_MSGIDS
+
+
+PERMISSION_REFUSED = "BackupPermissionError"
+# "<path>: [Errno 1] ..." or, naming the step that failed, "<path>: attrs: [Errno 1] ...".
+_ITEM_WARNING = re.compile(r"^(?P<path>.*?)(?:: [a-z_]+)?: \[Errno \d+\]", re.DOTALL)
+
+
+def refused_path(message: LogMessage) -> str | None:
+    """The archive path of an item borg was refused permission for, from its warning."""
+    if message.msgid != PERMISSION_REFUSED or (match := _ITEM_WARNING.match(message.message)) is None:
+        return None
+    return match["path"]
 
 
 def is_success(exit_code: int) -> bool:
@@ -172,23 +195,6 @@ def lookup(exit_code: int, msgids: Sequence[str | None]) -> BorgError | None:
 def classify(exit_code: int, msgids: Sequence[str | None]) -> ErrorCode:
     known = lookup(exit_code, msgids)
     return known.code if known is not None else ErrorCode.BORG_FAILED
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace each whole occurrence of a secret: one not glued to a letter, digit or underscore
-    on a side where the secret itself begins or ends with one. Inside a longer word a short
-    secret is most likely chance, and replacing it there would give its letters away."""
-    present = [secret for secret in secrets if secret and secret in text]
-    if not present:
-        return text
-    longest_first = sorted(set(present), key=len, reverse=True)
-    return re.sub("|".join(_whole_occurrence(secret) for secret in longest_first), REDACTED, text)
-
-
-def _whole_occurrence(secret: str) -> str:
-    before = r"(?<!\w)" if re.match(r"\w", secret) else ""
-    after = r"(?!\w)" if re.search(r"\w\Z", secret) else ""
-    return f"{before}{re.escape(secret)}{after}"
 
 
 def borg_error(
@@ -257,13 +263,13 @@ def _ssh_failure(code: str, message: str, result: BorgResult, repository: str | 
 
 
 def _failure_msgids(result: BorgResult) -> list[str | None]:
-    errors = [entry.msgid for entry in result.log if entry.levelname in _ERROR_LEVELS]
+    errors = [entry.msgid for entry in result.log if entry.is_error]
     return errors or [entry.msgid for entry in result.log]
 
 
 def _detail(result: BorgResult) -> str:
     """Borg's own words about the failure: the first line of its last error message."""
-    errors = [entry for entry in result.log if entry.levelname in _ERROR_LEVELS and entry.message.strip()]
+    errors = [entry for entry in result.log if entry.is_error and entry.message.strip()]
     candidates = errors or [entry for entry in result.log if entry.message.strip()]
     if not candidates:
         return "no details were reported"

@@ -14,10 +14,11 @@ import trio
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.borg.commands import BorgCommand
 from backupd.borg.errors import BorgFailed
-from backupd.borg.runner import BorgEvent, BorgResult, LogMessage, run_borg
+from backupd.borg.log_json import BorgEvent, LogMessage
+from backupd.borg.runner import BorgResult, run_borg
 from backupd.borg.transactions import repository_marker
 from backupd.config import BackupConfig
-from backupd.jobs import LogLevel, job_log
+from backupd.jobs import job_log
 from backupd.settings import Settings
 from backupd.ssh import SSH_FOLDER, SshIdentity, remote_location
 from backupd.ssh_probe import diagnose
@@ -132,7 +133,7 @@ def _logging_to_job(
     write_log("INFO", "running borg " + " ".join(takewhile(lambda arg: not arg.startswith("-"), command.args)))
 
     def on_borg_event(event: BorgEvent) -> None:
-        if isinstance(event, LogMessage) and LogLevel.of(event.levelname) != LogLevel.INFO:
+        if isinstance(event, LogMessage) and event.at_least_warning:
             write_log(event.levelname, event.message)
         if on_event is not None:
             on_event(event)

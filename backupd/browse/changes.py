@@ -11,13 +11,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from backupd.borg.diff_lines import DiffChange
 from backupd.browse.index import CACHE_KIB, Entry, SnapshotIndex, name_bytes, name_text
 from backupd.paths import is_within
 
 CHANGE_KINDS = ("added", "removed", "modified")
-_KIND_WORDS = {"directory": "folder", "link": "link", "": "file"}
-# A change of ctime alone says nothing a person can use: borg itself changes it (hard links).
-_UNSEEN = frozenset({"ctime"})
 SCHEMA = """
 CREATE TABLE changes (path BLOB PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE counts (change TEXT PRIMARY KEY, count INTEGER NOT NULL);
@@ -90,50 +88,13 @@ class ChangeList:
         }
 
 
-def changes_of_diff(records: Iterable[dict[str, Any]], place_of: Callable[[str], str],
+def changes_of_diff(diff: Iterable[DiffChange], place_of: Callable[[str], str],
                     old_place_of: Callable[[str], str]) -> Iterator[Change]:
-    """borg diff --json-lines records as changes; a path only the old snapshot held is placed
+    """borg diff's changes placed on the box; a path only the old snapshot held is placed
     by the old snapshot's roots."""
-    for record in records:
-        path, changes = record.get("path"), record.get("changes")
-        if not isinstance(path, str) or not isinstance(changes, list):
-            continue
-        change = _diff_change(path, [item for item in changes if isinstance(item, dict)])
-        if change is not None:
-            place = old_place_of(path) if change.change == "removed" else place_of(path)
-            yield Change(place, change.change, change.kind, change.size, change.old_size, change.what, change.details)
-
-
-def _diff_change(path: str, changes: list[dict[str, Any]]) -> Change | None:
-    for item in changes:
-        kind_of_change = str(item.get("type", ""))
-        for presence in ("added", "removed"):
-            if kind_of_change == presence or kind_of_change.startswith(presence + " "):
-                word = kind_of_change[len(presence):].strip()
-                size = item.get("size") if isinstance(item.get("size"), int) else None
-                return Change(path, presence, _KIND_WORDS.get(word, "other"),
-                              size=size if presence == "added" else None,
-                              old_size=size if presence == "removed" else None)
-    what: list[str] = []
-    details: dict[str, Any] = {}
-    kind = None
-    for item in changes:
-        kind_of_change = str(item.get("type", ""))
-        if kind_of_change in _UNSEEN:
-            continue
-        if kind_of_change == "modified":
-            what.append("content")
-            kind = "file"
-            details["added_bytes"] = item.get("added")
-            details["removed_bytes"] = item.get("removed")
-        elif kind_of_change == "changed link":
-            what.append("link")
-            kind = "link"
-        else:
-            what.append(kind_of_change)
-    if not what:
-        return None
-    return Change(path, "modified", kind, what=tuple(what), details=details)
+    for change in diff:
+        place = old_place_of(change.path) if change.change == "removed" else place_of(change.path)
+        yield Change(place, change.change, change.kind, change.size, change.old_size, change.what, change.details)
 
 
 def live_changes(index: SnapshotIndex, contents: Any, protected: tuple[str, ...]) -> Iterator[Change]:

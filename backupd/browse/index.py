@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from backupd.browse.tree_listing import TreeItem
+from backupd.borg.tree_listing import TreeItem
 
 SCHEMA = """
 CREATE TABLE entries (

@@ -18,11 +18,11 @@ from typing import Any
 
 import trio
 
-from backupd.borg.errors import redact
 from backupd.borg.process import ChildProcess
-from backupd.borg.runner import LineSplitter
+from backupd.borg.lines import LineSplitter
 from backupd.capabilities import Capability
 from backupd.mirror.errors import RcloneFailed
+from backupd.redaction import redact
 
 RCLONE = "rclone"
 # A local repository may belong to another user: rclone reads (and a download writes) it as root.

@@ -4,20 +4,6 @@
 from __future__ import annotations
 
 import os
-import re
-
-from backupd.borg.runner import LogMessage
-
-PERMISSION_REFUSED = "BackupPermissionError"
-# "<path>: [Errno 1] ..." or, naming the step that failed, "<path>: attrs: [Errno 1] ...".
-_WARNING = re.compile(r"^(?P<path>.*?)(?:: [a-z_]+)?: \[Errno \d+\]", re.DOTALL)
-
-
-def refused_path(event: LogMessage) -> str | None:
-    """The archive path of an item borg was refused permission for, from its warning."""
-    if event.msgid != PERMISSION_REFUSED or (match := _WARNING.match(event.message)) is None:
-        return None
-    return match["path"]
 
 
 def missing_in(staging_fd: int, paths: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 
-from backupd.borg.runner import ListedItem
+from backupd.borg.log_json import ListedItem
 from backupd.jobs import ReportProgress
 from backupd.progress import estimate
 

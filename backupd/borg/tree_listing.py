@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -54,6 +55,14 @@ class TreeParser:
             if len(head) == len(TREE_FIELDS) + 1:
                 items.append(_item(head, record))
         return items
+
+
+def tree_items(chunks: Iterable[bytes]) -> Iterator[TreeItem]:
+    """borg's listing, chunk by chunk as it arrives, as items."""
+    parser = TreeParser()
+    for chunk in chunks:
+        yield from parser.feed(chunk)
+    yield from parser.finish()
 
 
 def _item(head: list[str], source: str) -> TreeItem:

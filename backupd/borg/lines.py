@@ -1,0 +1,39 @@
+"""Bytes from a child's pipe into lines: decoded or not, an endless line cut at a bound."""
+
+from __future__ import annotations
+
+MAX_LINE_BYTES = 1024 * 1024
+
+
+def decode(data: bytes | bytearray, encoding: str = "utf-8") -> str:
+    return bytes(data).decode(encoding, errors="replace")
+
+
+class LineSplitter:
+    """Bytes in, complete decoded lines out; an endless line is cut at ``max_line_bytes``."""
+
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES, encoding: str = "utf-8") -> None:
+        self._buffer = bytearray()
+        self._max_line_bytes = max_line_bytes
+        self._encoding = encoding
+
+    def feed(self, chunk: bytes) -> list[str]:
+        return [decode(line, self._encoding) for line in self.feed_bytes(chunk)]
+
+    def feed_bytes(self, chunk: bytes) -> list[bytes]:
+        """The complete lines, undecoded, without their line ends."""
+        self._buffer += chunk
+        lines = self._buffer.split(b"\n")
+        self._buffer = bytearray(lines.pop())
+        while len(self._buffer) > self._max_line_bytes:
+            lines.append(self._buffer[: self._max_line_bytes])
+            del self._buffer[: self._max_line_bytes]
+        return lines
+
+    def flush(self) -> list[str]:
+        return [decode(line, self._encoding) for line in self.flush_bytes()]
+
+    def flush_bytes(self) -> list[bytes]:
+        rest = self._buffer
+        self._buffer = bytearray()
+        return [rest] if rest else []
