@@ -901,7 +901,7 @@ def test_watch_on_a_terminal_redraws_the_overview_until_ctrl_c(configured_daemon
 
 
 def test_a_finished_snapshot_shows_its_first_warnings_and_how_to_see_the_rest() -> None:
-    from backupctl.cli import warning_lines
+    from backupctl.render.jobs import warning_lines
 
     warnings = [f"/data/file{n}: read: [Errno 5] Input/output error" for n in range(12)]
     job = {"id": "42", "result": {"warnings": warnings, "warning_count": 150}}

@@ -1,15 +1,7 @@
 import pytest
 
-from backupctl.format import (
-    Progress,
-    duration,
-    fields,
-    human_size,
-    progress_bar,
-    progress_line,
-    relative_time,
-    table,
-)
+from backupctl.render.progress import Progress, progress_bar, progress_line
+from backupctl.render.text import duration, fields, human_size, relative_time, table
 
 NOW = 1_700_000_000.0
 
@@ -152,7 +144,7 @@ def test_fields_align_values_and_indent_further_lines():
 def test_times_name_their_zone(monkeypatch):
     import time
 
-    from backupctl import format as fmt
+    from backupctl.render import text as fmt
 
     monkeypatch.setenv("TZ", "Europe/Lisbon")
     time.tzset()
