@@ -39,6 +39,7 @@ from backupctl.invocation import (
     exit_code_of,
 )
 from backupctl.protocol import ProtocolError, RpcError
+from backupctl.records import RecordError
 from backupctl.render.errors import error_details
 from backupctl.render.text import to_json
 from backupctl.terminal import PASSPHRASE_VARIABLE, SECRET_VARIABLE
@@ -260,6 +261,10 @@ def run(args: argparse.Namespace, path: str) -> int:
         return EXIT_UNREACHABLE
     except ProtocolError as error:
         report.error("unreachable", f"backupd at {path} sent something that is not msgpack-rpc: {error}",
+                     {"socket": path})
+        return EXIT_UNREACHABLE
+    except RecordError as error:
+        report.error("unreachable", f"backupd at {path} answered a record this backupctl cannot read: {error}",
                      {"socket": path})
         return EXIT_UNREACHABLE
 

@@ -15,9 +15,9 @@ from backupctl.protocol import ErrorCode, JobKind, JobState, ProblemCode, Trigge
 from backupctl.wire_record import RecordError, WireRecord, sometimes
 
 __all__ = [
-    "CheckResult", "JobError", "JobRecord", "JobWithLog", "LastCheck", "LogLine", "MirrorOverview", "NotifyHealth",
-    "Overview", "PathSample", "Problem", "Progress", "RecordError", "Requester", "RestorePlan", "Room",
-    "SnapshotResult", "SnapshotSummary",
+    "CheckResult", "JobError", "JobRecord", "JobWithLog", "LastCheck", "LogLine", "MirrorOverview", "MirrorResult",
+    "NotifyHealth", "Overview", "PathSample", "Problem", "Progress", "RecordError", "Requester", "RestorePlan",
+    "RestoreResult", "Room", "SnapshotResult", "SnapshotSummary", "Warnings",
 ]
 
 Path = str | bytes  # bytes: a name that is not UTF-8 (docs/api.md, "Path names")
@@ -139,7 +139,7 @@ class LogLine(WireRecord):
 class JobWithLog(JobRecord):
     """The answer of `job`: the record with its log (None for a reader)."""
 
-    log: list[LogLine] | None = None
+    log: list[LogLine] | None = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -150,9 +150,37 @@ class SnapshotResult(WireRecord):
 
 
 @dataclass(frozen=True)
+class Warnings(WireRecord):
+    """What borg warned about, in the result of a snapshot or a configure: the first warnings
+    (None for a reader) and how many there were in all."""
+
+    warnings: list[Path] | None = sometimes()
+    warning_count: int | None = sometimes()
+
+
+@dataclass(frozen=True)
 class CheckResult(WireRecord):
     ok: bool = True
     errors: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class RestoreResult(WireRecord):
+    snapshot: str | None = None
+    targets: list[Path] | None = None
+    files: int = 0
+    bytes: int | None = None
+    not_restored: int = 0
+    not_restored_paths: list[Path] | None = sometimes()
+
+
+@dataclass(frozen=True)
+class MirrorResult(WireRecord):
+    uploaded_bytes: int = 0
+    uploaded_files: int = 0
+    deleted_files: int = 0
+    compared: str | None = None  # "changed" or "all"
+    compared_files: int | None = None
 
 
 @dataclass(frozen=True)

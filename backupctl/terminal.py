@@ -7,10 +7,10 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TextIO
 
 from backupctl.invocation import Invocation, UsageError
+from backupctl.records import Progress
 from backupctl.render.progress import progress_line
 
 PASSPHRASE_VARIABLE = "BACKUPCTL_PASSPHRASE"
@@ -116,7 +116,7 @@ class ProgressDisplay:
         self._last_plain: float | None = None
         self._drawn = False
 
-    def show(self, progress: Mapping[str, Any] | None) -> None:
+    def show(self, progress: Progress | None) -> None:
         if not self.enabled:
             return
         width = shutil.get_terminal_size().columns - 1 if self.live else None

@@ -51,6 +51,10 @@ class WireRecord:
         extra = {key: item for key, item in value.items() if key not in names}
         return cls(**values, absent=frozenset(absent), extra=extra)
 
+    def sent(self, name: str) -> bool:
+        """Whether the map this record was read from had the field (a record built in code has them all)."""
+        return self.absent is None or name not in self.absent
+
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {}
         for wire_field in _wire_fields(type(self)):

@@ -1,6 +1,7 @@
 import pytest
 
-from backupctl.render.progress import Progress, progress_bar, progress_line
+from backupctl.records import Progress
+from backupctl.render.progress import progress_bar, progress_line
 from backupctl.render.text import duration, fields, human_size, relative_time, table
 
 NOW = 1_700_000_000.0
@@ -117,8 +118,8 @@ def test_progress_line_of_nothing_is_empty():
     assert progress_line(None) == ""
 
 
-def test_progress_record_ignores_unknown_keys():
-    assert Progress.from_wire({"files": 3, "elapsed": 1.0}) == Progress(files=3)
+def test_progress_of_a_newer_daemon_shows_what_this_client_knows():
+    assert progress_line(Progress.from_wire({"files": 3, "read_ahead": 1.0})) == "3 files"
 
 
 def test_progress_bar_is_clamped():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
 from backupctl.client import Client, DaemonUnreachable
 from backupctl.invocation import EXIT_ERROR, EXIT_OK, Invocation, exit_code_of
+from backupctl.protocol import JobState
+from backupctl.records import JobRecord, JobWithLog, Progress
 from backupctl.render.errors import ssh_lines
 from backupctl.render.jobs import (
     DescribeSuccess,
@@ -42,80 +44,80 @@ def run_job(
     """Start a job with `method`; unless --no-wait, follow its progress until it ends."""
     client = invocation.client
     if invocation.args.no_wait:
-        job = client.call(method, params)
+        started = client.call(method, params)
         if invocation.as_json:
-            invocation.emit_json(job)
+            invocation.emit_json(started)
         else:
-            invocation.say(job["id"])
+            invocation.say(JobRecord.from_wire(started).id)
         return EXIT_OK
     # Subscribing first means no notification about the new job can be missed.
     client.call("subscribe")
-    job = client.call(method, params)
-    title = str(job.get("kind", method)).capitalize()
+    job = JobRecord.from_wire(client.call(method, params))
     display = ProgressDisplay(invocation.stderr, enabled=not invocation.as_json or invocation.stderr.isatty())
     if not invocation.as_json:
-        invocation.warn(f"{title} job {job['id']} {'started' if job['state'] == 'running' else job['state']}.")
+        state = "started" if job.state == JobState.RUNNING else job.state
+        invocation.warn(f"{str(job.kind).capitalize()} job {job.id} {state}.")
     try:
         finished = follow_job(client, job, display.show)
     except KeyboardInterrupt:
         display.clear()
         invocation.warn(
-            f"\nStopped watching. The {job.get('kind', method)} goes on in backupd; "
-            f"stop it with `backupctl cancel {job['id']}`."
+            f"\nStopped watching. The {job.kind} goes on in backupd; "
+            f"stop it with `backupctl cancel {job.id}`."
         )
         raise
     display.clear()
     return report_finished_job(invocation, finished, describe_success)
 
 
-ShowProgress = Callable[[Mapping[str, Any]], None]
+ShowProgress = Callable[[Progress], None]
 
 
-def follow_job(client: Client, job: Mapping[str, Any], on_progress: ShowProgress) -> dict[str, Any]:
+def follow_job(client: Client, job: JobRecord, on_progress: ShowProgress) -> JobRecord:
     """Wait for the job to end, showing its progress; return its final record."""
-    if job["state"] != "running":
-        return dict(job)
-    job_id = job["id"]
-    on_progress(job.get("progress"))
+    if job.state != JobState.RUNNING:
+        return job
+    on_progress(job.progress)
     client.set_timeout(JOB_POLL_INTERVAL)
     while True:
         try:
             for notification in client.events():
-                if notification.params.get("id") != job_id:
+                if notification.method not in ("job.progress", "job.finished"):
+                    continue
+                record = JobRecord.from_wire(notification.params)
+                if record.id != job.id:
                     continue
                 if notification.method == "job.progress":
-                    on_progress(notification.params.get("progress"))
-                elif notification.method == "job.finished":
-                    return notification.params
+                    on_progress(record.progress)
+                else:
+                    return record
         except TimeoutError:
-            record = find_job(client, job_id)
-            if record is not None and record["state"] != "running":
-                return record
+            found = find_job(client, job.id)
+            if found is not None and found.state != JobState.RUNNING:
+                return found
             continue
-        raise DaemonUnreachable(f"backupd closed the connection while job {job_id} ran")
+        raise DaemonUnreachable(f"backupd closed the connection while job {job.id} ran")
 
 
-def find_job(client: Client, job_id: str) -> dict[str, Any] | None:
-    for record in client.paged("jobs", "jobs", {"limit": JOBS_LOOKUP_LIMIT}):
-        if record.get("id") == job_id:
+def find_job(client: Client, job_id: str) -> JobRecord | None:
+    for wire in client.paged("jobs", "jobs", {"limit": JOBS_LOOKUP_LIMIT}):
+        record = JobRecord.from_wire(wire)
+        if record.id == job_id:
             return record
     return None
 
 
-def report_finished_job(
-    invocation: Invocation, job: Mapping[str, Any], describe_success: DescribeSuccess
-) -> int:
+def report_finished_job(invocation: Invocation, job: JobRecord, describe_success: DescribeSuccess) -> int:
     if invocation.as_json:
-        invocation.emit_json(job)
+        invocation.emit_json(job.to_wire())
     if not invocation.as_json:
         for line in warning_lines(job):
             invocation.warn(line)
-    if job.get("state") != "succeeded":
-        error = job.get("error") or {}
-        code = error.get("code", job.get("state"))
-        message = error.get("message", f"the {job.get('kind')} did not succeed")
+    if job.state != JobState.SUCCEEDED:
+        code = job.error.code if job.error else job.state
+        message = job.error.message if job.error else f"the {job.kind} did not succeed"
         invocation.warn(f"error: {code}: {message}")
-        for line in ssh_lines(error.get("data") or {}):
+        for line in ssh_lines((job.error.data if job.error else None) or {}):
             invocation.warn(line)
         return exit_code_of(code)
     outcome = describe_success(job)
@@ -130,7 +132,7 @@ def run_jobs(invocation: Invocation) -> int:
     if invocation.as_json:
         invocation.emit_json(records)
         return EXIT_OK
-    invocation.say(describe_jobs(records, time.time()))
+    invocation.say(describe_jobs([JobRecord.from_wire(record) for record in records], time.time()))
     return EXIT_OK
 
 
@@ -139,7 +141,7 @@ def run_log(invocation: Invocation) -> int:
     if invocation.as_json:
         invocation.emit_json(job)
     else:
-        invocation.say(describe_job_with_log(job, time.time()))
+        invocation.say(describe_job_with_log(JobWithLog.from_wire(job), time.time()))
     return EXIT_OK
 
 

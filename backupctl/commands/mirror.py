@@ -8,6 +8,7 @@ from typing import Any
 
 from backupctl.commands.jobs import run_job
 from backupctl.invocation import EXIT_OK, Invocation
+from backupctl.records import Overview
 from backupctl.render import text as fmt
 from backupctl.render.jobs import describe_mirror_result
 from backupctl.render.overview import describe_mirror
@@ -72,9 +73,9 @@ def _off(invocation: Invocation) -> int:
 
 
 def _show(invocation: Invocation) -> int:
-    mirror = invocation.client.call("status").get("mirror")
+    overview = Overview.from_wire(invocation.client.call("status"))
     if invocation.as_json:
-        invocation.emit_json(mirror)
+        invocation.emit_json(overview.mirror.to_wire() if overview.mirror else None)
         return EXIT_OK
-    invocation.say(describe_mirror(mirror))
+    invocation.say(describe_mirror(overview.mirror))
     return EXIT_OK

@@ -9,6 +9,7 @@ from typing import Any
 from backupctl.client import DaemonUnreachable
 from backupctl.invocation import EXIT_OK, Invocation
 from backupctl.protocol import Notification
+from backupctl.records import Overview
 from backupctl.render.events import describe_notification
 from backupctl.render.overview import describe_live_overview, describe_overview
 from backupctl.render.text import to_json
@@ -22,7 +23,7 @@ def run_status(invocation: Invocation) -> int:
     if invocation.as_json:
         invocation.emit_json(overview)
         return EXIT_OK
-    invocation.say(describe_overview(overview, time.time(), terminal_width(invocation.stdout)))
+    invocation.say(describe_overview(Overview.from_wire(overview), time.time(), terminal_width(invocation.stdout)))
     return EXIT_OK
 
 
@@ -50,7 +51,7 @@ def watch_live(invocation: Invocation) -> int:
     client.set_timeout(LIVE_REFRESH_INTERVAL)
     with LiveScreen(invocation.stdout) as screen:
         while True:
-            screen.draw(describe_live_overview(overview, client.path, time.time(), terminal_width(invocation.stdout)))
+            screen.draw(describe_live_overview(Overview.from_wire(overview), client.path, time.time(), terminal_width(invocation.stdout)))
             try:
                 notification = next(client.events(), None)
             except TimeoutError:

@@ -12,6 +12,8 @@ from typing import Any
 from backupctl.client import Client
 from backupctl.commands.jobs import report_finished_job, run_job
 from backupctl.invocation import CALL_TIMEOUT, EXIT_ERROR, Invocation
+from backupctl.protocol import JobState
+from backupctl.records import JobRecord, RestorePlan
 from backupctl.render.jobs import JobOutcome, describe_restore_result
 from backupctl.render.restore import describe_restore_plan
 from backupctl.render.text import path_list
@@ -22,19 +24,19 @@ def run_restore(invocation: Invocation) -> int:
     """Show what the restore would change (a dry run), then, once confirmed, restore."""
     client = invocation.client
     params = restore_params(invocation.args)
-    plan = dry_run_restore(client, params)
+    dry_run = JobRecord.from_wire(dry_run_restore(client, params))
     describe_plan = partial(restore_plan_outcome, client)
-    if invocation.args.dry_run or plan["state"] != "succeeded":
-        return report_finished_job(invocation, plan, describe_plan)
+    if invocation.args.dry_run or dry_run.state != JobState.SUCCEEDED:
+        return report_finished_job(invocation, dry_run, describe_plan)
     show = invocation.warn if invocation.as_json or invocation.args.no_wait else invocation.say
-    show(describe_plan(plan).text)
-    result = plan["result"]
-    question = f"This overwrites {path_list(result['targets'], ', ')} with snapshot {result['snapshot']}."
+    show(describe_plan(dry_run).text)
+    plan = RestorePlan.from_wire(dry_run.result)
+    question = f"This overwrites {path_list(plan.targets or [], ', ')} with snapshot {plan.snapshot}."
     if not confirmed(invocation, question, "restore"):
         invocation.warn("Nothing was restored.")
         return EXIT_ERROR
     # By name: a snapshot taken since the dry run must not become "the newest" in its place.
-    params["snapshot"] = result["snapshot"]
+    params["snapshot"] = plan.snapshot
     return run_job(invocation, "restore", describe_restore_result, params)
 
 
@@ -59,9 +61,9 @@ def dry_run_restore(client: Client, params: Mapping[str, Any]) -> dict[str, Any]
         client.set_timeout(CALL_TIMEOUT)
 
 
-def restore_plan_outcome(client: Client, job: Mapping[str, Any]) -> JobOutcome:
-    plan = job.get("result") or {}
-    taken = snapshot_time(client, plan.get("snapshot"))
+def restore_plan_outcome(client: Client, job: JobRecord) -> JobOutcome:
+    plan = RestorePlan.from_wire(job.result)
+    taken = snapshot_time(client, plan.snapshot)
     return JobOutcome(describe_restore_plan(plan, taken, time.time()))
 
 

@@ -11,6 +11,7 @@ from backupctl.client import Client
 from backupctl.invocation import EXIT_ERROR, EXIT_OK, Invocation, UsageError
 from backupctl.private_file import write_new_private_file
 from backupctl.protocol import ErrorCode, RpcError
+from backupctl.records import Overview
 from backupctl.render import text as fmt
 from backupctl.render.config import describe_config, describe_configured, describe_reset
 from backupctl.render.text import to_json
@@ -35,7 +36,8 @@ def run_configure(invocation: Invocation) -> int:
         invocation.say(f"Created a new repository at {params['repository']} ({count}).")
     else:
         invocation.say(f"Connected to the existing repository at {params['repository']} ({count}).")
-    invocation.say(describe_configured(invocation.client.call("status"), invocation.client.call("config")))
+    overview = Overview.from_wire(invocation.client.call("status"))
+    invocation.say(describe_configured(overview, invocation.client.call("config")))
     return EXIT_OK
 
 
@@ -107,7 +109,7 @@ def run_config(invocation: Invocation) -> int:
 
 
 def run_reset(invocation: Invocation) -> int:
-    repository = invocation.client.call("status").get("repository")
+    repository = Overview.from_wire(invocation.client.call("status")).repository
     show = invocation.warn if invocation.as_json else invocation.say
     show(describe_reset(repository))
     if not confirmed(invocation, "This resets backups on this box.", "reset"):

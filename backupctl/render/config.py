@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from backupctl.records import Overview
 from backupctl.render import text as fmt
 from backupctl.render.text import path_lines
 
@@ -30,12 +31,12 @@ def describe_config(config: Mapping[str, Any]) -> str:
     return text
 
 
-def describe_configured(overview: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+def describe_configured(overview: Overview, config: Mapping[str, Any]) -> str:
     if not config.get("sources"):
         return ("Nothing will be backed up: no folders are configured. Restores work; name the folders "
                 "with `backupctl change --source PATH` to take snapshots.")
     folders = fmt.plural(len(config["sources"]), "folder")
-    if overview.get("automatic"):
+    if overview.automatic:
         return f"Backups are configured: {folders}, automatic snapshots {config.get('schedule')}."
     return f"Backups are configured: {folders}, snapshots only when asked for (backupctl snapshot)."
 

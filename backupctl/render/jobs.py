@@ -1,11 +1,21 @@
-"""Job records as text: lists, a job with its log, results, notifications."""
+"""Job records as text: lists, a job with its log, results."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from backupctl.protocol import JobKind
+from backupctl.records import (
+    CheckResult,
+    JobRecord,
+    JobWithLog,
+    LogLine,
+    MirrorResult,
+    RestoreResult,
+    SnapshotResult,
+    Warnings,
+)
 from backupctl.render import text as fmt
 from backupctl.render.text import SHOWN_TO_ADMINS, path_list
 
@@ -21,51 +31,53 @@ class JobOutcome:
     good: bool = True
 
 
-DescribeSuccess = Callable[[Mapping[str, Any]], JobOutcome]
+DescribeSuccess = Callable[[JobRecord], JobOutcome]
 
 
-def warning_lines(job: Mapping[str, Any]) -> list[str]:
+def result_warnings(job: JobRecord) -> Warnings:
+    return Warnings.from_wire(job.result) if isinstance(job.result, Mapping) else Warnings()
+
+
+def warning_lines(job: JobRecord) -> list[str]:
     """borg's warnings about a job, the first few, then how to see them all."""
-    result = job.get("result")
-    warnings = (result.get("warnings") or []) if isinstance(result, Mapping) else []
+    found = result_warnings(job)
+    warnings = found.warnings or []
     lines = [f"warning: {warning}" for warning in warnings[:WARNINGS_SHOWN]]
-    total = max(len(warnings), result.get("warning_count") or 0) if warnings else 0
+    total = max(len(warnings), found.warning_count or 0) if warnings else 0
     if total > len(lines):
-        lines.append(f"warning: ... and {total - len(lines):,} more: `backupctl log {job.get('id')}` lists them")
+        lines.append(f"warning: ... and {total - len(lines):,} more: `backupctl log {job.id}` lists them")
     return lines
 
 
-def has_warnings(job: Mapping[str, Any]) -> bool:
+def has_warnings(job: JobRecord) -> bool:
     """borg could not read some files: the snapshot holds everything else."""
-    result = job.get("result")
-    return isinstance(result, Mapping) and bool(result.get("warnings") or result.get("warning_count"))
+    found = result_warnings(job)
+    return bool(found.warnings or found.warning_count)
 
 
-def job_duration(job: Mapping[str, Any]) -> str:
-    return fmt.duration((job.get("finished") or 0) - (job.get("started") or 0))
+def job_duration(job: JobRecord) -> str:
+    return fmt.duration((job.finished or 0) - (job.started or 0))
 
 
-def job_kind(job: Mapping[str, Any]) -> str:
+def job_kind(job: JobRecord) -> str:
     """The kind of job, "restore (dry run)" for a restore that only said what it would change."""
-    return f"{job.get('kind')} (dry run)" if job.get("dry_run") else str(job.get("kind"))
+    return f"{job.kind} (dry run)" if job.dry_run else str(job.kind)
 
 
-def job_row(job: Mapping[str, Any], now: float) -> tuple[str, ...]:
-    started = job.get("started")
-    ended = job.get("finished") or now
-    error = job.get("error") or {}
+def job_row(job: JobRecord, now: float) -> tuple[str, ...]:
+    ended = job.finished or now
     return (
-        str(job.get("id")),
+        job.id,
         job_kind(job),
-        str(job.get("trigger")),
-        str(job.get("state")) + (WARNINGS_MARKER if has_warnings(job) else ""),
-        fmt.timestamp(started),
-        fmt.duration(ended - started) if started is not None else fmt.UNKNOWN,
-        str(error.get("code", "")),
+        str(job.trigger),
+        str(job.state) + (WARNINGS_MARKER if has_warnings(job) else ""),
+        fmt.timestamp(job.started),
+        fmt.duration(ended - job.started),
+        str(job.error.code) if job.error else "",
     )
 
 
-def describe_jobs(records: Sequence[Mapping[str, Any]], now: float) -> str:
+def describe_jobs(records: Sequence[JobRecord], now: float) -> str:
     if not records:
         return "No jobs yet."
     lines = [fmt.table(("ID", "KIND", "TRIGGER", "STATE", "STARTED", "DURATION", "ERROR"),
@@ -75,78 +87,78 @@ def describe_jobs(records: Sequence[Mapping[str, Any]], now: float) -> str:
     return "\n".join(lines)
 
 
-def describe_job_with_log(job: Mapping[str, Any], now: float) -> str:
-    started = job.get("started")
-    ended = job.get("finished")
-    took = f", took {job_duration(job)}" if ended else ", still running"
+def describe_job_with_log(job: JobWithLog, now: float) -> str:
+    took = f", took {job_duration(job)}" if job.finished else ", still running"
     pairs = [
-        ("Job", f"{job_kind(job)} job {job.get('id')} ({job.get('trigger')})"),
-        ("State", str(job.get("state"))),
-        ("Started", f"{fmt.timestamp(started)} ({fmt.relative_time(started, now)}){took}"),
+        ("Job", f"{job_kind(job)} job {job.id} ({job.trigger})"),
+        ("State", str(job.state)),
+        ("Started", f"{fmt.timestamp(job.started)} ({fmt.relative_time(job.started, now)}){took}"),
     ]
-    error = job.get("error")
-    if error:
-        pairs.append(("Error", f"{error.get('code')}: {error.get('message')}"))
-    result = job.get("result") or {}
-    snapshot = result.get("snapshot") if job.get("kind") == "snapshot" else None
+    if job.error:
+        pairs.append(("Error", f"{job.error.code}: {job.error.message}"))
+    snapshot = snapshot_result(job).snapshot if job.kind == JobKind.SNAPSHOT else None
     if snapshot:
-        pairs.append(("Snapshot", f"{snapshot.get('name')}: {fmt.plural(snapshot.get('files') or 0, 'file')}, "
-                                  f"{fmt.human_size(snapshot.get('original_size'))} original, "
-                                  f"{fmt.human_size(snapshot.get('deduplicated_size'))} new"))
-    if result.get("warning_count"):
-        shown = len(result.get("warnings") or [])
-        pairs.append(("Warnings", f"borg reported {fmt.plural(result['warning_count'], 'warning')}"
+        pairs.append(("Snapshot", f"{snapshot.name}: {fmt.plural(snapshot.files or 0, 'file')}, "
+                                  f"{fmt.human_size(snapshot.original_size)} original, "
+                                  f"{fmt.human_size(snapshot.deduplicated_size)} new"))
+    warnings = result_warnings(job)
+    if warnings.warning_count:
+        shown = len(warnings.warnings or [])
+        pairs.append(("Warnings", f"borg reported {fmt.plural(warnings.warning_count, 'warning')}"
                                   f" ({shown} listed in the result); what it could not read is not in the snapshot"))
-    if job.get("log", []) is None:
+    if job.log is None:
         return "\n".join([fmt.fields(pairs), f"Log: {SHOWN_TO_ADMINS}"])
-    log = job.get("log") or []
-    counts = [fmt.plural(len(log), "line")]
+    counts = [fmt.plural(len(job.log), "line")]
     for level in ("warning", "error"):
-        if count := sum(1 for line in log if line.get("level") == level):
+        if count := sum(1 for line in job.log if line.level == level):
             counts.append(fmt.plural(count, level))
-    return "\n".join([fmt.fields(pairs), f"Log ({', '.join(counts)}):", *map(describe_log_line, log)])
+    return "\n".join([fmt.fields(pairs), f"Log ({', '.join(counts)}):", *map(describe_log_line, job.log)])
 
 
-def describe_log_line(line: Mapping[str, Any]) -> str:
+def describe_log_line(line: LogLine) -> str:
     """"  2024-05-01 14:03:22  warning  message", further lines of the message indented below it."""
-    heading = f"  {fmt.timestamp(line.get('time'))}  {str(line.get('level')):<7}  "
-    first, *rest = str(line.get("message")).strip("\n").splitlines() or [""]
+    heading = f"  {fmt.timestamp(line.time)}  {line.level:<7}  "
+    first, *rest = line.message.strip("\n").splitlines() or [""]
     return "\n".join([heading + first, *(" " * len(heading) + more for more in rest)])
 
 
-def describe_snapshot_result(job: Mapping[str, Any]) -> JobOutcome:
-    snapshot = (job.get("result") or {}).get("snapshot")
+def snapshot_result(job: JobRecord) -> SnapshotResult:
+    return SnapshotResult.from_wire(job.result or {})
+
+
+def describe_snapshot_result(job: JobRecord) -> JobOutcome:
+    snapshot = snapshot_result(job).snapshot
     took = job_duration(job)
     if not snapshot:
-        return JobOutcome(f"Snapshot job {job.get('id')} succeeded in {took}.")
+        return JobOutcome(f"Snapshot job {job.id} succeeded in {took}.")
     return JobOutcome(
-        f"Snapshot {snapshot.get('name')} taken in {took}: "
-        f"{fmt.plural(snapshot.get('files') or 0, 'file')}, "
-        f"{fmt.human_size(snapshot.get('original_size'))} original, "
-        f"{fmt.human_size(snapshot.get('deduplicated_size'))} new."
+        f"Snapshot {snapshot.name} taken in {took}: "
+        f"{fmt.plural(snapshot.files or 0, 'file')}, "
+        f"{fmt.human_size(snapshot.original_size)} original, "
+        f"{fmt.human_size(snapshot.deduplicated_size)} new."
     )
 
 
-def describe_check_result(job: Mapping[str, Any]) -> JobOutcome:
-    result = job.get("result") or {}
+def describe_check_result(job: JobRecord) -> JobOutcome:
+    result = CheckResult.from_wire(job.result or {})
     took = job_duration(job)
-    if result.get("ok", True):
+    if result.ok:
         return JobOutcome(f"Check done in {took}: no problems found.")
-    errors = [f"  {error}" for error in result.get("errors") or []]
+    errors = [f"  {error}" for error in result.errors or []]
     return JobOutcome("\n".join([f"Check done in {took}: the repository is damaged.", *errors[-10:]]), good=False)
 
 
-def describe_restore_result(job: Mapping[str, Any]) -> JobOutcome:
-    result = job.get("result") or {}
+def describe_restore_result(job: JobRecord) -> JobOutcome:
+    result = RestoreResult.from_wire(job.result or {})
     return JobOutcome(
-        f"Restored snapshot {result.get('snapshot')} in {job_duration(job)}: "
-        f"{fmt.human_size(result.get('bytes'))} written to {path_list(result.get('targets') or [], ', ')}."
+        f"Restored snapshot {result.snapshot} in {job_duration(job)}: "
+        f"{fmt.human_size(result.bytes)} written to {path_list(result.targets or [], ', ')}."
     )
 
 
-def describe_mirror_result(job: Mapping[str, Any]) -> JobOutcome:
-    result = job.get("result") or {}
-    uploaded = fmt.plural(result.get("uploaded_files", 0), "file")
-    compared = "every file" if result.get("compared") == "all" else fmt.plural(result.get("compared_files") or 0, "file")
-    return JobOutcome(f"Mirrored: {uploaded} uploaded ({fmt.human_size(result.get('uploaded_bytes', 0))}), "
-                      f"{result.get('deleted_files', 0)} deleted; {compared} compared with the bucket.")
+def describe_mirror_result(job: JobRecord) -> JobOutcome:
+    result = MirrorResult.from_wire(job.result or {})
+    uploaded = fmt.plural(result.uploaded_files, "file")
+    compared = "every file" if result.compared == "all" else fmt.plural(result.compared_files or 0, "file")
+    return JobOutcome(f"Mirrored: {uploaded} uploaded ({fmt.human_size(result.uploaded_bytes)}), "
+                      f"{result.deleted_files} deleted; {compared} compared with the bucket.")

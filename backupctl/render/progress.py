@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from backupctl.paths import printable
+from backupctl.records import Progress
 from backupctl.render.text import ELLIPSIS, duration, human_size, plural
 
 BAR_WIDTH = 20
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What a job's progress map says; every field may be missing."""
-
-    files: int | None = None
-    total_files: int | None = None
-    original_size: int | None = None
-    total_size: int | None = None
-    deduplicated_size: int | None = None
-    path: str | bytes | None = None  # bytes: a name that is not UTF-8
-    percent: float | None = None
-    eta: float | None = None
-    step: str | None = None
-    more_than_expected: bool | None = None
-    expected_size: int | None = None
-
-    @classmethod
-    def from_wire(cls, progress: Mapping[str, Any] | None) -> Progress:
-        progress = progress or {}
-        return cls(**{name: progress.get(name) for name in cls.__dataclass_fields__})
 
 
 def progress_bar(percent: float, width: int = BAR_WIDTH) -> str:
@@ -42,7 +20,9 @@ def progress_bar(percent: float, width: int = BAR_WIDTH) -> str:
 def progress_line(progress: Mapping[str, Any] | Progress | None, width: int | None = None) -> str:
     """One line about a running job: bar, percent, ETA, files, sizes, then the current path,
     shortened from the left so that the line fits in width characters."""
-    if not isinstance(progress, Progress):
+    if progress is None:
+        progress = Progress()
+    elif not isinstance(progress, Progress):
         progress = Progress.from_wire(progress)
     parts: list[str] = []
     if progress.percent is not None:
