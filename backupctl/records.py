@@ -20,7 +20,7 @@ __all__ = [
     "RestoreResult", "Room", "SnapshotResult", "SnapshotSummary", "Warnings",
 ]
 
-Path = str | bytes  # bytes: a name that is not UTF-8 (docs/api.md, "Path names")
+WirePath = str | bytes  # bytes: a name that is not UTF-8 (docs/api.md, "Path names")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Progress(WireRecord):
     original_size: int | None = sometimes()
     total_size: int | None = sometimes()
     deduplicated_size: int | None = sometimes()
-    path: Path | None = sometimes()
+    path: WirePath | None = sometimes()
     elapsed: float | None = sometimes()
     percent: float | None = sometimes()
     eta: float | None = sometimes()
@@ -145,7 +145,7 @@ class JobWithLog(JobRecord):
 @dataclass(frozen=True)
 class SnapshotResult(WireRecord):
     snapshot: SnapshotSummary | None = None
-    warnings: list[Path] | None = None
+    warnings: list[WirePath] | None = None
     warning_count: int = 0
 
 
@@ -154,7 +154,7 @@ class Warnings(WireRecord):
     """What borg warned about, in the result of a snapshot or a configure: the first warnings
     (None for a reader) and how many there were in all."""
 
-    warnings: list[Path] | None = sometimes()
+    warnings: list[WirePath] | None = sometimes()
     warning_count: int | None = sometimes()
 
 
@@ -167,11 +167,11 @@ class CheckResult(WireRecord):
 @dataclass(frozen=True)
 class RestoreResult(WireRecord):
     snapshot: str | None = None
-    targets: list[Path] | None = None
+    targets: list[WirePath] | None = None
     files: int = 0
     bytes: int | None = None
     not_restored: int = 0
-    not_restored_paths: list[Path] | None = sometimes()
+    not_restored_paths: list[WirePath] | None = sometimes()
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ class PathSample(WireRecord):
     """How many paths a restore would write, replace, remove or keep, and the first of them."""
 
     count: int = 0
-    paths: list[Path] | None = None
+    paths: list[WirePath] | None = None
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ class RestorePlan(WireRecord):
     """The result of a restore's dry run: what a restore would change."""
 
     snapshot: str
-    targets: list[Path] | None = None
+    targets: list[WirePath] | None = None
     written: PathSample = field(default_factory=PathSample)
     replaced: PathSample = field(default_factory=PathSample)
     removed: PathSample = field(default_factory=PathSample)

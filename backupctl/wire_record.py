@@ -29,7 +29,7 @@ def sometimes(default: Any = None) -> Any:
 
 @dataclass(frozen=True)
 class WireRecord:
-    absent: frozenset[str] | None = field(default=None, kw_only=True, repr=False)
+    absent: frozenset[str] | None = field(default=None, kw_only=True, repr=False, compare=False)
     extra: Mapping[str, Any] = field(default_factory=dict, kw_only=True, repr=False)
 
     @classmethod

@@ -181,6 +181,7 @@ def test_a_wrong_type_is_a_clear_error_naming_the_field(record_type: Any, wire: 
 
 def test_a_record_built_in_code_leaves_out_the_fields_that_do_not_apply() -> None:
     assert Progress(step="pruning").to_wire() == {"step": "pruning"}
+    assert Progress.from_wire({"step": "pruning"}) == Progress(step="pruning")
     assert Progress(percent=None, eta=None, absent=frozenset(Progress.__dataclass_fields__) - {"percent", "eta"}
                     - {"absent", "extra"}).to_wire() == {"percent": None, "eta": None}
     job = JobRecord(id="3", kind=JobKind.PRUNE, trigger=Trigger.SCHEDULE, state=JobState.RUNNING, started=2.0)
