@@ -56,6 +56,46 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
 
 
+class ProblemCode(StrEnum):
+    """The overview's problem codes that are not error codes (a problem may carry any ErrorCode too)."""
+
+    OVERDUE = "overdue"
+    CHECK_FAILED = "check_failed"
+    SNAPSHOT_INCOMPLETE = "snapshot_incomplete"
+    STATE_UNREADABLE = "state_unreadable"
+    RESTORE_INCOMPLETE = "restore_incomplete"
+    RESTORE_PARTIAL = "restore_partial"
+
+
+class JobKind(StrEnum):
+    """Kinds of job; more may come, so a record keeps a kind it does not know as a string."""
+
+    SNAPSHOT = "snapshot"
+    RESTORE = "restore"
+    CONFIGURE = "configure"
+    RESET = "reset"
+    CHECK = "check"
+    PRUNE = "prune"
+    MIRROR = "mirror"
+    MIRROR_SETUP = "mirror_setup"
+    MIRROR_OFF = "mirror_off"
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Trigger(StrEnum):
+    """Who started a job: an API call, the daemon's schedule, or an automatic retry after a failure."""
+
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    RETRY = "retry"
+
+
 class RpcError(Exception):
     """An error as it travels on the wire: a stable code, a sentence for people, details."""
 

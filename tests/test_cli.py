@@ -8,15 +8,18 @@ import pty
 import re
 import select
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 from typing import IO, Any
 
+import msgpack
 import pytest
 
 from backupctl.cli import main
@@ -545,6 +548,35 @@ def test_unreachable_daemon_exits_3_naming_the_socket(tmp_path: Path, backupctl:
     assert "Traceback" not in in_subprocess.err
 
 
+def answer_once(path: Path, result: Any) -> threading.Thread:
+    """A peer on a real Unix socket that answers one msgpack-rpc request with result, as a
+    daemon of another version might, then hangs up."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as connection:
+            unpacker = msgpack.Unpacker(raw=False)
+            while (request := next(unpacker, None)) is None:
+                unpacker.feed(connection.recv(65536))
+            connection.sendall(msgpack.packb([1, request[1], None, result]))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_answer_of_the_wrong_shape_exits_3_naming_the_field(tmp_path: Path) -> None:
+    socket_path = tmp_path / "other.sock"
+    peer = answer_once(socket_path, {"state": "idle", "snapshot_count": "many"})
+    outcome = run_subprocess("--socket", str(socket_path), "status")
+    peer.join(timeout=10)
+    assert outcome.code == 3
+    assert "Overview.snapshot_count: expected int, got str" in outcome.err
+    assert "Traceback" not in outcome.err
+
+
 def test_usage_error_exits_2() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["no-such-command"])
@@ -898,18 +930,6 @@ def test_watch_on_a_terminal_redraws_the_overview_until_ctrl_c(configured_daemon
     assert watcher.returncode == 130
     assert b"Traceback" not in errors
     assert_no_secret(first, redrawn, errors.decode())
-
-
-def test_a_finished_snapshot_shows_its_first_warnings_and_how_to_see_the_rest() -> None:
-    from backupctl.cli import warning_lines
-
-    warnings = [f"/data/file{n}: read: [Errno 5] Input/output error" for n in range(12)]
-    job = {"id": "42", "result": {"warnings": warnings, "warning_count": 150}}
-    lines = warning_lines(job)
-    assert lines[:10] == [f"warning: {warning}" for warning in warnings[:10]]
-    assert lines[10:] == ["warning: ... and 140 more: `backupctl log 42` lists them"]
-    assert warning_lines({"id": "1", "result": {"warnings": ["one"]}}) == ["warning: one"]
-    assert warning_lines({"id": "2", "result": None}) == []
 
 
 def test_restore_shows_what_the_snapshot_excluded_as_kept_and_removes_it_only_when_asked(

@@ -1,15 +1,8 @@
 import pytest
 
-from backupctl.format import (
-    Progress,
-    duration,
-    fields,
-    human_size,
-    progress_bar,
-    progress_line,
-    relative_time,
-    table,
-)
+from backupctl.records import Progress
+from backupctl.render.progress import progress_bar, progress_line
+from backupctl.render.text import duration, fields, human_size, relative_time, table
 
 NOW = 1_700_000_000.0
 
@@ -125,8 +118,8 @@ def test_progress_line_of_nothing_is_empty():
     assert progress_line(None) == ""
 
 
-def test_progress_record_ignores_unknown_keys():
-    assert Progress.from_wire({"files": 3, "elapsed": 1.0}) == Progress(files=3)
+def test_progress_of_a_newer_daemon_shows_what_this_client_knows():
+    assert progress_line(Progress.from_wire({"files": 3, "read_ahead": 1.0})) == "3 files"
 
 
 def test_progress_bar_is_clamped():
@@ -152,7 +145,7 @@ def test_fields_align_values_and_indent_further_lines():
 def test_times_name_their_zone(monkeypatch):
     import time
 
-    from backupctl import format as fmt
+    from backupctl.render import text as fmt
 
     monkeypatch.setenv("TZ", "Europe/Lisbon")
     time.tzset()

@@ -13,8 +13,8 @@ import pytest
 import trio
 
 from backupctl.async_client import AsyncClient
-from backupctl.cli import to_json
-from backupctl.format import progress_line
+from backupctl.render.text import to_json
+from backupctl.render.progress import progress_line
 from backupctl.paths import for_json, from_wire, printable, to_wire
 from backupctl.protocol import Request, Response, RpcError, pack, parse
 from backupd.access import Level

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backupctl.format import progress_line
+from backupctl.render.progress import progress_line
 from backupd.actions.snapshot import ProgressEstimate
 from backupd.borg.log_json import ArchiveProgress
 from backupd.progress import ETA_AFTER_SECONDS, estimate

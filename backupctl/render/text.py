@@ -1,20 +1,21 @@
-"""Text for people: sizes, times, durations, progress lines, tables and labelled fields."""
+"""Text for people: sizes, times, durations, tables, labelled fields, paths; and JSON for programs."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from backupctl.paths import printable
+from backupctl.paths import escape_surrogates_in_json, for_json, printable
 
 SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 UNKNOWN = "-"
 ELLIPSIS = "..."
-BAR_WIDTH = 20
+SHOWN_TO_ADMINS = "shown to admins only"
 # Below this many seconds, a moment in the past or future is "just now".
 JUST_NOW = 5.0
+
 
 _TIME_UNITS: tuple[tuple[str, float], ...] = (
     ("year", 365 * 86400.0),
@@ -24,6 +25,8 @@ _TIME_UNITS: tuple[tuple[str, float], ...] = (
     ("minute", 60.0),
     ("second", 1.0),
 )
+
+
 # A count of a unit is shown once it reaches this many of the unit below
 # (e.g. "1 day" from 24 hours, "1 month" from 60 days, so "45 days ago" stays precise).
 _SHOWN_FROM = {"year": 365 * 86400.0, "month": 60 * 86400.0, "day": 86400.0, "hour": 3600.0, "minute": 60.0}
@@ -96,85 +99,6 @@ def clock(when: float | None = None) -> str:
     return time.strftime("%H:%M:%S %Z", time.localtime(time.time() if when is None else when))
 
 
-@dataclass(frozen=True)
-class Progress:
-    """What a job's progress map says; every field may be missing."""
-
-    files: int | None = None
-    total_files: int | None = None
-    original_size: int | None = None
-    total_size: int | None = None
-    deduplicated_size: int | None = None
-    path: str | bytes | None = None  # bytes: a name that is not UTF-8
-    percent: float | None = None
-    eta: float | None = None
-    step: str | None = None
-    more_than_expected: bool | None = None
-    expected_size: int | None = None
-
-    @classmethod
-    def from_wire(cls, progress: Mapping[str, Any] | None) -> Progress:
-        progress = progress or {}
-        return cls(**{name: progress.get(name) for name in cls.__dataclass_fields__})
-
-
-def progress_bar(percent: float, width: int = BAR_WIDTH) -> str:
-    filled = int(max(0.0, min(percent, 100.0)) / 100 * width)
-    return "[" + "#" * filled + "-" * (width - filled) + "]"
-
-
-def progress_line(progress: Mapping[str, Any] | Progress | None, width: int | None = None) -> str:
-    """One line about a running job: bar, percent, ETA, files, sizes, then the current path,
-    shortened from the left so that the line fits in width characters."""
-    if not isinstance(progress, Progress):
-        progress = Progress.from_wire(progress)
-    parts: list[str] = []
-    if progress.percent is not None:
-        parts.append(f"{progress_bar(progress.percent)} {progress.percent:5.1f}%")
-        if progress.eta is not None:
-            parts.append(f"ETA {duration(progress.eta)}")
-    elif progress.more_than_expected:
-        parts.append(f"more than expected ({human_size(progress.expected_size)} last time)")
-    if progress.step:
-        parts.append(progress.step)
-    if progress.files is not None:
-        parts.append(_files_done(progress.files, progress.total_files))
-    if progress.original_size is not None:
-        parts.append(_bytes_done(progress.original_size, progress.total_size))
-    if progress.deduplicated_size is not None:
-        parts.append(f"{human_size(progress.deduplicated_size)} new")
-    line = "  ".join(parts)
-    if progress.path:
-        line = _append_path(line, printable(progress.path), width)
-    if width is not None and len(line) > width:
-        line = line[: max(0, width - len(ELLIPSIS))] + ELLIPSIS if width > len(ELLIPSIS) else line[:width]
-    return line
-
-
-def _files_done(files: int, total_files: int | None) -> str:
-    if not total_files:
-        return plural(files, "file")
-    return f"{files:,} of {plural(total_files, 'file')}"
-
-
-def _bytes_done(size: int, total_size: int | None) -> str:
-    if not total_size:
-        return f"{human_size(size)} read"
-    return f"{human_size(size)} of {human_size(total_size)}"
-
-
-def _append_path(line: str, path: str, width: int | None) -> str:
-    separator = "  " if line else ""
-    if width is None:
-        return line + separator + path
-    room = width - len(line) - len(separator)
-    if room >= len(path):
-        return line + separator + path
-    if room >= len(ELLIPSIS) + 8:
-        return line + separator + ELLIPSIS + path[-(room - len(ELLIPSIS)) :]
-    return line
-
-
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns separated by two spaces, headers first."""
     widths = [len(header) for header in headers]
@@ -208,3 +132,32 @@ def fields(pairs: Sequence[tuple[str, str]]) -> str:
         lines.append(f"{label + ':':<{label_width}}{first}".rstrip())
         lines.extend(" " * label_width + line for line in rest)
     return "\n".join(lines)
+
+
+def path_list(paths: Sequence[str | bytes], separator: str) -> str:
+    """Paths for people: a name's bytes that are not UTF-8 (sent as bin) shown as \\xXX."""
+    return separator.join(map(printable, paths))
+
+
+def path_lines(paths: list[str | bytes] | None) -> str:
+    """A list of paths, one a line; the daemon sends readers nil in its place."""
+    if paths is None:
+        return SHOWN_TO_ADMINS
+    return path_list(paths, "\n") or "none"
+
+
+def shown_name(name: Any) -> str:
+    """A name for people: each byte that is not UTF-8 as \\xXX; a name hidden from readers as -."""
+    return "-" if name is None else printable(name if isinstance(name, (str, bytes)) else str(name))
+
+
+def to_json(value: Any, indent: int | None = 2) -> str:
+    """JSON text; a path that is not UTF-8 is a string with each such byte as \\udcXX (docs/api.md)."""
+    text = json.dumps(for_json(value), indent=indent, ensure_ascii=False, default=_json_fallback)
+    return escape_surrogates_in_json(text)
+
+
+def _json_fallback(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)

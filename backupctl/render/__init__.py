@@ -1,0 +1,4 @@
+"""Text for people, from what backupd answers: pure functions, no connection, no terminal."""
+
+
+

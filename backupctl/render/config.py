@@ -1,0 +1,58 @@
+"""The backup configuration, and what configure and reset do, as text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from backupctl.records import Overview
+from backupctl.render import text as fmt
+from backupctl.render.text import path_lines
+
+
+def describe_config(config: Mapping[str, Any]) -> str:
+    repository = config.get("repository")
+    keep = config.get("keep") or {}
+    pairs = [
+        ("Repository", repository or "not configured"),
+        ("Passphrase", "set" if config.get("passphrase_set") else "not set"),
+        ("Sources", path_lines(config.get("sources", []))),
+        ("Exclude", path_lines(config.get("exclude", []))),
+        ("Schedule", str(config.get("schedule"))),
+        ("Keep", ", ".join(f"{rule} {count}" for rule, count in keep.items()) or "none"),
+        ("Encryption", str(config.get("encryption"))),
+        ("Compression", str(config.get("compression"))),
+        ("Append-only", "yes" if config.get("append_only") else "no"),
+        ("Upload cap", describe_upload_limit(config.get("upload_limit"))),
+    ]
+    text = fmt.fields(pairs)
+    if repository is None:
+        text = "Backups are not configured; a configure starts from these defaults:\n" + text
+    return text
+
+
+def describe_configured(overview: Overview, config: Mapping[str, Any]) -> str:
+    if not config.get("sources"):
+        return ("Nothing will be backed up: no folders are configured. Restores work; name the folders "
+                "with `backupctl change --source PATH` to take snapshots.")
+    folders = fmt.plural(len(config["sources"]), "folder")
+    if overview.automatic:
+        return f"Backups are configured: {folders}, automatic snapshots {config.get('schedule')}."
+    return f"Backups are configured: {folders}, snapshots only when asked for (backupctl snapshot)."
+
+
+def describe_upload_limit(limit: int | None) -> str:
+    if limit is None:
+        return "the operator's setting"
+    return f"{limit:,} KiB/s" if limit else "none"
+
+
+def describe_reset(repository: str | None) -> str:
+    where = f" at {repository}" if repository else ""
+    return (
+        "Reset returns backups on this box to the defaults:\n"
+        "  - the configuration goes back to the defaults and automatic backups stop;\n"
+        "  - the passphrase and borg's local cache are erased from this box.\n"
+        f"The repository{where} and its snapshots are NOT deleted: configuring\n"
+        "the same location with the same passphrase connects to them again."
+    )
