@@ -20,6 +20,7 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pyflakes backupd backupctl bench tests examples
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
