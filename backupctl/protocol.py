@@ -206,9 +206,9 @@ def parse(value: Any) -> Message:
         msgid = _msgid(value[1])
         return Request(msgid, _method(value[2], msgid), _params(value[3], msgid))
     if kind == MessageType.RESPONSE and len(value) == 4 and type(kind) is int:
-        msgid = None if value[1] is None and value[2] is not None else _msgid(value[1])
+        answered: int | None = None if value[1] is None and value[2] is not None else _msgid(value[1])
         error = RpcError.from_wire(value[2]) if value[2] is not None else None
-        return Response(msgid, error, value[3])
+        return Response(answered, error, value[3])
     if kind == MessageType.NOTIFICATION and len(value) == 3 and type(kind) is int:
         return Notification(_method(value[1], None), _params(value[2], None))
     raise ProtocolError("not a msgpack-rpc request, response or notification", _guess_msgid(value))

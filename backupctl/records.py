@@ -145,7 +145,7 @@ class JobWithLog(JobRecord):
 @dataclass(frozen=True)
 class SnapshotResult(WireRecord):
     snapshot: SnapshotSummary | None = None
-    warnings: list[WirePath] | None = None
+    warnings: list[str] | None = None
     warning_count: int = 0
 
 
@@ -154,7 +154,7 @@ class Warnings(WireRecord):
     """What borg warned about, in the result of a snapshot or a configure: the first warnings
     (None for a reader) and how many there were in all."""
 
-    warnings: list[WirePath] | None = sometimes()
+    warnings: list[str] | None = sometimes()
     warning_count: int | None = sometimes()
 
 

@@ -36,10 +36,10 @@ class WireRecord:
     def from_wire(cls, value: Any) -> Self:
         if not isinstance(value, Mapping):
             raise RecordError(f"{cls.__name__}: expected a map, got {_type_name(value)}")
-        hints = _hints(cls)
+        hints = _hints(cls)  # type: ignore[arg-type]
         values: dict[str, Any] = {}
         absent: set[str] = set()
-        for wire_field in _wire_fields(cls):
+        for wire_field in _wire_fields(cls):  # type: ignore[arg-type]
             name = wire_field.name
             if name in value:
                 values[name] = convert(hints[name], value[name], f"{cls.__name__}.{name}")
@@ -47,7 +47,7 @@ class WireRecord:
                 absent.add(name)
             else:
                 raise RecordError(f"{cls.__name__}: the field {name!r} is missing")
-        names = {wire_field.name for wire_field in _wire_fields(cls)}
+        names = {wire_field.name for wire_field in _wire_fields(cls)}  # type: ignore[arg-type]
         extra = {key: item for key, item in value.items() if key not in names}
         return cls(**values, absent=frozenset(absent), extra=extra)
 
@@ -57,7 +57,7 @@ class WireRecord:
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {}
-        for wire_field in _wire_fields(type(self)):
+        for wire_field in _wire_fields(type(self)):  # type: ignore[arg-type]
             value = getattr(self, wire_field.name)
             if self.absent is not None:
                 if wire_field.name in self.absent:

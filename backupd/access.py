@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import trio
+
 from backupd.settings import Access
 
 _UCRED = struct.Struct("3i")
@@ -35,14 +37,14 @@ class Peer:
         return {"uid": self.uid, "pid": self.pid, "command": self.command}
 
 
-def peer_of(sock: socket.socket) -> Peer:
+def peer_of(sock: trio.socket.SocketType) -> Peer:
     """The peer's credentials as the kernel recorded them at connect (SO_PEERCRED)."""
     pid, uid, gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
     groups = _peer_groups(sock)
     return Peer(pid=pid, uid=uid, gid=gid, groups=frozenset(groups | {gid}), command=_command_name(pid))
 
 
-def _peer_groups(sock: socket.socket) -> set[int]:
+def _peer_groups(sock: trio.socket.SocketType) -> set[int]:
     """The supplementary groups the peer had at connect (SO_PEERGROUPS)."""
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, 4 * _MAX_GROUPS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -156,7 +157,7 @@ def config_from_params(
 def changed_config(config: BackupConfig, changes: dict[str, Any]) -> BackupConfig:
     """The configuration with the given `change` options (already checked against CHANGE_PARAMS)
     validated and set, and everything else kept. Keep rules not named keep their counts."""
-    validators = {
+    validators: dict[str, Callable[[Any], Any]] = {
         "sources": _sources,
         "exclude": _exclude,
         "schedule": _schedule,

@@ -100,7 +100,7 @@ class Keeper:
 
     def write_whole(self) -> None:
         """Fold each journal into its document (blocking: at start, and at a clean stop)."""
-        documents = {STATE_DOCUMENT: lambda: self.repository, JOBS_DOCUMENT: self._history,
+        documents: dict[str, Callable[[], Any]] = {STATE_DOCUMENT: lambda: self.repository, JOBS_DOCUMENT: self._history,
                      MIRROR_STATE_DOCUMENT: lambda: self.mirror_state}
         for name, document in documents.items():
             if not self.store.exists(name):

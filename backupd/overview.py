@@ -131,4 +131,6 @@ def settings_advice(error: SettingsError) -> str:
 
 
 def settings_position(error: SettingsError) -> dict[str, int]:
-    return {"line": error.line, "column": error.column} if error.line is not None else {}
+    if error.line is None or error.column is None:
+        return {}
+    return {"line": error.line, "column": error.column}

@@ -48,7 +48,8 @@ DEFAULT_STARTERS: dict[str, StartJob] = {"snapshot": start_snapshot, "prune": st
 
 def retry_delay(attempt: int) -> float:
     """1, 2, 4 ... minutes after the first, second, third ... failure, capped at an hour."""
-    return min(RETRY_FIRST_DELAY * 2 ** (attempt - 1), RETRY_MAX_DELAY)
+    delay: float = min(RETRY_FIRST_DELAY * 2 ** (attempt - 1), RETRY_MAX_DELAY)
+    return delay
 
 
 class Scheduler:

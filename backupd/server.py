@@ -135,7 +135,9 @@ class Server:
         self._readers_by_uid: Counter[int] = Counter()
         self._refusals = 0
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         await trio.serve_listeners(self._handle, [self._listener], task_status=task_status)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
@@ -314,8 +316,8 @@ class Connection:
                 reply = pack(Response(request.msgid, error, None))
             except Exception:
                 log.exception("request %r failed on a bug", request.method)
-                error = RpcError(ErrorCode.INTERNAL, f"{request.method} failed on an internal error")
-                reply = pack(Response(request.msgid, error, None))
+                internal = RpcError(ErrorCode.INTERNAL, f"{request.method} failed on an internal error")
+                reply = pack(Response(request.msgid, internal, None))
             await self._send(reply)
         finally:
             self._in_flight.release()

@@ -291,7 +291,7 @@ class _Reader:
         return value
 
     def get_list(self, key: str, default: tuple[str, ...]) -> list[str]:
-        value = self.get(key, list, list(default))
+        value: list[str] = self.get(key, list, list(default))
         if not all(isinstance(item, str) for item in value):
             raise SettingsError(f"setting '{self.where}{key}' must be a list of strings")
         return value

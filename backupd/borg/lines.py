@@ -17,10 +17,10 @@ class LineSplitter:
         self._max_line_bytes = max_line_bytes
         self._encoding = encoding
 
-    def feed(self, chunk: bytes) -> list[str]:
+    def feed(self, chunk: bytes | bytearray) -> list[str]:
         return [decode(line, self._encoding) for line in self.feed_bytes(chunk)]
 
-    def feed_bytes(self, chunk: bytes) -> list[bytes]:
+    def feed_bytes(self, chunk: bytes | bytearray) -> list[bytearray]:
         """The complete lines, undecoded, without their line ends."""
         self._buffer += chunk
         lines = self._buffer.split(b"\n")
@@ -33,7 +33,7 @@ class LineSplitter:
     def flush(self) -> list[str]:
         return [decode(line, self._encoding) for line in self.flush_bytes()]
 
-    def flush_bytes(self) -> list[bytes]:
+    def flush_bytes(self) -> list[bytearray]:
         rest = self._buffer
         self._buffer = bytearray()
         return [rest] if rest else []

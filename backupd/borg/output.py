@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -38,7 +38,7 @@ class BorgOutput:
             return
         while chunk := await stream.receive_some(READ_SIZE):
             if self._on_stdout is not None:
-                await self._on_stdout(chunk)
+                await self._on_stdout(cast(bytes, chunk))  # a process's pipe reads bytes
             else:
                 self._stdout += chunk
 

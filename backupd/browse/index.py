@@ -161,17 +161,19 @@ class SnapshotIndex:
         return [_entry(row) for row in rows]
 
     def count(self, folder: str) -> int:
-        return self._connection.execute("SELECT count(*) FROM entries WHERE parent = ?",
-                                        (name_bytes(folder),)).fetchone()[0]
+        count: int = self._connection.execute("SELECT count(*) FROM entries WHERE parent = ?",
+                                              (name_bytes(folder),)).fetchone()[0]
+        return count
 
     def file_bytes(self, archive_path: str) -> int:
         """The bytes of the files at archive_path and below it."""
         parent, name = split(archive_path)
         below = name_bytes(archive_path)
-        return self._connection.execute(
+        total: int = self._connection.execute(
             "SELECT coalesce(sum(size), 0) FROM entries WHERE kind = 'file' AND"
             " ((parent = ? AND name = ?) OR parent = ? OR (parent >= ? AND parent < ?))",
             (name_bytes(parent), name_bytes(name), below, below + b"/", below + b"0")).fetchone()[0]
+        return total
 
     def walk(self, folder: str) -> Iterator[tuple[str, Entry]]:
         """Every entry below folder, as (archive path, entry), each folder before what it holds."""

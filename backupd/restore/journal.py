@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backupd.private_files import write_atomically
 from backupd.restore.errors import RestoreError
 from backupd.restore.folder_metadata import FolderMetadata
 from backupd.restore.nofollow import Identity, sync_folder
-from backupd.store import PRIVATE_FILE_MODE, write_atomically
+from backupd.store import PRIVATE_FILE_MODE
 
 JOURNAL_VERSION = 1
 JOURNAL_FOLDER = "restores"
