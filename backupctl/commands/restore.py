@@ -51,7 +51,7 @@ def restore_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def dry_run_restore(client: Client, params: Mapping[str, Any]) -> dict[str, Any]:
+def dry_run_restore(client: Client, params: Mapping[str, Any]) -> Any:
     """The finished dry-run job, whose result says what the restore would write, replace and remove."""
     # The answer comes once borg has listed the snapshot, which may take longer than CALL_TIMEOUT.
     client.set_timeout(None)

@@ -41,7 +41,7 @@ def run_configure(invocation: Invocation) -> int:
     return EXIT_OK
 
 
-def configure_with_passphrase(client: Client, params: dict[str, Any], passphrase_file: str | None) -> dict[str, Any]:
+def configure_with_passphrase(client: Client, params: dict[str, Any], passphrase_file: str | None) -> Any:
     """Configure; a passphrase typed at a prompt is asked once to connect, and again only to create."""
     if passphrase_file is not None or os.environ.get(PASSPHRASE_VARIABLE) or not sys.stdin.isatty():
         return client.call("configure", {**params, "passphrase": read_passphrase(passphrase_file)})

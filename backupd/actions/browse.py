@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -61,7 +61,7 @@ def place_param(value: Any, param: str = "path") -> str:
 
 
 def _limit(params: dict[str, Any]) -> int:
-    limit = params.get("limit", DEFAULT_LIMIT)
+    limit: int = params.get("limit", DEFAULT_LIMIT)
     if not 1 <= limit <= MAX_LIMIT:
         raise invalid_params("limit", f"limit must be between 1 and {MAX_LIMIT}")
     return limit
@@ -245,7 +245,7 @@ async def browse(service: Service, params: dict[str, Any]) -> dict[str, Any]:
         listing = await trio.to_thread.run_sync(folder_listing, index, contents, place, after, limit)
     if listing is None:
         raise not_found(f"path {place} in snapshot {archive.name}")
-    return to_wire({"snapshot": archive.name, "path": place, **listing})
+    return cast(dict[str, Any], to_wire({"snapshot": archive.name, "path": place, **listing}))
 
 
 def folder_listing(index: SnapshotIndex, contents: SnapshotContents, place: str, after: bytes,
@@ -335,7 +335,7 @@ async def versions(service: Service, params: dict[str, Any]) -> dict[str, Any]:
                     found.append(Version(archive.name, archive.time, entry))
     if not found:
         raise not_found(f"path {place} in any snapshot")
-    return to_wire({"path": place, "versions": [version.to_record() for version in found]})
+    return cast(dict[str, Any], to_wire({"path": place, "versions": [version.to_record() for version in found]}))
 
 
 # compare
@@ -351,7 +351,7 @@ async def compare(service: Service, params: dict[str, Any]) -> dict[str, Any]:
         new = chosen_archive(service, params["to"])
         async with browser.changes(old, new) as changes:
             page = await trio.to_thread.run_sync(changes.page, after, limit)
-        return to_wire({"from": old.name, "to": new.name, **page})
+        return cast(dict[str, Any], to_wire({"from": old.name, "to": new.name, **page}))
     protected = (str(service.settings.state_dir), str(service.borg.base_dir()))
     page = await browser.live_changes(old, protected, after, limit)
-    return to_wire({"from": old.name, "to": None, **page})
+    return cast(dict[str, Any], to_wire({"from": old.name, "to": None, **page}))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -49,7 +49,7 @@ async def configure(
     await service.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
-    return job.result
+    return cast(dict[str, Any], job.result)
 
 
 async def change(service: Service, params: dict[str, Any]) -> dict[str, Any]:

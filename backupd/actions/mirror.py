@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -48,7 +48,7 @@ async def configure_mirror(service: Service, params: dict[str, Any],
     await service.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
-    return job.result
+    return cast(dict[str, Any], job.result)
 
 
 async def _set_up(service: Service, mirror: MirrorConfig, folder: str, take_over: bool,
@@ -80,7 +80,7 @@ async def turn_off(service: Service, requested_by: dict[str, Any] | None = None)
     await service.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
-    return job.result
+    return cast(dict[str, Any], job.result)
 
 
 def start_mirror(service: Service, trigger: str, requested_by: dict[str, Any] | None = None,
