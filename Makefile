@@ -30,4 +30,4 @@ install:
 	scripts/install
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .hypothesis
+	rm -rf $(VENV) .run .pytest_cache .hypothesis .mypy_cache
