@@ -22,6 +22,7 @@ from backupd.api import dispatch
 from backupd.events import Subscriber
 from backupd.jobs import JobLogHandler
 from backupd.actions.mirror_schedule import keep_mirrored
+from backupd.loop_watch import LoopWatch
 from backupd.metrics import keep_metrics_file
 from backupd.scheduler import Scheduler
 from backupd.restore.transaction import RestoreError, recover
@@ -105,6 +106,8 @@ async def run(settings: Settings, read_settings: Callable[[], Settings], unreada
 
 async def serve(settings: Settings, read_settings: Callable[[], Settings], signals: AsyncIterator[int],
                 unreadable: SettingsError | None = None) -> None:
+    loop_watch = LoopWatch()
+    trio.lowlevel.add_instrument(loop_watch)
     store = Store(settings.state_dir)
     store.open()
     service = Service(settings, store)
@@ -134,7 +137,7 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
             await nursery.start(scheduler.run)
             nursery.start_soon(report_status, service, notifier)
             await nursery.start(service.notify.run)
-            await nursery.start(keep_metrics_file, service)
+            await nursery.start(keep_metrics_file, service, loop_watch)
             await nursery.start(keep_mirrored, service)
             nursery.start_soon(keep_view_current, service)
             if (interval := watchdog_interval()) is not None:
