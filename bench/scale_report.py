@@ -36,7 +36,7 @@ def rows(scale: ScaleFigures) -> list[tuple[str, str]]:
         if phase.peak_resident_bytes is not None:
             lines.append((f"{phase.name}: daemon peak RSS", f"{phase.peak_resident_bytes / MIB:.1f} MiB"))
     cpu = scale.restore_cpu
-    lines.append((f"restore of {files}: daemon CPU / borg's",
+    lines.append((f"restore of {files}, no status calls: daemon CPU / borg's",
                   f"{cpu.daemon_seconds:.1f} s / {cpu.borg_seconds:.1f} s = {cpu.share:.1%}"))
     for phase in scale.phases:
         lines.append((f"{phase.name}: worst event-loop step", worst_step_text(phase.worst_step)))
