@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import resource
 import signal
@@ -115,6 +116,9 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
     if unreadable is not None:
         service.settings_unreadable(unreadable)
     await finish_interrupted_restores(service)
+    # The code and state loaded so far live as long as the daemon: the collector's full passes
+    # (tens of ms on the event loop) need not walk them again.
+    gc.freeze()
     activated = activated_socket()
     listener = trio.socket.from_stdlib_socket(activated) if activated else bind_unix_socket(
         settings.socket, settings.socket_mode, settings.socket_group
