@@ -142,7 +142,7 @@ async def ssh_key(call: Call) -> dict[str, Any]:
 
 async def snapshots(call: Call) -> list[dict[str, Any]] | dict[str, Any]:
     call.service.require_config()
-    by_age = call.service.keeper.repository.archives_by_age
+    by_age = call.service.keeper.repository.archives
     if not call.params:
         return all_snapshots(by_age)
     return snapshot_page(by_age, call.params.get("limit", DEFAULT_SNAPSHOTS_LIMIT), call.params.get("cursor", "")).to_record()

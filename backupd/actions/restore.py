@@ -84,7 +84,7 @@ def chosen_archive(service: Service, name: str | None) -> ArchiveEntry:
     if name is None:
         if not archives:
             raise not_found("snapshot: the repository holds none")
-        return max(archives, key=lambda archive: archive.age_order)
+        return archives[-1]
     for archive in archives:
         if archive.name == name:
             return archive
