@@ -9,11 +9,11 @@ from enum import StrEnum
 import trio
 
 from backupctl.protocol import ErrorCode, RpcError
+from backupd.actions.parts import RepositoryParts
 from backupd.redaction import redact
 from backupd.borg.invoker import BorgInvoker
 from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig
-from backupd.errors import not_configured
 from backupd.events import Change, Changes, EventHub
 from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, interrupted_error
 from backupd.keeper import Keeper
@@ -48,6 +48,8 @@ class Service:
         self.local_usage = LocalUsage()
         self.jobs = JobRunner(self.hub, [], self._job_changed, self.clock.now, self.redact)
         self.borg = BorgInvoker(lambda: self.settings, self.require_config, self.redact, self.keeper.storage_error)
+        self.parts = RepositoryParts(self.borg, self.keeper, self.jobs, lambda: self.settings, lambda: self.config,
+                                     self.clock.now)
         self.overview = Overview(self)
         self.notify = OperatorNotifier(
             lambda: self.settings.notify, self.box_name, self.secrets, self.publish_status, self.clock.now
@@ -90,9 +92,7 @@ class Service:
         return redact(text, self.secrets())
 
     def require_config(self) -> BackupConfig:
-        if self.config is None:
-            raise not_configured()
-        return self.config
+        return self.parts.require_config()
 
     def schedule(self) -> Schedule | None:
         """The automatic schedule, or None when backups are manual or not configured."""
@@ -127,6 +127,13 @@ class Service:
         """Persist the mirror's configuration, then adopt it."""
         await self.keeper.save_mirror(mirror)
         self.mirror = mirror
+        self.publish_status()
+
+    async def forget_configuration(self) -> None:
+        """Back to unconfigured: no configuration, no mirror, nothing planned."""
+        await self.save_config(None)
+        await self.save_mirror(None)  # the keys go; the bucket and what it holds stay
+        self.next_run = None
         self.publish_status()
 
     def publish_status(self) -> None:

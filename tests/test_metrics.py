@@ -14,7 +14,7 @@ import pytest
 from backupd.jobs import Job
 from backupd.metrics import collect, render
 from tests.conftest import PASSPHRASE, DaemonProcess
-from tests.test_daemon import wait_for
+from tests.calls import wait_for
 from tests.users import NOBODY, folder_others_can_reach, run_as_user
 
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")

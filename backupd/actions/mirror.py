@@ -110,7 +110,7 @@ async def _mirror(service: Service, compare_whole: bool, job: Job, report: Repor
     previous = service.keeper.mirror_state
     try:
         async with service.keeper.lock:
-            await refresh_if_changed(service)
+            await refresh_if_changed(service.parts)
             before = await trio.to_thread.run_sync(repository_marker, folder)
             archives = tuple(archive.name for archive in service.keeper.repository.archives)
             since = previous.last_success_started if not compare_whole else None
