@@ -243,7 +243,7 @@ def describe(service: Service) -> str:
     if service.config is None:
         return "not configured"
     if job is not None:
-        percent = job.progress.get("percent")
+        percent = job.progress.percent
         return f"running {job.kind}" + (f" at {percent:.0f} %" if percent is not None else "")
     problem = service.overview.problem()
     if problem is not None:

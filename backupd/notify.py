@@ -22,9 +22,9 @@ from typing import Any
 
 import trio
 
-from backupctl.protocol import RpcError
+from backupctl.protocol import JobState, RpcError
 from backupd.hooks import run_hook
-from backupd.jobs import Job, JobState
+from backupd.jobs import Job
 from backupd.redaction import redact, redact_value
 from backupd.settings import HookCommand, Notify
 

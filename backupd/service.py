@@ -8,14 +8,14 @@ from enum import StrEnum
 
 import trio
 
-from backupctl.protocol import ErrorCode, RpcError
+from backupctl.protocol import ErrorCode, JobState, RpcError
 from backupd.redaction import redact
 from backupd.borg.invoker import BorgInvoker
 from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig
 from backupd.errors import not_configured
 from backupd.events import Change, Changes, EventHub
-from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, interrupted_error
+from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, interrupted_error
 from backupd.keeper import Keeper
 from backupd.mirror.config import MirrorConfig
 from backupd.mirror.state import LocalUsage

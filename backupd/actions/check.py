@@ -9,6 +9,7 @@ from typing import Any
 from backupd.actions.maintenance import check_repository
 from backupd.borg.log_json import BorgEvent, ProgressPercent
 from backupd.jobs import Job, ReportProgress
+from backupd.progress import progress_with
 from backupd.service import Service
 from backupd.state import CheckRecord
 
@@ -27,9 +28,9 @@ async def _check(service: Service, job: Job, report: ReportProgress) -> dict[str
 
     def on_event(event: BorgEvent) -> None:
         if isinstance(event, ProgressPercent) and not event.finished and event.total:
-            report({"percent": round(100 * (event.current or 0) / event.total, 1), "step": event.message})
+            report(progress_with(percent=round(100 * (event.current or 0) / event.total, 1), step=event.message))
 
-    report({"percent": 0.0, "step": "checking"})
+    report(progress_with(percent=0.0, step="checking"))
     async with service.keeper.lock:
         outcome = await check_repository(service.borg, config, on_event)
     now = service.clock.now()

@@ -13,6 +13,7 @@ from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.borg.archives import stored_size
 from backupd.jobs import Job, ReportProgress
+from backupd.progress import progress_with
 from backupd.service import Service
 
 COMPACT_INTERVAL = 24 * 3600.0
@@ -26,14 +27,14 @@ def start_prune(service: Service, trigger: str) -> Job:
 async def _prune(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
     config = service.require_config()
     own = OwnArchives.of_host(service.settings.hostname)
-    report({"step": "pruning"})
+    report(progress_with(step="pruning"))
     async with service.keeper.lock:
         await refresh_if_changed(service)
         outcome = await prune_archives(service.borg, config, own)
         compacted = False
         last_compact = service.keeper.repository.last_compact
         if outcome.pruned and (last_compact is None or service.clock.now() - last_compact >= COMPACT_INTERVAL):
-            report({"step": "compacting"})
+            report(progress_with(step="compacting"))
             await compact_repository(service.borg, config)
             compacted = True
         info = await service.borg.run(commands.info_latest(config.repository), config=config)
