@@ -109,7 +109,7 @@ class _MetricsWriter:
         path = service.settings.metrics_file
         if path is None:
             return
-        text = render(collect(service.overview.record(), service.jobs.recent(HISTORY_LIMIT)))
+        text = render(collect(service.overview.record().to_wire(), service.jobs.recent(HISTORY_LIMIT)))
         try:
             if self._cleaned != path:
                 await trio.to_thread.run_sync(remove_temporary_files, path.parent, glob.escape(path.name))

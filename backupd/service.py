@@ -60,7 +60,7 @@ class Service:
         self.changes.on(Change.JOB_STARTED, lambda job: self.notify.job_started(job.to_record()))
         # Before the overview without the job goes out, so the job's problem is judged with the job.
         self.changes.on(Change.JOB_FINISHED,
-                        lambda job: self.notify.job_finished(job.to_record(), self.overview.record()))
+                        lambda job: self.notify.job_finished(job.to_record(), self.overview.record().to_wire()))
 
     def load(self) -> None:
         """Take what an earlier run saved; a job it died in is recorded as interrupted."""
@@ -76,7 +76,7 @@ class Service:
                 job.finished = job.finished or self.clock.now()
                 interrupted = job
         self.keeper.write_whole()
-        self.notify.seed(self.jobs.recent(HISTORY_LIMIT), self.overview.record(), interrupted)
+        self.notify.seed(self.jobs.recent(HISTORY_LIMIT), self.overview.record().to_wire(), interrupted)
 
     def box_name(self) -> str:
         return self.settings.hostname or socket.gethostname()
@@ -133,7 +133,7 @@ class Service:
         self.changes.tell(Change.STATUS)
 
     def _publish_overview(self, _: None) -> None:
-        overview = self.overview.record()
+        overview = self.overview.record().to_wire()
         self.hub.publish("status.changed", overview)
         self.notify.status_changed(overview)
 
