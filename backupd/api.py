@@ -68,7 +68,7 @@ async def ping(call: Call) -> dict[str, Any]:
 
 
 async def status(call: Call) -> dict[str, Any]:
-    return call.service.overview.record()
+    return call.service.overview.record().to_wire()
 
 
 async def show_config(call: Call) -> dict[str, Any]:

@@ -250,11 +250,11 @@ def describe(service: Service) -> str:
     if service.config is None:
         return "not configured"
     if job is not None:
-        percent = job.progress.get("percent")
+        percent = job.progress.percent
         return f"running {job.kind}" + (f" at {percent:.0f} %" if percent is not None else "")
     problem = service.overview.problem()
     if problem is not None:
-        return f"{service.activity}; problem: {problem['message']}"
+        return f"{service.activity}; problem: {problem.message}"
     if service.next_run is not None:
         next_run = datetime.fromtimestamp(service.next_run, service.zone).strftime("%Y-%m-%d %H:%M")
         return f"{service.activity}; next snapshot {next_run}"

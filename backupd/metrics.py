@@ -114,7 +114,7 @@ class _MetricsWriter:
         if path is None:
             return
         worst_step = loop_watch.worst if loop_watch else None
-        text = render(collect(service.overview.record(), service.jobs.recent(HISTORY_LIMIT), worst_step))
+        text = render(collect(service.overview.record().to_wire(), service.jobs.recent(HISTORY_LIMIT), worst_step))
         try:
             if self._cleaned != path:
                 await trio.to_thread.run_sync(remove_temporary_files, path.parent, glob.escape(path.name))

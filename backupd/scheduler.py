@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import trio
 
-from backupctl.protocol import ErrorCode, RpcError
+from backupctl.protocol import ErrorCode, JobState, RpcError
 from backupd.actions.check import start_check
 from backupd.actions.parts import RepositoryParts
 from backupd.actions.retention import start_prune
 from backupd.actions.snapshot import start_snapshot
-from backupd.jobs import Job, JobState
+from backupd.jobs import Job
 from backupd.schedule import next_run
 from backupd.service import Service
 

@@ -8,14 +8,14 @@ from enum import StrEnum
 
 import trio
 
-from backupctl.protocol import ErrorCode, RpcError
+from backupctl.protocol import ErrorCode, JobState, RpcError
 from backupd.actions.parts import RepositoryParts
 from backupd.redaction import redact
 from backupd.borg.invoker import BorgInvoker
 from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig
 from backupd.events import Change, Changes, EventHub
-from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, interrupted_error
+from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, interrupted_error
 from backupd.keeper import Keeper
 from backupd.mirror.config import MirrorConfig
 from backupd.mirror.state import LocalUsage
@@ -62,7 +62,7 @@ class Service:
         self.changes.on(Change.JOB_STARTED, lambda job: self.notify.job_started(job.to_record()))
         # Before the overview without the job goes out, so the job's problem is judged with the job.
         self.changes.on(Change.JOB_FINISHED,
-                        lambda job: self.notify.job_finished(job.to_record(), self.overview.record()))
+                        lambda job: self.notify.job_finished(job.to_record(), self.overview.record().to_wire()))
 
     def load(self) -> None:
         """Take what an earlier run saved; a job it died in is recorded as interrupted."""
@@ -78,7 +78,7 @@ class Service:
                 job.finished = job.finished or self.clock.now()
                 interrupted = job
         self.keeper.write_whole()
-        self.notify.seed(self.jobs.recent(HISTORY_LIMIT), self.overview.record(), interrupted)
+        self.notify.seed(self.jobs.recent(HISTORY_LIMIT), self.overview.record().to_wire(), interrupted)
 
     def box_name(self) -> str:
         return self.settings.hostname or socket.gethostname()
@@ -140,7 +140,7 @@ class Service:
         self.changes.tell(Change.STATUS)
 
     def _publish_overview(self, _: None) -> None:
-        overview = self.overview.record()
+        overview = self.overview.record().to_wire()
         self.hub.publish("status.changed", overview)
         self.notify.status_changed(overview)
 

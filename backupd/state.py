@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Self
 
+from backupctl import records
+
 
 class FlatRecord:
     """A record whose fields are all plain values, read back from its saved map."""
@@ -51,8 +53,9 @@ class Problem(FlatRecord):
     since: float
     operation: str
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "since": self.since}
+    def record(self) -> records.Problem:
+        """The problem as the overview shows it: without the operation that met it."""
+        return records.Problem(code=self.code, message=self.message, since=self.since)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from dataclasses import asdict
 
 import pytest
 
+from backupctl.protocol import JobState
 from backupd.events import Changes
-from backupd.jobs import Job, JobState
+from backupd.jobs import Job
 from backupd.keeper import Keeper
 from backupd.mirror.state import MirrorState
 from backupd.state import ArchiveEntry, Problem, RepositoryState, SnapshotSummary

@@ -15,6 +15,7 @@ import pytest
 from backupctl.protocol import ErrorCode, JobKind, JobState, ProblemCode, Trigger
 from backupctl.records import (
     CheckResult,
+    JobError,
     JobRecord,
     JobWithLog,
     Overview,
@@ -155,6 +156,7 @@ def test_codes_are_enum_members() -> None:
     assert Problem.from_wire({"code": "overdue", "message": "m", "since": 1.0}).code is ProblemCode.OVERDUE
     assert Problem.from_wire({"code": "repository_locked", "message": "m", "since": 1}).code \
         is ErrorCode.REPOSITORY_LOCKED
+    assert JobError.from_wire({"code": "prune_refused", "message": "m"}).code is ErrorCode.PRUNE_REFUSED
 
 
 @pytest.mark.parametrize(

@@ -161,8 +161,8 @@ async def test_overdue_after_two_intervals_without_success(tmp_path, autojump_cl
     assert service.overview.problem() is None
     await run_for(service, script, 1.5 * HOUR)
     problem = service.overview.problem()
-    assert problem["code"] == "overdue" and problem["since"] == START + 2 * HOUR
-    assert problem["last_success"] == START and "2026-06-01 10:15" in problem["message"]
+    assert problem.code == "overdue" and problem.since == START + 2 * HOUR
+    assert problem.last_success == START and "2026-06-01 10:15" in problem.message
     assert any(n.method == "status.changed" and n.params["problem"] for n in await subscriber.next_batch())
 
 
@@ -231,7 +231,7 @@ async def test_no_pruning_against_an_append_only_server(tmp_path, autojump_clock
     script = ScriptedSnapshots(service)
     await run_for(service, script, HOUR)
     assert len(script.runs) == 1 and script.prunes == []
-    assert "append-only" in service.overview.record()["retention"]
+    assert "append-only" in service.overview.record().retention
 
 
 async def test_clock_jumps_back_and_forth_give_no_duplicate_and_no_lost_run(tmp_path, autojump_clock):

@@ -10,6 +10,7 @@ from backupd.actions.maintenance import check_repository
 from backupd.actions.parts import RepositoryParts
 from backupd.borg.log_json import BorgEvent, ProgressPercent
 from backupd.jobs import Job, ReportProgress
+from backupd.progress import progress_with
 from backupd.state import CheckRecord
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,9 @@ async def _check(parts: RepositoryParts, job: Job, report: ReportProgress) -> di
 
     def on_event(event: BorgEvent) -> None:
         if isinstance(event, ProgressPercent) and not event.finished and event.total:
-            report({"percent": round(100 * (event.current or 0) / event.total, 1), "step": event.message})
+            report(progress_with(percent=round(100 * (event.current or 0) / event.total, 1), step=event.message))
 
-    report({"percent": 0.0, "step": "checking"})
+    report(progress_with(percent=0.0, step="checking"))
     async with parts.keeper.lock:
         outcome = await check_repository(parts.borg, config, on_event)
     now = parts.now()

@@ -31,6 +31,7 @@ from backupd.jobs import Job, ReportProgress
 from backupd.params import Param, PathName
 from backupd.paths import is_within, outermost
 from backupd.borg.grammar import check_exclude
+from backupd.progress import progress_with
 from backupd.restore.archive_roots import excludes_in
 from backupd.restore.contents import SnapshotContents
 from backupd.restore.not_created import missing_in
@@ -85,7 +86,7 @@ def _restore_path(path: str) -> str:
 
 async def _restore(service: Service, request: RestoreRequest, job: Job, report: ReportProgress) -> dict[str, Any]:
     config = service.require_config()
-    report({"step": "reading the snapshot"})
+    report(progress_with(step="reading the snapshot"))
     await service.restore_cleaned_up.wait()
     async with service.keeper.lock:
         await refresh_if_changed(service.parts)
@@ -212,7 +213,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
                     missing = await trio.to_thread.run_sync(missing_in, staging_fd, refused)
                     not_restored += [contents.place_of(path.lstrip("/")) for path in missing]
                 nursery.cancel_scope.cancel()
-        report(dict(progress.current(), step="swapping"))
+        report(progress.current(step="swapping"))
         await trio.to_thread.run_sync(transaction.swap_into_place)
     except BaseException as failure:
         with trio.CancelScope(shield=True):
@@ -223,7 +224,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
             raise RpcError(ErrorCode.RESTORE_FAILED, f"The restore failed: {failure}") from None
         raise
     _clean_up_after_the_job(service, transaction)
-    report(dict(progress.current(finished=True), step="done"))
+    report(progress.current(finished=True, step="done"))
     files = contents.files if not request.paths else progress.files_seen
     log.info("restored %d files, %d bytes", files, progress.done_size)
     await _report_not_restored(service, not_restored)

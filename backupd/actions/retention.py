@@ -14,6 +14,7 @@ from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.borg.archives import stored_size
 from backupd.jobs import Job, ReportProgress
+from backupd.progress import progress_with
 
 COMPACT_INTERVAL = 24 * 3600.0
 
@@ -26,14 +27,14 @@ def start_prune(parts: RepositoryParts, trigger: str) -> Job:
 async def _prune(parts: RepositoryParts, job: Job, report: ReportProgress) -> dict[str, Any]:
     config = parts.require_config()
     own = OwnArchives.of_host(parts.settings().hostname)
-    report({"step": "pruning"})
+    report(progress_with(step="pruning"))
     async with parts.keeper.lock:
         await refresh_if_changed(parts)
         outcome = await prune_archives(parts.borg, config, own)
         compacted = False
         last_compact = parts.keeper.repository.last_compact
         if outcome.pruned and (last_compact is None or parts.now() - last_compact >= COMPACT_INTERVAL):
-            report({"step": "compacting"})
+            report(progress_with(step="compacting"))
             await compact_repository(parts.borg, config)
             compacted = True
         info = await parts.borg.run(commands.info_latest(config.repository), config=config)

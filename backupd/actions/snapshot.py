@@ -21,8 +21,8 @@ from backupd.borg.log_json import ArchiveProgress, BorgEvent, LogMessage
 from backupd.errors import no_sources
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
-from backupd.progress import estimate
-from backupd.state import Problem, SnapshotSummary
+from backupd.progress import SnapshotProgress
+from backupd.state import Problem
 
 log = logging.getLogger(__name__)
 
@@ -43,42 +43,6 @@ def start_snapshot(parts: RepositoryParts, trigger: str, requested_by: dict[str,
     return parts.jobs.start("snapshot", trigger, partial(_take_snapshot, parts), requested_by)
 
 
-class ProgressEstimate:
-    """Percent and ETA of a snapshot, measured against the previous snapshot's original size;
-    data that grew past it is said to be more than expected, not held at 99 %."""
-
-    def __init__(self, expected_size: int | None) -> None:
-        self.expected_size = expected_size or None
-        self.started = trio.current_time()
-        self.latest: dict[str, Any] = {"files": 0, "original_size": 0, "deduplicated_size": 0, "path": None}
-
-    def update(self, event: ArchiveProgress) -> dict[str, Any]:
-        self.latest = {
-            "files": event.nfiles,
-            "original_size": event.original_size,
-            "deduplicated_size": event.deduplicated_size,
-            "path": event.path or self.latest["path"],
-        }
-        return self.current()
-
-    def finished(self, summary: SnapshotSummary) -> dict[str, Any]:
-        self.latest = {
-            "files": summary.files,
-            "original_size": summary.original_size,
-            "deduplicated_size": summary.deduplicated_size,
-            "path": None,
-        }
-        return self._with_estimate(finished=True)
-
-    def current(self) -> dict[str, Any]:
-        return self._with_estimate(finished=False)
-
-    def _with_estimate(self, finished: bool) -> dict[str, Any]:
-        elapsed = trio.current_time() - self.started
-        done = estimate(self.latest["original_size"], self.expected_size, elapsed, finished)
-        return dict(self.latest, elapsed=round(elapsed, 1), expected_size=self.expected_size, **done.to_wire())
-
-
 async def _take_snapshot(parts: RepositoryParts, job: Job, report: ReportProgress) -> dict[str, Any]:
     try:
         return await around_job(parts.settings().hooks, "snapshot", job, partial(_create_archive, parts, report))
@@ -95,7 +59,7 @@ async def _create_archive(parts: RepositoryParts, report: ReportProgress) -> dic
     if previous is not None and previous.name == name:
         await trio.sleep(1)
         name = own.name_at(parts.now())
-    estimate = ProgressEstimate(previous.original_size if previous else None)
+    estimate = SnapshotProgress(previous.original_size if previous else None)
     warnings: list[str] = []
     warning_count = 0
 
@@ -159,7 +123,7 @@ async def _deleted_own_checkpoints(parts: RepositoryParts, own: OwnArchives) -> 
     return True
 
 
-async def _with_heartbeat(work: Awaitable[Result], estimate: ProgressEstimate, report: ReportProgress) -> Result:
+async def _with_heartbeat(work: Awaitable[Result], estimate: SnapshotProgress, report: ReportProgress) -> Result:
     """Await work while progress ticks; the work's own exception comes out as itself."""
     outcome: list[Result] = []
     failure: list[BaseException] = []
@@ -176,7 +140,7 @@ async def _with_heartbeat(work: Awaitable[Result], estimate: ProgressEstimate, r
     return outcome[0]
 
 
-async def _heartbeat(estimate: ProgressEstimate, report: ReportProgress) -> None:
+async def _heartbeat(estimate: SnapshotProgress, report: ReportProgress) -> None:
     """Borg is silent while it opens the cache or commits: progress still ticks every second."""
     while True:
         await trio.sleep(HEARTBEAT_INTERVAL)
