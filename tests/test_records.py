@@ -247,6 +247,13 @@ def test_codes_are_enum_members() -> None:
         (RestorePlan, {"snapshot": "s", "space": [{"mount_point": "/", "needed": 1, "free": None}]},
          "RestorePlan.space[0]: Room.free: expected int, got nil"),
         (Progress, ["files", 3], "Progress: expected a map, got list"),
+        (ChangesPage, {"from": 3, "to": None, "changes": [], "total": 0, "cursor": None,
+                       "counts": {"added": 0, "removed": 0, "modified": 0}}, "ChangesPage.from: expected str, got int"),
+        (ChangesPage, {"to": None}, "ChangesPage: the field 'from' is missing"),
+        (Configuration, {"repository": None, "passphrase_set": False, "sources": None, "exclude": None,
+                         "schedule": "hourly", "keep": {"daily": "7"}, "encryption": "none", "compression": "lz4",
+                         "remote_path": None, "host_key": None, "append_only": False, "upload_limit": None},
+         "Configuration.keep.daily: expected int, got str"),
     ],
 )
 def test_a_wrong_type_is_a_clear_error_naming_the_field(record_type: Any, wire: Any, where: str) -> None:
