@@ -173,6 +173,8 @@ class JobRunner:
         """Take the history an earlier run saved; new job ids continue after it."""
         self._history = history[:HISTORY_LIMIT]
         self._next_id = max((int(job.id) for job in self._history if job.id.isdigit()), default=0) + 1
+        for job in self._history:
+            self._listed_record(job)  # before serving: no page builds a whole history in one step
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -332,7 +334,7 @@ class JobRunner:
                 self.current = None
             with trio.CancelScope(shield=True):
                 await self._on_change(job)
-            self._hub.publish("job.finished", job.to_record())
+            self._hub.publish("job.finished", self._listed_record(job)[0])
             self._cancel_scopes.pop(job.id, None)
             self._done.pop(job.id).set()
 
