@@ -3,6 +3,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SYSTEM_PACKAGES := liblz4-dev libzstd-dev libxxhash-dev libacl1-dev libssl-dev pkg-config openssh-server openssh-client util-linux systemd systemd-container rclone
 PYTEST_ARGS ?=
+# make bench ARGS=--scale (or --quick, --large, --scale-files N --scale-archives N ...)
+ARGS ?=
 
 .PHONY: setup run test bench install clean
 
@@ -24,7 +26,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(ARGS)
 
 install:
 	scripts/install

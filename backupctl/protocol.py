@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     BORG_FAILED = "borg_failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+    PRUNE_REFUSED = "prune_refused"
     HOOK_FAILED = "hook_failed"
     RESTORE_FAILED = "restore_failed"
     CONFIG_UNREADABLE = "config_unreadable"

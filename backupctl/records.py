@@ -1,5 +1,7 @@
-"""The records of API version 1 (docs/api.md, "Records"): the overview, the job record, progress,
-the problem and the restore plan, as typed dataclasses.
+"""The records of API version 1 (docs/api.md, "Records" and "Methods"): the overview, the job
+record, progress, the problem, the restore plan, an error's data, and the answers of the methods
+that have one of their own (ping, config, configure, cancel, the mirror's, browse, versions,
+compare, snapshots), as typed dataclasses.
 
 Fields a reader is not shown are nil on the wire and None here (docs/api.md, "What a reader
 sees"), so every such field is optional. A kind, trigger, state or code this client does not
@@ -12,12 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backupctl.protocol import ErrorCode, JobKind, JobState, ProblemCode, Trigger
-from backupctl.wire_record import RecordError, WireRecord, sometimes
+from backupctl.wire_record import RecordError, WireRecord, sometimes, wire_key
 
 __all__ = [
-    "CheckResult", "JobError", "JobRecord", "JobWithLog", "LastCheck", "LogLine", "MirrorOverview", "MirrorResult",
-    "NotifyHealth", "Overview", "PathSample", "Problem", "Progress", "RecordError", "Requester", "RestorePlan",
-    "RestoreResult", "Room", "SnapshotResult", "SnapshotSummary", "Warnings",
+    "CancelResult", "Change", "ChangeCounts", "ChangesPage", "CheckResult", "Configuration", "ConfigureResult",
+    "ErrorData", "FolderEntry", "FolderPage", "JobError", "JobRecord", "JobWithLog", "LastCheck", "LogLine",
+    "MirrorConfig", "MirrorOffResult", "MirrorOverview", "MirrorResult", "MirrorSetupResult", "NotifyHealth",
+    "Overview", "PathSample", "PathVersions", "Ping", "Problem", "Progress", "RecordError", "Requester",
+    "RestorePlan", "RestoreResult", "Room", "SnapshotListed", "SnapshotResult", "SnapshotSummary", "SshKey",
+    "ExportedKey", "Version", "Warnings",
 ]
 
 WirePath = str | bytes  # bytes: a name that is not UTF-8 (docs/api.md, "Path names")
@@ -96,12 +101,35 @@ class Progress(WireRecord):
 
 
 @dataclass(frozen=True)
+class ErrorData(WireRecord):
+    """An error's details (docs/api.md, "Errors"): which apply depends on its code."""
+
+    param: str | None = sometimes()  # invalid_params, not_configured: the option
+    job: JobRecord | None = sometimes()  # busy: the running job; nil for a connection limit
+    connections: int | None = sometimes()
+    uid: int | None = sometimes()
+    borg_msgid: str | None = sometimes()
+    exit_code: int | None = sometimes()
+    last_lines: list[str] | None = sometimes()
+    reason: str | None = sometimes()  # an SSH failure, as the daemon's own ssh found it
+    ssh: list[str] | None = sometimes()
+    hook: str | None = sometimes()
+    missing: list[WirePath] | None = sometimes()  # not_found of a restore: the paths the snapshot lacks
+    mount_point: str | None = sometimes()  # disk_full of a restore
+    needed: int | None = sometimes()
+    free: int | None = sometimes()
+    foreign: list[str] | None = sometimes()  # prune_refused
+    would_prune: int | None = sometimes()
+    unreadable: list[str] | None = sometimes()
+
+
+@dataclass(frozen=True)
 class JobError(WireRecord):
     """Why a job failed or was cancelled: an error as docs/api.md, "Errors", describes it."""
 
     code: ErrorCode | str
     message: str
-    data: dict[str, Any] | None = sometimes()
+    data: ErrorData | None = sometimes()
 
 
 @dataclass(frozen=True)
@@ -237,3 +265,173 @@ class Overview(WireRecord):
     mirror: MirrorOverview | None = None
     notify: NotifyHealth | None = None
     job: JobRecord | None = None
+
+
+@dataclass(frozen=True)
+class Ping(WireRecord):
+    version: str
+    api: int
+
+
+@dataclass(frozen=True)
+class CancelResult(WireRecord):
+    """The job's state when `cancel` was asked: running means it is being cancelled."""
+
+    state: JobState | str
+
+
+@dataclass(frozen=True)
+class ConfigureResult(WireRecord):
+    created: bool
+    snapshot_count: int
+    warnings: list[str] | None = sometimes()  # the sources may not fit beside a local repository
+
+
+@dataclass(frozen=True)
+class ExportedKey(WireRecord):
+    """The answer of `export_key`: `note` is text for people that ends with the key."""
+
+    repository: str
+    encryption: str
+    key: str
+    note: str
+
+
+@dataclass(frozen=True)
+class SshKey(WireRecord):
+    public_key: str
+    authorized_keys: str
+
+
+@dataclass(frozen=True)
+class MirrorSetupResult(WireRecord):
+    """The answer of `configure_mirror`."""
+
+    location: str
+    taken_over: bool
+
+
+@dataclass(frozen=True)
+class MirrorOffResult(WireRecord):
+    location: str | None
+
+
+@dataclass(frozen=True)
+class MirrorConfig(WireRecord):
+    """The configuration's `mirror`: never the secret; `access_key_id` is None for a reader."""
+
+    provider: str
+    bucket: str
+    prefix: str
+    region: str | None
+    access_key_id: str | None
+    secret_set: bool
+
+
+@dataclass(frozen=True)
+class Configuration(WireRecord):
+    """The answer of `config` and `change`: `sources` and `exclude` are None for a reader."""
+
+    repository: str | None
+    passphrase_set: bool
+    sources: list[str] | None
+    exclude: list[str] | None
+    schedule: str
+    keep: dict[str, int]
+    encryption: str
+    compression: str
+    remote_path: str | None
+    host_key: str | None
+    append_only: bool
+    upload_limit: int | None
+    mirror: MirrorConfig | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotListed(WireRecord):
+    """One snapshot of `snapshots`."""
+
+    name: str
+    id: str
+    time: float
+    sources: list[WirePath] | None = sometimes()
+
+
+@dataclass(frozen=True)
+class FolderEntry(WireRecord):
+    """What a folder of a snapshot holds; `name` and `target` are None for a reader. A folder
+    above the snapshot's sources has an empty mode."""
+
+    name: WirePath | None
+    kind: str  # file, folder, link or other
+    size: int | None
+    mode: str
+    user: str | None
+    group: str | None
+    uid: int | None
+    gid: int | None
+    mtime: float | None
+    target: WirePath | None
+
+
+@dataclass(frozen=True)
+class FolderPage(WireRecord):
+    """One page of `browse`: `path` is None for a reader."""
+
+    snapshot: str
+    path: WirePath | None
+    kind: str
+    entries: list[FolderEntry]
+    total: int
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class Version(WireRecord):
+    snapshot: str
+    time: float
+    kind: str
+    size: int | None
+    mtime: float | None
+    mode: str
+
+
+@dataclass(frozen=True)
+class PathVersions(WireRecord):
+    """The answer of `versions`: the snapshots that hold the path, newest first."""
+
+    path: WirePath
+    versions: list[Version]
+
+
+@dataclass(frozen=True)
+class Change(WireRecord):
+    """One change of `compare`: `path` is None for a reader."""
+
+    path: WirePath | None
+    change: str  # added, removed or modified
+    kind: str | None
+    size: int | None
+    old_size: int | None
+    what: list[str]
+    added_bytes: int | None = sometimes()  # a file modified between two snapshots, as borg counts it
+    removed_bytes: int | None = sometimes()
+
+
+@dataclass(frozen=True)
+class ChangeCounts(WireRecord):
+    added: int
+    removed: int
+    modified: int
+
+
+@dataclass(frozen=True)
+class ChangesPage(WireRecord):
+    """One page of `compare`: `to` is None against the files now."""
+
+    from_snapshot: str = field(metadata=wire_key("from"))
+    to: str | None
+    changes: list[Change]
+    total: int
+    counts: ChangeCounts
+    cursor: str | None

@@ -1,6 +1,7 @@
 """Typed records read from and written to wire maps, each field checked against its annotation.
 
-A record's fields are its wire keys. Reading (`from_wire`) keeps what a newer daemon adds in
+A record's fields are its wire keys (a key that is not a Python name, such as `from`, is given
+with `field(metadata=wire_key(...))`). Reading (`from_wire`) keeps what a newer daemon adds in
 `extra` and remembers which fields the map left out in `absent`, so that `to_wire` gives back
 the very map it read. A record built in code leaves out its `sometimes()` fields that are None.
 """
@@ -16,6 +17,7 @@ from functools import cache
 from typing import Any, Self
 
 OMITTED_WHEN_NONE = "omitted_when_none"
+WIRE_NAME = "wire_name"
 
 
 class RecordError(ValueError):
@@ -25,6 +27,11 @@ class RecordError(ValueError):
 def sometimes(default: Any = None) -> Any:
     """A field the daemon sends only where it applies (a progress map's fields, a problem's extras)."""
     return field(default=default, metadata={OMITTED_WHEN_NONE: True})
+
+
+def wire_key(key: str) -> dict[str, str]:
+    """The metadata of a field whose wire key is not a Python name (the `from` of a comparison)."""
+    return {WIRE_NAME: key}
 
 
 @dataclass(frozen=True)
@@ -40,15 +47,15 @@ class WireRecord:
         values: dict[str, Any] = {}
         absent: set[str] = set()
         for wire_field in _wire_fields(cls):  # type: ignore[arg-type]
-            name = wire_field.name
-            if name in value:
-                values[name] = convert(hints[name], value[name], f"{cls.__name__}.{name}")
+            name, key = wire_field.name, _key(wire_field)
+            if key in value:
+                values[name] = convert(hints[name], value[key], f"{cls.__name__}.{key}")
             elif wire_field.default is not MISSING or wire_field.default_factory is not MISSING:
                 absent.add(name)
             else:
-                raise RecordError(f"{cls.__name__}: the field {name!r} is missing")
-        names = {wire_field.name for wire_field in _wire_fields(cls)}  # type: ignore[arg-type]
-        extra = {key: item for key, item in value.items() if key not in names}
+                raise RecordError(f"{cls.__name__}: the field {key!r} is missing")
+        keys = {_key(wire_field) for wire_field in _wire_fields(cls)}  # type: ignore[arg-type]
+        extra = {key: item for key, item in value.items() if key not in keys}
         return cls(**values, absent=frozenset(absent), extra=extra)
 
     def sent(self, name: str) -> bool:
@@ -64,7 +71,7 @@ class WireRecord:
                     continue
             elif value is None and wire_field.metadata.get(OMITTED_WHEN_NONE):
                 continue
-            wire[wire_field.name] = plain(value)
+            wire[_key(wire_field)] = plain(value)
         wire.update(self.extra)
         return wire
 
@@ -72,6 +79,11 @@ class WireRecord:
 @cache
 def _wire_fields(cls: type[WireRecord]) -> tuple[Any, ...]:
     return tuple(wire_field for wire_field in fields(cls) if wire_field.name not in ("absent", "extra"))
+
+
+def _key(wire_field: Any) -> str:
+    key: str = wire_field.metadata.get(WIRE_NAME, wire_field.name)
+    return key
 
 
 @cache

@@ -68,7 +68,7 @@ async def ping(call: Call) -> dict[str, Any]:
 
 
 async def status(call: Call) -> dict[str, Any]:
-    return call.service.overview.record()
+    return call.service.overview.record().to_wire()
 
 
 async def show_config(call: Call) -> dict[str, Any]:
@@ -86,7 +86,7 @@ async def change_settings(call: Call) -> dict[str, Any]:
 
 
 async def snapshot(call: Call) -> dict[str, Any]:
-    job = start_snapshot(call.service, "manual", call.peer.record())
+    job = start_snapshot(call.service.parts, "manual", call.peer.record())
     if call.params.get("wait", False):
         await call.service.jobs.wait(job)
     return job.to_record()
@@ -108,7 +108,7 @@ async def mirror_off(call: Call) -> dict[str, Any]:
 
 
 async def check(call: Call) -> dict[str, Any]:
-    job = start_check(call.service, "manual", call.peer.record())
+    job = start_check(call.service.parts, "manual", call.peer.record())
     if call.params.get("wait", False):
         await call.service.jobs.wait(job)
     return job.to_record()
@@ -122,11 +122,12 @@ async def restore(call: Call) -> dict[str, Any]:
 
 
 async def reset_configuration(call: Call) -> dict[str, Any]:
-    return await reset(call.service, call.peer.record())
+    return await reset(call.service.parts, call.service.forget_configuration, call.peer.record())
 
 
 async def export_repository_key(call: Call) -> dict[str, Any]:
-    return await export_key(call.service, OwnArchives.of_host(call.service.settings.hostname).prefix)
+    own = OwnArchives.of_host(call.service.settings.hostname)
+    return await export_key(call.service.parts, call.service.zone, own.prefix)
 
 
 async def ssh_key(call: Call) -> dict[str, Any]:
@@ -142,7 +143,7 @@ async def ssh_key(call: Call) -> dict[str, Any]:
 
 async def snapshots(call: Call) -> list[dict[str, Any]] | dict[str, Any]:
     call.service.require_config()
-    by_age = call.service.keeper.repository.archives_by_age
+    by_age = call.service.keeper.repository.archives
     if not call.params:
         return all_snapshots(by_age)
     return snapshot_page(by_age, call.params.get("limit", DEFAULT_SNAPSHOTS_LIMIT), call.params.get("cursor", "")).to_record()

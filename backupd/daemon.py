@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import resource
 import signal
@@ -21,6 +22,7 @@ from backupd.api import dispatch
 from backupd.events import Change, Subscriber
 from backupd.jobs import JobLogHandler
 from backupd.actions.mirror_schedule import keep_mirrored
+from backupd.loop_watch import LoopWatch
 from backupd.metrics import keep_metrics_file
 from backupd.scheduler import Scheduler
 from backupd.restore.errors import RestoreError
@@ -106,6 +108,8 @@ async def run(settings: Settings, read_settings: Callable[[], Settings], unreada
 
 async def serve(settings: Settings, read_settings: Callable[[], Settings], signals: AsyncIterator[int],
                 unreadable: SettingsError | None = None) -> None:
+    loop_watch = LoopWatch()
+    trio.lowlevel.add_instrument(loop_watch)
     store = Store(settings.state_dir)
     store.open()
     service = Service(settings, store)
@@ -113,6 +117,9 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
     if unreadable is not None:
         service.settings_unreadable(unreadable)
     await finish_interrupted_restores(service)
+    # The code and state loaded so far live as long as the daemon: the collector's full passes
+    # (tens of ms on the event loop) need not walk them again.
+    gc.freeze()
     activated = activated_socket()
     listener = trio.socket.from_stdlib_socket(activated) if activated else bind_unix_socket(
         settings.socket, settings.socket_mode, settings.socket_group
@@ -134,7 +141,7 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
             await nursery.start(scheduler.run)
             nursery.start_soon(report_status, service, notifier)
             await nursery.start(service.notify.run)
-            await nursery.start(keep_metrics_file, service)
+            await nursery.start(keep_metrics_file, service, loop_watch)
             await nursery.start(keep_mirrored, service)
             nursery.start_soon(keep_view_current, service)
             if (interval := watchdog_interval()) is not None:
@@ -243,11 +250,11 @@ def describe(service: Service) -> str:
     if service.config is None:
         return "not configured"
     if job is not None:
-        percent = job.progress.get("percent")
+        percent = job.progress.percent
         return f"running {job.kind}" + (f" at {percent:.0f} %" if percent is not None else "")
     problem = service.overview.problem()
     if problem is not None:
-        return f"{service.activity}; problem: {problem['message']}"
+        return f"{service.activity}; problem: {problem.message}"
     if service.next_run is not None:
         next_run = datetime.fromtimestamp(service.next_run, service.zone).strftime("%Y-%m-%d %H:%M")
         return f"{service.activity}; next snapshot {next_run}"

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -15,7 +15,8 @@ import msgpack
 import trio
 
 from backupctl.paths import printable, to_wire
-from backupctl.protocol import ErrorCode, RpcError
+from backupctl.protocol import ErrorCode, JobKind, JobState, RpcError, Trigger
+from backupctl.records import JobError, JobRecord, Progress, RecordError, Requester
 from backupd.errors import busy, invalid_params, not_found
 from backupd.events import EventHub
 
@@ -26,14 +27,7 @@ HISTORY_LIMIT = 200
 LOG_LIMIT = 200
 LOG_LINE_LIMIT = 500
 # The daemon's own upkeep gives way to what a person asks for; it runs again later.
-MAINTENANCE_KINDS = frozenset({"check", "prune", "mirror"})
-
-
-class JobState(StrEnum):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+MAINTENANCE_KINDS = frozenset({JobKind.CHECK, JobKind.PRUNE, JobKind.MIRROR})
 
 
 class LogLevel(StrEnum):
@@ -64,24 +58,31 @@ class LogLine:
 @dataclass
 class Job:
     id: str
-    kind: str
-    trigger: str
+    kind: JobKind
+    trigger: Trigger
     started: float
-    state: str = JobState.RUNNING
+    state: JobState = JobState.RUNNING
     finished: float | None = None
-    progress: dict[str, Any] = field(default_factory=dict)
+    progress: Progress = field(default_factory=Progress)
     result: Any = None
-    error: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None  # an RpcError's wire map
     requested_by: dict[str, Any] | None = None
     log: list[LogLine] = field(default_factory=list)
     dry_run: bool = False  # a restore that only says what it would change
 
-    def to_record(self) -> dict[str, Any]:
+    def record(self) -> JobRecord:
         """The record of lists and notifications, without the log: that comes with the `job` method."""
-        record = asdict(replace(self, log=[]))
-        del record["log"]
-        record["state"] = str(self.state)
-        return record
+        return JobRecord(
+            id=self.id, kind=self.kind, trigger=self.trigger, state=self.state, started=self.started,
+            finished=self.finished, progress=self.progress, result=self.result,
+            error=JobError.from_wire(self.error) if self.error is not None else None,
+            requested_by=Requester.from_wire(self.requested_by) if self.requested_by is not None else None,
+            dry_run=self.dry_run,
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """The job's record as a wire map."""
+        return self.record().to_wire()
 
     def to_full_record(self) -> dict[str, Any]:
         # By hand: asdict() would deep-copy every line, slow on the event loop for a history of long logs.
@@ -98,8 +99,19 @@ class Job:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Job:
         fields = {name: record[name] for name in cls.__dataclass_fields__ if name in record}
+        fields["kind"], fields["trigger"] = JobKind(record["kind"]), Trigger(record["trigger"])
+        fields["state"] = JobState(record.get("state", JobState.RUNNING))
+        fields["progress"] = _saved_progress(record.get("progress") or {})
         fields["log"] = [LogLine.from_record(line) for line in record.get("log") or ()]
         return cls(**fields)
+
+
+def _saved_progress(saved: dict[str, Any]) -> Progress:
+    """The progress a saved record holds; one of another shape is kept as the map it was."""
+    try:
+        return Progress.from_wire(saved)
+    except RecordError:
+        return Progress(absent=frozenset(Progress.__dataclass_fields__), extra=saved)
 
 
 WriteLog = Callable[[str, str], None]
@@ -127,7 +139,7 @@ class JobLogHandler(logging.Handler):
             self.handleError(record)
 
 
-ReportProgress = Callable[[dict[str, Any]], None]
+ReportProgress = Callable[[Progress], None]
 JobWork = Callable[[Job, ReportProgress], Awaitable[Any]]
 JobChanged = Callable[[Job], Awaitable[None]]
 
@@ -161,6 +173,8 @@ class JobRunner:
         """Take the history an earlier run saved; new job ids continue after it."""
         self._history = history[:HISTORY_LIMIT]
         self._next_id = max((int(job.id) for job in self._history if job.id.isdigit()), default=0) + 1
+        for job in self._history:
+            self._listed_record(job)  # before serving: no page builds a whole history in one step
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -168,8 +182,8 @@ class JobRunner:
             task_status.started()
             await trio.sleep_forever()
 
-    def start(self, kind: str, trigger: str, work: JobWork, requested_by: dict[str, Any] | None = None,
-              dry_run: bool = False) -> Job:
+    def start(self, kind: JobKind | str, trigger: Trigger | str, work: JobWork,
+              requested_by: dict[str, Any] | None = None, dry_run: bool = False) -> Job:
         """Start work as a job now, or raise busy when another job runs.
 
         A manual job stops automatic upkeep (check, prune) that is running and starts once it has
@@ -180,8 +194,8 @@ class JobRunner:
         if previous is not None and not _gives_way(previous, trigger):
             raise busy(previous.to_record())
         assert self._nursery is not None, "JobRunner.run() must be started first"
-        job = Job(id=str(self._next_id), kind=kind, trigger=trigger, started=self._now(), requested_by=requested_by,
-                  dry_run=dry_run)
+        job = Job(id=str(self._next_id), kind=JobKind(kind), trigger=Trigger(trigger), started=self._now(),
+                  requested_by=requested_by, dry_run=dry_run)
         if previous is not None:
             self._stop_reasons[previous.id] = (f"The automatic {previous.kind} gave way to the {kind} "
                                                f"asked for as job {job.id}; it runs again later")
@@ -281,7 +295,7 @@ class JobRunner:
         log.info("job %s started: %s (%s)", job.id, job.kind, job.trigger)
         last_published = -PROGRESS_INTERVAL
 
-        def report(progress: dict[str, Any]) -> None:
+        def report(progress: Progress) -> None:
             nonlocal last_published
             job.progress = progress
             now = trio.current_time()
@@ -320,13 +334,13 @@ class JobRunner:
                 self.current = None
             with trio.CancelScope(shield=True):
                 await self._on_change(job)
-            self._hub.publish("job.finished", job.to_record())
+            self._hub.publish("job.finished", self._listed_record(job)[0])
             self._cancel_scopes.pop(job.id, None)
             self._done.pop(job.id).set()
 
 
-def _gives_way(running: Job, trigger: str) -> bool:
-    return running.kind in MAINTENANCE_KINDS and running.trigger == "schedule" and trigger == "manual"
+def _gives_way(running: Job, trigger: Trigger | str) -> bool:
+    return running.kind in MAINTENANCE_KINDS and running.trigger == Trigger.SCHEDULE and trigger == Trigger.MANUAL
 
 
 def _log_outcome(job: Job) -> None:

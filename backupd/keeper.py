@@ -26,7 +26,7 @@ from backupd.events import Change, Changes
 from backupd.jobs import HISTORY_LIMIT, Job
 from backupd.mirror.config import MirrorConfig
 from backupd.mirror.state import MirrorState
-from backupd.state import ArchiveEntry, Problem, RepositoryState
+from backupd.state import ArchiveEntry, Problem, RepositoryState, in_age_order
 from backupd.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -114,12 +114,14 @@ class Keeper:
     async def update(self, **changes: Any) -> None:
         """Change what is known about the repository (a new `archives` replaces the list), save
         the change and tell the others."""
+        if "archives" in changes:
+            changes["archives"] = in_age_order(changes["archives"])
         self.repository = replace(self.repository, **changes)
         await self._record(STATE_DOCUMENT, {"set": changes}, lambda: self.repository)
 
     async def add_archive(self, archive: ArchiveEntry, **changes: Any) -> None:
         """A new archive, and whatever else changed with it."""
-        self.repository = replace(self.repository, archives=(*self.repository.archives, archive), **changes)
+        self.repository = self.repository.with_archive(archive, **changes)
         await self._record(STATE_DOCUMENT, {"set": changes, "add": [archive]}, lambda: self.repository)
 
     async def remove_archives(self, names: Iterable[str], **changes: Any) -> None:

@@ -16,6 +16,7 @@ import trio
 
 from backupd.events import Subscriber
 from backupd.jobs import HISTORY_LIMIT, Job
+from backupd.loop_watch import LoopWatch, WorstStep
 from backupd.private_files import remove_temporary_files, write_atomically
 from backupd.service import Service
 
@@ -36,7 +37,7 @@ class Metric:
     kind: str = "gauge"
 
 
-def collect(overview: Mapping[str, Any], history: Sequence[Job]) -> list[Metric]:
+def collect(overview: Mapping[str, Any], history: Sequence[Job], worst_step: WorstStep | None = None) -> list[Metric]:
     last = overview.get("last_snapshot") or {}
     problem = overview.get("problem")
     mirror = overview.get("mirror") or {}
@@ -69,6 +70,9 @@ def collect(overview: Mapping[str, Any], history: Sequence[Job]) -> list[Metric]
         Metric("backupd_jobs_total", f"Jobs in the kept history (the last {HISTORY_LIMIT}) by kind and state",
                tuple(((("kind", kind), ("state", state)), float(count))
                      for (kind, state), count in sorted(job_counts.items()))),
+        Metric("backupd_event_loop_worst_step_seconds",
+               "The longest the event loop ran one task without coming back, since the daemon started, by task",
+               (((("task", worst_step.task),), worst_step.seconds),) if worst_step else ()),
     ]
 
 
@@ -84,16 +88,16 @@ def render(metrics: Sequence[Metric]) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def keep_metrics_file(service: Service, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def keep_metrics_file(service: Service, loop_watch: LoopWatch | None = None, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Write the file now and after every change of the overview (a job started or ended, the schedule moved)."""
     subscriber: Subscriber = service.hub.subscribe()
     task_status.started()
     writer = _MetricsWriter()
     try:
-        await writer.write(service)
+        await writer.write(service, loop_watch)
         while batch := await subscriber.next_batch():
             if any(notification.method != "job.progress" for notification in batch):
-                await writer.write(service)
+                await writer.write(service, loop_watch)
     finally:
         service.hub.unsubscribe(subscriber)
 
@@ -105,11 +109,12 @@ class _MetricsWriter:
         self._last_error: str | None = None
         self._cleaned: Path | None = None
 
-    async def write(self, service: Service) -> None:
+    async def write(self, service: Service, loop_watch: LoopWatch | None) -> None:
         path = service.settings.metrics_file
         if path is None:
             return
-        text = render(collect(service.overview.record(), service.jobs.recent(HISTORY_LIMIT)))
+        worst_step = loop_watch.worst if loop_watch else None
+        text = render(collect(service.overview.record().to_wire(), service.jobs.recent(HISTORY_LIMIT), worst_step))
         try:
             if self._cleaned != path:
                 await trio.to_thread.run_sync(remove_temporary_files, path.parent, glob.escape(path.name))

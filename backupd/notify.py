@@ -22,9 +22,10 @@ from typing import Any
 
 import trio
 
-from backupctl.protocol import RpcError
+from backupctl.protocol import JobState, RpcError
+from backupctl.records import NotifyHealth
 from backupd.hooks import run_hook
-from backupd.jobs import Job, JobState
+from backupd.jobs import Job
 from backupd.redaction import redact, redact_value
 from backupd.settings import HookCommand, Notify
 
@@ -193,8 +194,8 @@ class Health:
     last_error: str | None = None
     last_sent: float | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"ok": not self.failing, "last_error": self.last_error, "last_sent": self.last_sent}
+    def record(self) -> NotifyHealth:
+        return NotifyHealth(ok=not self.failing, last_error=self.last_error, last_sent=self.last_sent)
 
 
 class DeliveryFailed(Exception):
@@ -236,12 +237,12 @@ class OperatorNotifier:
     def status_changed(self, overview: Mapping[str, Any]) -> None:
         self._queue(self._watcher.status_changed(overview))
 
-    def health(self) -> dict[str, Any] | None:
+    def health(self) -> NotifyHealth | None:
         """The overview's `notify` field: None when no notification is configured."""
         settings = self._settings()
         if not (settings.command or settings.webhook or settings.healthcheck):
             return None
-        return self._health.to_wire()
+        return self._health.record()
 
     def _queue(self, outgoing: Sequence[Outgoing]) -> None:
         """Never waits: when the queue is full the notice is dropped, and that is reported."""

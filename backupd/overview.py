@@ -7,7 +7,9 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from backupctl.protocol import ErrorCode
+from backupctl.protocol import ErrorCode, JobKind, ProblemCode
+from backupctl.records import LastCheck, MirrorOverview, Problem, SnapshotSummary
+from backupctl.records import Overview as OverviewRecord
 from backupd.mirror.state import mirror_record
 from backupd.schedule import interval
 from backupd.settings import SettingsError
@@ -22,7 +24,7 @@ class Overview:
         self._overdue_memo: tuple[tuple[Any, ...], float | None] = ((), None)
         self._off_site_memo: tuple[tuple[Any, Any] | None, int] = (None, 0)
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> OverviewRecord:
         service = self._service
         repository = service.keeper.repository
         config = service.config
@@ -31,44 +33,35 @@ class Overview:
             state = "unconfigured"
         else:
             state = "running" if running is not None else "idle"
-        last = repository.last_snapshot
-        return {
-            "state": state,
-            "repository": config.repository if config else None,
-            "schedule": config.schedule if config else None,
-            "automatic": service.schedule() is not None,
-            "next_run": service.next_run,
-            "last_snapshot": {
-                "name": last.name,
-                "time": last.time,
-                "duration": last.duration,
-                "files": last.files,
-                "original_size": last.original_size,
-                "deduplicated_size": last.deduplicated_size,
-            }
-            if last
-            else None,
-            "snapshot_count": repository.snapshot_count,
-            "total_size": repository.total_size,
-            "file_count": repository.file_count,
-            "problem": self.problem(),
-            "last_check": asdict(repository.last_check) if repository.last_check else None,
-            "host_key": repository.host_key,
-            "retention": self.retention_off_reason() or "old snapshots are pruned after automatic ones",
-            "notify": service.notify.health(),
-            "local_size": service.local_usage.size if service.local_usage.measured else None,
-            "mirror": self.mirror(),
-            "job": running.to_record() if running else None,
-        }
+        last, last_check = repository.last_snapshot, repository.last_check
+        return OverviewRecord(
+            state=state,
+            repository=config.repository if config else None,
+            schedule=config.schedule if config else None,
+            automatic=service.schedule() is not None,
+            next_run=service.next_run,
+            last_snapshot=SnapshotSummary(**asdict(last)) if last else None,
+            snapshot_count=repository.snapshot_count,
+            total_size=repository.total_size,
+            file_count=repository.file_count,
+            problem=self.problem(),
+            last_check=LastCheck(last_check.time, last_check.ok, last_check.message) if last_check else None,
+            host_key=repository.host_key,
+            retention=self.retention_off_reason() or "old snapshots are pruned after automatic ones",
+            notify=service.notify.health(),
+            local_size=service.local_usage.size if service.local_usage.measured else None,
+            mirror=self.mirror(),
+            job=running.record() if running else None,
+        )
 
-    def mirror(self) -> dict[str, Any] | None:
+    def mirror(self) -> MirrorOverview | None:
         """The off-site mirror as the overview shows it; None when there is none."""
         service = self._service
         if service.mirror is None:
             return None
         running = service.jobs.current
         return mirror_record(service.mirror, service.keeper.mirror_state, self._snapshots_not_off_site(),
-                             service.local_usage, running=running is not None and running.kind == "mirror")
+                             service.local_usage, running=running is not None and running.kind == JobKind.MIRROR)
 
     def _snapshots_not_off_site(self) -> int:
         """Counted again only when the archives or what the last mirror copied change: status stays cheap."""
@@ -107,22 +100,25 @@ class Overview:
             self._overdue_memo = ((schedule, anchor), deadline)
         return deadline
 
-    def problem(self) -> dict[str, Any] | None:
+    def problem(self) -> Problem | None:
+        """The one problem the overview shows: broken settings, then storage, the repository,
+        the mirror, and last a snapshot overdue."""
         service = self._service
         if (error := service.settings_error) is not None:
-            return {"code": str(ErrorCode.CONFIG_UNREADABLE), "message": settings_advice(error),
-                    "since": service.settings_error_since, **settings_position(error)}
+            return Problem(code=ErrorCode.CONFIG_UNREADABLE, message=settings_advice(error),
+                           since=service.settings_error_since, line=error.line, column=error.column)
         keeper = service.keeper
         for problem in (keeper.storage_problem, keeper.repository.problem, keeper.mirror_state.error):
             if problem is not None:
-                return problem.to_wire()
+                return problem.record()
         overdue_at = self.overdue_at()
         if overdue_at is None or service.clock.now() < overdue_at:
             return None
         last = keeper.repository.last_success
         when = datetime.fromtimestamp(last, service.zone).strftime("%Y-%m-%d %H:%M") if last else None
         message = f"No snapshot has succeeded since {when}" if when else "No snapshot has succeeded yet"
-        return {"code": "overdue", "message": message, "since": overdue_at, "last_success": last}
+        return Problem(code=ProblemCode.OVERDUE, message=message, since=overdue_at, last_success=last,
+                       absent=frozenset({"line", "column"}))
 
 
 def settings_advice(error: SettingsError) -> str:

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import trio
 
-from backupctl.protocol import ErrorCode, RpcError
+from backupctl.protocol import ErrorCode, JobState, RpcError
 from backupd.actions.check import start_check
+from backupd.actions.parts import RepositoryParts
 from backupd.actions.retention import start_prune
 from backupd.actions.snapshot import start_snapshot
-from backupd.jobs import Job, JobState
+from backupd.jobs import Job
 from backupd.schedule import next_run
 from backupd.service import Service
 
@@ -42,7 +43,7 @@ class Retry:
     failed_at: float
 
 
-StartJob = Callable[[Service, str], Job]
+StartJob = Callable[[RepositoryParts, str], Job]
 DEFAULT_STARTERS: dict[str, StartJob] = {"snapshot": start_snapshot, "prune": start_prune, "check": start_check}
 
 
@@ -123,7 +124,7 @@ class Scheduler:
         if self._service.overview.retention_off_reason() is not None:
             return
         try:
-            job = self._starters["prune"](self._service, "schedule")
+            job = self._starters["prune"](self._service.parts, "schedule")
         except RpcError:
             return
         await self._service.jobs.wait(job)
@@ -146,7 +147,7 @@ class Scheduler:
     async def _run(self, plan: Plan) -> None:
         service = self._service
         try:
-            job = self._starters[plan.kind](service, plan.trigger)
+            job = self._starters[plan.kind](service.parts, plan.trigger)
         except RpcError as error:
             if error.code == ErrorCode.BUSY and service.jobs.current is not None:
                 await service.jobs.wait(service.jobs.current)

@@ -8,14 +8,14 @@ from enum import StrEnum
 
 import trio
 
-from backupctl.protocol import ErrorCode, RpcError
+from backupctl.protocol import ErrorCode, JobState, RpcError
+from backupd.actions.parts import RepositoryParts
 from backupd.redaction import redact
 from backupd.borg.invoker import BorgInvoker
 from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig
-from backupd.errors import not_configured
 from backupd.events import Change, Changes, EventHub
-from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, JobState, interrupted_error
+from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, interrupted_error
 from backupd.keeper import Keeper
 from backupd.mirror.config import MirrorConfig
 from backupd.mirror.state import LocalUsage
@@ -48,6 +48,8 @@ class Service:
         self.local_usage = LocalUsage()
         self.jobs = JobRunner(self.hub, [], self._job_changed, self.clock.now, self.redact)
         self.borg = BorgInvoker(lambda: self.settings, self.require_config, self.redact, self.keeper.storage_error)
+        self.parts = RepositoryParts(self.borg, self.keeper, self.jobs, lambda: self.settings, lambda: self.config,
+                                     self.clock.now)
         self.overview = Overview(self)
         self.notify = OperatorNotifier(
             lambda: self.settings.notify, self.box_name, self.secrets, self.publish_status, self.clock.now
@@ -60,7 +62,7 @@ class Service:
         self.changes.on(Change.JOB_STARTED, lambda job: self.notify.job_started(job.to_record()))
         # Before the overview without the job goes out, so the job's problem is judged with the job.
         self.changes.on(Change.JOB_FINISHED,
-                        lambda job: self.notify.job_finished(job.to_record(), self.overview.record()))
+                        lambda job: self.notify.job_finished(job.to_record(), self.overview.record().to_wire()))
 
     def load(self) -> None:
         """Take what an earlier run saved; a job it died in is recorded as interrupted."""
@@ -76,7 +78,7 @@ class Service:
                 job.finished = job.finished or self.clock.now()
                 interrupted = job
         self.keeper.write_whole()
-        self.notify.seed(self.jobs.recent(HISTORY_LIMIT), self.overview.record(), interrupted)
+        self.notify.seed(self.jobs.recent(HISTORY_LIMIT), self.overview.record().to_wire(), interrupted)
 
     def box_name(self) -> str:
         return self.settings.hostname or socket.gethostname()
@@ -90,9 +92,7 @@ class Service:
         return redact(text, self.secrets())
 
     def require_config(self) -> BackupConfig:
-        if self.config is None:
-            raise not_configured()
-        return self.config
+        return self.parts.require_config()
 
     def schedule(self) -> Schedule | None:
         """The automatic schedule, or None when backups are manual or not configured."""
@@ -129,11 +129,18 @@ class Service:
         self.mirror = mirror
         self.publish_status()
 
+    async def forget_configuration(self) -> None:
+        """Back to unconfigured: no configuration, no mirror, nothing planned."""
+        await self.save_config(None)
+        await self.save_mirror(None)  # the keys go; the bucket and what it holds stay
+        self.next_run = None
+        self.publish_status()
+
     def publish_status(self) -> None:
         self.changes.tell(Change.STATUS)
 
     def _publish_overview(self, _: None) -> None:
-        overview = self.overview.record()
+        overview = self.overview.record().to_wire()
         self.hub.publish("status.changed", overview)
         self.notify.status_changed(overview)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Self
+
+from backupctl import records
 
 
 class FlatRecord:
@@ -50,8 +53,9 @@ class Problem(FlatRecord):
     since: float
     operation: str
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "since": self.since}
+    def record(self) -> records.Problem:
+        """The problem as the overview shows it: without the operation that met it."""
+        return records.Problem(code=self.code, message=self.message, since=self.since)
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class CheckRecord(FlatRecord):
 
 @dataclass(frozen=True)
 class RepositoryState:
-    archives: tuple[ArchiveEntry, ...] = ()
+    archives: tuple[ArchiveEntry, ...] = ()  # oldest first: made by in_age_order, grown by with_archive
     last_snapshot: SnapshotSummary | None = None
     total_size: int = 0
     file_count: int = 0
@@ -80,10 +84,12 @@ class RepositoryState:
     def snapshot_count(self) -> int:
         return len(self.archives)
 
-    @cached_property
-    def archives_by_age(self) -> tuple[ArchiveEntry, ...]:
-        """The archives, oldest first, sorted once per state."""
-        return tuple(sorted(self.archives, key=lambda archive: archive.age_order))
+    def with_archive(self, archive: ArchiveEntry, **changes: Any) -> RepositoryState:
+        """This state with one more archive, in its place by age: a new snapshot goes last
+        without sorting what is known."""
+        archives = list(self.archives)
+        bisect.insort_right(archives, archive, key=_age)
+        return replace(self, archives=tuple(archives), **changes)
 
     @property
     def last_success(self) -> float | None:
@@ -95,7 +101,7 @@ class RepositoryState:
         problem = record.get("problem")
         last_check = record.get("last_check")
         return cls(
-            archives=tuple(ArchiveEntry.from_record(entry) for entry in record.get("archives", ())),
+            archives=in_age_order(ArchiveEntry.from_record(entry) for entry in record.get("archives", ())),
             last_snapshot=SnapshotSummary.from_record(last) if last else None,
             total_size=record.get("total_size", 0),
             file_count=record.get("file_count", 0),
@@ -107,3 +113,12 @@ class RepositoryState:
             host_key=record.get("host_key"),
             checkpoints_left=bool(record.get("checkpoints_left", False)),
         )
+
+
+def in_age_order(archives: Iterable[ArchiveEntry]) -> tuple[ArchiveEntry, ...]:
+    """Archives oldest first, as a repository state keeps them."""
+    return tuple(sorted(archives, key=_age))
+
+
+def _age(archive: ArchiveEntry) -> tuple[float, str]:
+    return archive.age_order

@@ -1,4 +1,5 @@
 """Benchmarks of backupd against raw borg: the performance budgets of DESIGN section 8.
 
-Run with `python -m bench` (`--smoke`, `--quick` or `--large` for other sizes); see `bench/__main__.py`.
+Run with `python -m bench` (`--smoke`, `--quick` or `--large` for other sizes, `--scale` for the scale
+run); see `bench/__main__.py`.
 """

@@ -31,6 +31,8 @@ class BenchDaemon:
     folder: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     last_job_finished: float = 0.0
+    # Debug messages in the log, among them every event-loop step over 5 ms.
+    verbose: bool = False
 
     @property
     def socket(self) -> Path:
@@ -53,6 +55,10 @@ class BenchDaemon:
         return self.folder / "backupd.log"
 
     @property
+    def metrics_path(self) -> Path:
+        return self.folder / "metrics" / "backupd.prom"
+
+    @property
     def pid(self) -> int:
         if self.process is None:
             raise DaemonFailed("the daemon is not running")
@@ -60,14 +66,16 @@ class BenchDaemon:
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.metrics_path.parent.mkdir(exist_ok=True)
         self.settings_path.write_text(
             f'borg_base_dir = "{self.borg_base_dir}"\nhostname = "{HOSTNAME}"\njitter = 0\n'
-            '[defaults]\nschedule = "manual"\n'
+            f'metrics_file = "{self.metrics_path}"\n[defaults]\nschedule = "manual"\n'
         )
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "backupd", "--config", str(self.settings_path),
-                 "--socket", str(self.socket), "--state-dir", str(self.state_dir)],
+                 "--socket", str(self.socket), "--state-dir", str(self.state_dir),
+                 *(["--verbose"] if self.verbose else [])],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
         self._wait_until_answering()
@@ -101,8 +109,8 @@ class BenchDaemon:
     def snapshot(self) -> dict[str, Any]:
         return self.succeeded(self.call("snapshot", {"wait": True}))
 
-    def restore(self) -> dict[str, Any]:
-        return self.succeeded(self.call("restore", {"wait": True}))
+    def restore(self, dry_run: bool = False) -> dict[str, Any]:
+        return self.succeeded(self.call("restore", {"wait": True, "dry_run": dry_run}))
 
     def wait_for_restore_clean_up(self) -> None:
         """A restore's journal stays in the state folder until the replaced content is deleted."""

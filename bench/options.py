@@ -6,6 +6,8 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from backupd.jobs import HISTORY_LIMIT
+
 MB = 1_000_000
 PASSPHRASE = "bench passphrase: correct horse battery staple"
 ENCRYPTION = "repokey-blake2"
@@ -62,11 +64,24 @@ LARGE = Preset(
 
 
 @dataclass(frozen=True)
+class ScaleSize:
+    """The scale run: one snapshot and its restore of many small files, then a repository of many
+    archives and a full job history."""
+
+    files: int = 300_000
+    archives: int = 10_000
+    # Cheap real jobs (dry runs of a small snapshot) run to fill the history before it is paged.
+    jobs: int = HISTORY_LIMIT
+    mean_file_bytes: int = 1_000
+
+
+@dataclass(frozen=True)
 class BenchOptions:
     preset: Preset
     seed: int
     json_path: Path | None
     markdown_path: Path | None
+    scale: ScaleSize | None = None
     status_poll_rate: float = 200.0
     concurrent_processes: int = 4
     concurrent_connections_per_process: int = 8
@@ -95,6 +110,13 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
                             (LARGE, "the large data set")):
         sizes.add_argument(f"--{preset.name}", dest="preset", action="store_const", const=preset,
                            help=f"{_describe(preset)}: {purpose}")
+    sizes.add_argument("--scale", action="store_true",
+                       help=f"the scale run: {ScaleSize().files:,} small files, then {ScaleSize().archives:,} "
+                            f"archives and {ScaleSize().jobs} jobs in the history")
+    parser.add_argument("--scale-files", type=_positive_int, metavar="N", help="files of the scale run")
+    parser.add_argument("--scale-archives", type=_positive_int, metavar="N", help="archives of the scale run")
+    parser.add_argument("--scale-jobs", type=_positive_int, metavar="N",
+                        help="jobs run to fill the history in the scale run")
     parser.add_argument("--pairs", type=_positive_int, help="pairs of daemon and raw borg runs per measurement")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"seed of the data set's sizes and bytes (default {DEFAULT_SEED}): "
@@ -107,7 +129,14 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
     preset: Preset = args.preset
     if args.pairs is not None:
         preset = replace(preset, pairs=args.pairs)
-    return BenchOptions(preset=preset, seed=args.seed, json_path=args.json, markdown_path=args.markdown)
+    scale = None
+    if args.scale or args.scale_files or args.scale_archives or args.scale_jobs:
+        if args.preset is not DEFAULT:
+            parser.error("the scale options go alone, without another size")
+        defaults = ScaleSize()
+        scale = ScaleSize(files=args.scale_files or defaults.files, archives=args.scale_archives or defaults.archives,
+                          jobs=args.scale_jobs or defaults.jobs)
+    return BenchOptions(preset=preset, seed=args.seed, json_path=args.json, markdown_path=args.markdown, scale=scale)
 
 
 def _describe(preset: Preset) -> str:

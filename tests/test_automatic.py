@@ -5,7 +5,7 @@ import time
 
 from tests.conftest import PASSPHRASE
 from tests.faults.conftest import hold_lock
-from tests.test_daemon import wait_for
+from tests.calls import wait_for
 
 
 def age_state(daemon, hours: float) -> None:

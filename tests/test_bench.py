@@ -105,3 +105,27 @@ def test_markdown_table_has_a_row_per_figure(smoke_run: SmokeRun) -> None:
     assert rows[0] == "| figure | daemon | reference | ratio | budget | within budget |"
     assert len(rows) == 2 + len(smoke_run.figures)
     assert smoke_run.markdown in smoke_run.stdout
+
+
+SCALE_PHASES = 5
+
+
+def test_the_scale_run_reports_each_phase(tmp_path: Path) -> None:
+    json_path = tmp_path / "scale.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale-files", "200", "--scale-archives", "30", "--scale-jobs", "3",
+         "--json", str(json_path)],
+        cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document = json.loads(json_path.read_text(encoding="utf-8"))
+    assert document["files"] == 200 and document["archives"] == 30
+    assert is_number(document["snapshot_ratio"]) and is_number(document["restore_cpu"]["share"])
+    phases = document["phases"]
+    assert len(phases) == SCALE_PHASES
+    for phase in phases:
+        assert phase["status_calls"] > 0 and is_number(phase["status_p99_seconds"]), phase["name"]
+    assert [is_number(phase["peak_resident_bytes"]) for phase in phases] == [False, True, True, False, False]
+    assert document["snapshot_pages"]["calls"] > 0 and document["job_pages"]["calls"] > 0
+    assert 0 < document["worst_step_gauge_seconds"] < RUN_TIMEOUT
+    assert "| snapshot of 200 files |" in completed.stdout

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from backupctl.client import Client
 from tests.conftest import PASSPHRASE, DaemonProcess
-from tests.test_daemon import wait_for
+from tests.calls import wait_for
 
 CANCEL_BUDGET = 2.5
 

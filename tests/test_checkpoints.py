@@ -9,7 +9,7 @@ from backupd.archive_names import OwnArchives
 from backupd.borg.archives import is_checkpoint
 from tests.conftest import DaemonProcess
 from tests.faults.conftest import raw_borg
-from tests.test_daemon import call_error, start_large_snapshot, wait_for
+from tests.calls import call_error, start_large_snapshot, wait_for
 
 OWN = OwnArchives("testbox-")
 

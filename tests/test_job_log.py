@@ -14,7 +14,7 @@ from backupctl.protocol import RpcError
 from backupd.events import EventHub
 from backupd.jobs import LOG_LIMIT, LOG_LINE_LIMIT, Job, JobLogHandler, JobRunner, job_log
 from tests.conftest import PASSPHRASE, DaemonProcess
-from tests.test_daemon import call_error
+from tests.calls import call_error
 
 LOG_KEYS = {"time", "level", "message"}
 logger = logging.getLogger("backupd.test_job_log")

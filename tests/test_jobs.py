@@ -2,6 +2,7 @@ import pytest
 import trio
 
 from backupctl.protocol import ErrorCode, RpcError
+from backupctl.records import Progress
 from backupd.events import EventHub
 from backupd.jobs import Job, JobRunner
 
@@ -29,14 +30,14 @@ async def test_a_job_runs_reports_and_is_recorded(autojump_clock):
 
         async def work(job, report):
             for files in range(1, 11):
-                report({"files": files})
+                report(Progress(files=files))
                 await trio.sleep(0.1)
             return {"done": True}
 
         job = runner.start("snapshot", "manual", work)
         await runner.wait(job)
         nursery.cancel_scope.cancel()
-    assert job.state == "succeeded" and job.result == {"done": True} and job.progress == {"files": 10}
+    assert job.state == "succeeded" and job.result == {"done": True} and job.progress == Progress(files=10)
     assert job.finished >= job.started
     assert recorder.saved == [("1", "running"), ("1", "succeeded")]
     methods = [n.method for n in await subscriber.next_batch()]

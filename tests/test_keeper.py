@@ -6,8 +6,9 @@ from dataclasses import asdict
 
 import pytest
 
+from backupctl.protocol import JobState
 from backupd.events import Changes
-from backupd.jobs import Job, JobState
+from backupd.jobs import Job
 from backupd.keeper import Keeper
 from backupd.mirror.state import MirrorState
 from backupd.state import ArchiveEntry, Problem, RepositoryState, SnapshotSummary
@@ -141,3 +142,16 @@ async def test_an_unreadable_journal_is_set_aside_with_its_document(tmp_path, do
     assert again.repository.problem is not None and again.repository.problem.code == "state_unreadable"
     assert sorted(path.name for path in tmp_path.glob(f"{document}.*.unreadable-*")) == [
         f"{document}.journal.unreadable-{int(START)}", f"{document}.json.unreadable-{int(START)}"]
+
+
+async def test_archives_are_kept_oldest_first_however_they_arrive_and_after_a_restart(tmp_path):
+    keeper, _ = open_keeper(tmp_path)
+    await keeper.update(archives=(archive(30), archive(10)))
+    await keeper.add_archive(archive(20))
+    await keeper.add_archive(archive(40))
+    assert [entry.name for entry in keeper.repository.archives] == [archive(n).name for n in (10, 20, 30, 40)]
+    listed = keeper.repository.archives
+    await keeper.update(last_attempt=START + 50)
+    assert keeper.repository.archives is listed, "a change of other facts must not sort the archives again"
+    keeper, _ = reopen(keeper)
+    assert [entry.name for entry in keeper.repository.archives] == [archive(n).name for n in (10, 20, 30, 40)]

@@ -14,7 +14,7 @@ import pytest
 from backupd.jobs import Job
 from backupd.metrics import collect, render
 from tests.conftest import PASSPHRASE, DaemonProcess
-from tests.test_daemon import wait_for
+from tests.calls import wait_for
 from tests.users import NOBODY, folder_others_can_reach, run_as_user
 
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
@@ -83,7 +83,7 @@ EXPECTED_FAMILIES = {
     "backupd_repository_stored_bytes", "backupd_last_snapshot_files", "backupd_problem", "backupd_jobs_total",
     "backupd_next_run_timestamp_seconds", "backupd_repository_local_bytes",
     "backupd_mirror_last_success_timestamp_seconds", "backupd_mirror_snapshots_not_off_site",
-    "backupd_mirror_bytes_waiting", "backupd_mirror_failing",
+    "backupd_mirror_bytes_waiting", "backupd_mirror_failing", "backupd_event_loop_worst_step_seconds",
 }
 
 
@@ -145,6 +145,18 @@ def test_the_metrics_file_follows_the_daemon(
     assert value(failed, "backupd_snapshots") == 1
     wait_for(lambda: [entry.name for entry in path.parent.iterdir()] == ["backupd.prom"])
     assert PASSPHRASE not in path.read_text()
+
+
+def test_the_metrics_file_shows_the_daemons_worst_step(metrics_daemon: DaemonProcess, tmp_path: Path) -> None:
+    path = tmp_path / "textfile" / "backupd.prom"
+    families = wait_for(lambda: path.exists() and read_metrics(path))
+    family = families["backupd_event_loop_worst_step_seconds"]
+    assert family.kind == "gauge"
+    [(labels, seconds)] = family.samples.items()
+    [(label, task)] = labels
+    assert label == "task" and task.startswith(("backupd.", "trio.")), task
+    # Plausible: a daemon that has just started has taken some time on its loop, and not whole seconds in one step.
+    assert 0 < seconds < 5
 
 
 def test_render_escapes_labels_and_help_and_the_parser_reads_them_back(tmp_path: Path) -> None:

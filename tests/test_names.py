@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PASSPHRASE, DaemonProcess
-from tests.test_daemon import call_error, wait_for
+from tests.calls import call_error, wait_for
 from tests.test_restore import restore, snapshot
 from tests.tree import describe
 

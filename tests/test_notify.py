@@ -19,7 +19,7 @@ from backupd.jobs import Job
 from backupd.notify import EventWatcher, Notice, Ping, Signal
 from backupd.settings import SettingsError, parse_settings
 from tests.conftest import PASSPHRASE, DaemonProcess
-from tests.test_daemon import wait_for
+from tests.calls import wait_for
 
 ENV_WRITER = """\
 import json, os, sys

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from backupctl.render.progress import progress_line
-from backupd.actions.snapshot import ProgressEstimate
 from backupd.borg.log_json import ArchiveProgress
-from backupd.progress import ETA_AFTER_SECONDS, estimate
+from backupd.progress import ETA_AFTER_SECONDS, SnapshotProgress, estimate
 from tests.conftest import DaemonProcess
 
 
@@ -34,10 +33,10 @@ def test_unfinished_work_stays_below_100_and_more_than_expected_says_so():
 async def test_a_snapshot_of_grown_data_says_more_than_expected(autojump_clock):
     import trio
 
-    progress = ProgressEstimate(expected_size=100_000)
+    progress = SnapshotProgress(expected_size=100_000)
 
     def read(size: int) -> dict:
-        return progress.update(ArchiveProgress(size, size, size, 10, "/data/file", False, None))
+        return progress.update(ArchiveProgress(size, size, size, 10, "/data/file", False, None)).to_wire()
 
     assert read(0)["percent"] is None
     await trio.sleep(1)
@@ -84,3 +83,14 @@ def test_a_whole_restore_never_counts_past_the_snapshot(configured_daemon: Daemo
     assert counted[-1]["files"] == overview["file_count"] and counted[-1]["percent"] == 100.0
     # 100 files and a link, unchanged; the 6 folders that hold them are not counted.
     assert plan["unchanged"] == 101 == overview["file_count"] + 1
+
+
+async def test_snapshot_and_restore_progress_send_percent_and_eta_even_when_unknown(autojump_clock):
+    from backupd.restore.progress import RestoreProgress
+
+    snapshot = SnapshotProgress(expected_size=None).current().to_wire()
+    assert snapshot == {"files": 0, "original_size": 0, "deduplicated_size": 0, "path": None, "elapsed": 0.0,
+                        "expected_size": None, "percent": None, "eta": None, "more_than_expected": False}
+    restore = RestoreProgress(total_size=None, total_files=None).current(step="swapping").to_wire()
+    assert restore == {"files": 0, "total_files": None, "original_size": 0, "total_size": None, "path": None,
+                       "elapsed": 0.0, "percent": None, "eta": None, "more_than_expected": False, "step": "swapping"}

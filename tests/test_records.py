@@ -12,16 +12,27 @@ from typing import Any
 
 import pytest
 
-from backupctl.protocol import ErrorCode, JobKind, JobState, ProblemCode, Trigger
+from backupctl.protocol import ErrorCode, JobKind, JobState, ProblemCode, RpcError, Trigger
 from backupctl.records import (
+    CancelResult,
+    ChangesPage,
     CheckResult,
+    Configuration,
+    ConfigureResult,
+    ErrorData,
+    FolderPage,
+    JobError,
     JobRecord,
     JobWithLog,
+    MirrorOffResult,
     Overview,
+    PathVersions,
+    Ping,
     Problem,
     Progress,
     RecordError,
     RestorePlan,
+    SnapshotListed,
     SnapshotResult,
 )
 from tests.conftest import PASSPHRASE, DaemonProcess
@@ -103,12 +114,67 @@ def test_an_admins_records_read_and_written_back_are_the_maps_the_daemon_sent(
     assert plan.removed.count == 1 and plan.removed.paths == [str(sample_data / "added-after-the-snapshot.txt")]
     assert plan.space and plan.space[0].mount_point
 
+    assert assert_round_trip(ConfigureResult, by_kind[("configure", False)]).snapshot_count == 0
+
     progress = [note["params"] for note in notifications if note["method"] == "job.progress"]
     assert {job["kind"] for job in progress} >= {"snapshot", "check"}
     for job in progress:
         assert_round_trip(JobRecord, job)
     for note in notifications:
         assert_round_trip(Overview if note["method"] == "status.changed" else JobRecord, note["params"])
+
+
+def test_an_admins_answers_read_and_written_back_are_the_maps_the_daemon_sent(
+        configured_daemon: DaemonProcess, sample_data: Path) -> None:
+    work_with_every_kind_of_result(configured_daemon, sample_data)
+    (sample_data / "folder1" / "file1.txt").write_text("changed since\n")
+    with configured_daemon.client() as client:
+        newest = JobRecord.from_wire(client.call("snapshot", {"wait": True})).result["snapshot"]["name"]
+        missing = str(sample_data / "never-there.txt")
+        refused = JobRecord.from_wire(client.call("restore", {"paths": [missing], "wait": True}))
+        snapshots = client.call("snapshots")
+        oldest = snapshots[-1]["name"]
+        answers = {
+            "ping": client.call("ping"),
+            "config": client.call("config"),
+            "change": client.call("change", {"schedule": "daily 04:00"}),
+            "top": client.call("browse", {"snapshot": newest}),
+            "folder": client.call("browse", {"snapshot": newest, "path": str(sample_data), "limit": 2}),
+            "file": client.call("browse", {"snapshot": newest, "path": str(sample_data / "added-since.txt")}),
+            "versions": client.call("versions", {"path": str(sample_data / "folder1" / "file1.txt")}),
+            "between": client.call("compare", {"from": oldest, "to": newest}),
+            "now": client.call("compare", {"from": oldest}),
+            "cancel": client.call("cancel", {"job": refused.id}),
+            "mirror_off": client.call("mirror_off"),
+        }
+        with pytest.raises(RpcError) as invalid:
+            client.call("browse", {"limit": "ten"})
+
+    assert [assert_round_trip(SnapshotListed, snapshot).name for snapshot in snapshots][0] == newest
+    assert assert_round_trip(Ping, answers["ping"]).api == 1
+    config = assert_round_trip(Configuration, answers["config"])
+    assert config.sources == [str(sample_data)] and config.passphrase_set and config.mirror is None
+    assert assert_round_trip(Configuration, answers["change"]).schedule == "daily 04:00"
+    top = assert_round_trip(FolderPage, answers["top"])
+    assert top.path == "/" and [entry.kind for entry in top.entries] == ["folder"] and top.entries[0].mode == ""
+    folder = assert_round_trip(FolderPage, answers["folder"])
+    assert folder.total > 2 and len(folder.entries) == 2 and folder.cursor is not None
+    assert all(entry.mode and entry.user for entry in folder.entries)
+    alone = assert_round_trip(FolderPage, answers["file"])
+    assert alone.kind == "file" and [entry.name for entry in alone.entries] == ["added-since.txt"]
+    versions = assert_round_trip(PathVersions, answers["versions"])
+    assert [version.snapshot for version in versions.versions][0] == newest and len(versions.versions) >= 2
+    between = assert_round_trip(ChangesPage, answers["between"])
+    assert between.from_snapshot == oldest and between.to == newest and between.counts.modified >= 1
+    modified = next(change for change in between.changes if change.path == str(sample_data / "folder1" / "file1.txt"))
+    assert "content" in modified.what and modified.added_bytes is not None
+    now = assert_round_trip(ChangesPage, answers["now"])
+    assert now.to is None and now.total == sum((now.counts.added, now.counts.removed, now.counts.modified))
+    assert assert_round_trip(CancelResult, answers["cancel"]).state is JobState.FAILED
+    assert assert_round_trip(MirrorOffResult, answers["mirror_off"]).location is None
+    assert refused.error is not None and refused.error.data is not None
+    assert refused.error.data.param == "paths" and refused.error.data.missing == [missing]
+    assert assert_round_trip(ErrorData, invalid.value.data).param == "limit"
 
 
 @as_other_users
@@ -123,6 +189,9 @@ def test_a_readers_records_read_and_written_back_are_the_maps_the_daemon_sent(
         overview = read("status")
         jobs = read("jobs", {"limit": 200})
         full = [read("job", {"id": job["id"]}) for job in jobs]
+        snapshots = read("snapshots")
+        answers = {"ping": read("ping"), "config": read("config"), "top": read("browse"),
+                   "now": read("compare", {"from": snapshots[0]["name"]})}
     finally:
         shutil.rmtree(packages)
 
@@ -133,6 +202,14 @@ def test_a_readers_records_read_and_written_back_are_the_maps_the_daemon_sent(
     assert plan.targets is None and plan.removed.count == 1 and plan.removed.paths is None
     assert [room.mount_point for room in plan.space] == [None]
     assert all(assert_round_trip(JobWithLog, job).log is None for job in full)
+    assert [assert_round_trip(SnapshotListed, snapshot).name for snapshot in snapshots]
+    assert assert_round_trip(Ping, answers["ping"]).api == 1
+    config = assert_round_trip(Configuration, answers["config"])
+    assert config.sources is None and config.exclude is None and config.repository is not None
+    top = assert_round_trip(FolderPage, answers["top"])
+    assert top.path is None and top.entries and all(entry.name is None for entry in top.entries)
+    now = assert_round_trip(ChangesPage, answers["now"])
+    assert now.changes and all(change.path is None for change in now.changes)
 
 
 def test_a_field_a_newer_daemon_adds_is_kept_and_sent_back() -> None:
@@ -155,6 +232,7 @@ def test_codes_are_enum_members() -> None:
     assert Problem.from_wire({"code": "overdue", "message": "m", "since": 1.0}).code is ProblemCode.OVERDUE
     assert Problem.from_wire({"code": "repository_locked", "message": "m", "since": 1}).code \
         is ErrorCode.REPOSITORY_LOCKED
+    assert JobError.from_wire({"code": "prune_refused", "message": "m"}).code is ErrorCode.PRUNE_REFUSED
 
 
 @pytest.mark.parametrize(
@@ -171,6 +249,13 @@ def test_codes_are_enum_members() -> None:
         (RestorePlan, {"snapshot": "s", "space": [{"mount_point": "/", "needed": 1, "free": None}]},
          "RestorePlan.space[0]: Room.free: expected int, got nil"),
         (Progress, ["files", 3], "Progress: expected a map, got list"),
+        (ChangesPage, {"from": 3, "to": None, "changes": [], "total": 0, "cursor": None,
+                       "counts": {"added": 0, "removed": 0, "modified": 0}}, "ChangesPage.from: expected str, got int"),
+        (ChangesPage, {"to": None}, "ChangesPage: the field 'from' is missing"),
+        (Configuration, {"repository": None, "passphrase_set": False, "sources": None, "exclude": None,
+                         "schedule": "hourly", "keep": {"daily": "7"}, "encryption": "none", "compression": "lz4",
+                         "remote_path": None, "host_key": None, "append_only": False, "upload_limit": None},
+         "Configuration.keep.daily: expected int, got str"),
     ],
 )
 def test_a_wrong_type_is_a_clear_error_naming_the_field(record_type: Any, wire: Any, where: str) -> None:

@@ -7,8 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from backupctl.protocol import ErrorCode, JobKind, JobState, Notification, ProblemCode, Trigger
+from backupctl.protocol import ErrorCode, JobKind, JobState, Notification, ProblemCode, RpcError, Trigger
 from backupctl.records import (
+    Change,
+    ChangeCounts,
+    ChangesPage,
+    FolderEntry,
+    FolderPage,
     JobError,
     JobRecord,
     JobWithLog,
@@ -17,13 +22,16 @@ from backupctl.records import (
     NotifyHealth,
     Overview,
     PathSample,
+    PathVersions,
     Problem,
     Progress,
     RestorePlan,
     Room,
     SnapshotSummary,
+    Version,
 )
 from backupctl.render.browse import describe_changes, describe_listing, describe_versions
+from backupctl.render.errors import error_details
 from backupctl.render.events import describe_notification
 from backupctl.render.jobs import describe_job_with_log, describe_jobs, describe_snapshot_result, warning_lines
 from backupctl.render.overview import describe_live_overview, describe_mirror, describe_overview
@@ -210,21 +218,44 @@ def test_the_mirror_shown_alone() -> None:
 
 
 def test_inside_a_snapshot_listings_versions_and_changes() -> None:
-    first = {"snapshot": "edgebox-1", "path": "/srv", "total": 3}
-    entries = [{"name": "data", "kind": "folder", "mode": "drwxr-xr-x", "user": "root", "group": "root",
-                "size": 0, "mtime": NOW},
-               {"name": None, "kind": "file", "mode": None, "size": 10, "mtime": None}]
-    assert describe_listing(first, entries, more=True).splitlines()[1:] == [
+    entries = [FolderEntry(name="data", kind="folder", size=0, mode="drwxr-xr-x", user="root", group="root", uid=0,
+                           gid=0, mtime=NOW, target=None),
+               FolderEntry(name=None, kind="file", size=10, mode="", user=None, group=None, uid=None, gid=None,
+                           mtime=None, target=None)]
+    first = FolderPage(snapshot="edgebox-1", path="/srv", kind="folder", entries=entries[:1], total=3, cursor="64")
+    assert describe_listing(first, entries, more=True).splitlines() == [
+        "edgebox-1:/srv  (3 entries)",
         "MODE        OWNER      SIZE  MODIFIED                 NAME",
         "drwxr-xr-x  root:root        2026-05-28 20:26:40 UTC  data/",
         "d?????????             10 B                           -",
         "... 1 more (--limit)",
     ]
-    found = {"path": "/srv/a", "versions": [{"snapshot": "edgebox-1", "time": NOW, "kind": "file", "size": 5,
-                                             "mtime": NOW}]}
+    alone = FolderPage(snapshot="edgebox-1", path=None, kind="file", entries=entries[1:], total=1, cursor=None)
+    assert describe_listing(alone, entries[1:], more=False).splitlines()[0] == "edgebox-1:-  (1 entry)"
+    found = PathVersions(path="/srv/a", versions=[Version(snapshot="edgebox-1", time=NOW, kind="file", size=5,
+                                                          mtime=NOW, mode="-rw-r--r--")])
     assert describe_versions(found).splitlines()[0] == "/srv/a: in 1 snapshot"
-    page = {"from": "edgebox-1", "to": None, "counts": {"added": 1, "removed": 0, "modified": 0}, "total": 1}
-    assert describe_changes(page, [{"change": "added", "size": 5, "what": [], "path": "/srv/b"}], more=False) == (
+    added = Change(path="/srv/b", change="added", kind="file", size=5, old_size=None, what=[])
+    page = ChangesPage(from_snapshot="edgebox-1", to=None, changes=[added], total=1,
+                       counts=ChangeCounts(added=1, removed=0, modified=0), cursor=None)
+    assert describe_changes(page, page.changes, more=False) == (
         "edgebox-1 -> the files now: 1 added, 0 removed, 0 modified\n"
         "   SIZE  WHAT  PATH\n"
         "+  5 B         /srv/b")
+
+
+def test_an_errors_details_say_what_to_do_next() -> None:
+    running = {"id": "4", "kind": "check", "trigger": "schedule", "state": "running", "started": NOW}
+    assert error_details(RpcError(ErrorCode.BUSY, "busy", {"job": running})) == ["  (running: check job 4)"]
+    assert error_details(RpcError(ErrorCode.INVALID_PARAMS, "bad", {"param": "limit"})) == ["  (option: limit)"]
+    unreachable = {"borg_msgid": None, "exit_code": 2, "last_lines": ["a", "b", "c", "d"], "reason": "port_refused",
+                   "ssh": ["ssh: connect to host box port 22: Connection refused"]}
+    assert error_details(RpcError(ErrorCode.REPOSITORY_UNREACHABLE, "no", unreachable)) == [
+        "  borg: b", "  borg: c", "  borg: d", "  ssh: ssh: connect to host box port 22: Connection refused"]
+    assert error_details(RpcError(ErrorCode.NOT_CONFIGURED, "no", {"param": "sources"}))[0].startswith("  Name the")
+
+
+def test_details_of_a_shape_this_client_cannot_read_are_left_out() -> None:
+    assert error_details(RpcError(ErrorCode.BORG_FAILED, "failed", {"last_lines": "not a list"})) == []
+    assert error_details(RpcError(ErrorCode.NOT_CONFIGURED, "no", {"ssh": 3})) == [
+        "  Run `backupctl configure REPOSITORY` first (see backupctl configure --help)."]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PASSPHRASE, DaemonProcess
-from tests.test_daemon import call_error, wait_for
+from tests.calls import call_error, wait_for
 from backupd.restore.journal import JOURNAL_FOLDER, unfinished_journals
 from tests.tree import describe
 

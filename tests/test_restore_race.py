@@ -24,7 +24,7 @@ from backupd.restore.errors import RestoreError
 from backupd.restore.journal import unfinished_journals
 from backupd.restore.transaction import RestoreTransaction
 from tests.conftest import PASSPHRASE, DaemonProcess
-from tests.test_daemon import wait_for
+from tests.calls import wait_for
 from tests.users import NOBODY, user_switch
 
 ROUNDS = 4

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.test_browse import peak_rss_kib, take_snapshot
-from tests.test_daemon import wait_for
+from tests.calls import wait_for
 
 FILES = 40_000
 FOLDERS = 200

@@ -13,6 +13,7 @@ from backupctl.protocol import RpcError
 from backupd.clock import TrioWallClock
 from backupd.config import BackupConfig
 from backupd.scheduler import Scheduler, retry_delay
+from backupd.actions.parts import RepositoryParts
 from backupd.service import Service
 from backupd.settings import Settings
 from backupd.state import CheckRecord, RepositoryState, SnapshotSummary
@@ -32,14 +33,14 @@ class ScriptedSnapshots:
         self.runs: list[tuple[float, str]] = []
         self.prunes: list[float] = []
 
-    def __call__(self, service: Service, trigger: str):
+    def __call__(self, parts: RepositoryParts, trigger: str):
         outcome = self.outcomes.pop(0) if self.outcomes else None
-        self.runs.append((service.clock.now(), trigger))
-        return service.jobs.start("snapshot", trigger, lambda job, report: self.work(outcome))
+        self.runs.append((parts.now(), trigger))
+        return parts.jobs.start("snapshot", trigger, lambda job, report: self.work(outcome))
 
-    def prune(self, service: Service, trigger: str):
-        self.prunes.append(service.clock.now())
-        return service.jobs.start("prune", trigger, lambda job, report: trio.sleep(5))
+    def prune(self, parts: RepositoryParts, trigger: str):
+        self.prunes.append(parts.now())
+        return parts.jobs.start("prune", trigger, lambda job, report: trio.sleep(5))
 
     async def work(self, outcome):
         await trio.sleep(30)
@@ -160,8 +161,8 @@ async def test_overdue_after_two_intervals_without_success(tmp_path, autojump_cl
     assert service.overview.problem() is None
     await run_for(service, script, 1.5 * HOUR)
     problem = service.overview.problem()
-    assert problem["code"] == "overdue" and problem["since"] == START + 2 * HOUR
-    assert problem["last_success"] == START and "2026-06-01 10:15" in problem["message"]
+    assert problem.code == "overdue" and problem.since == START + 2 * HOUR
+    assert problem.last_success == START and "2026-06-01 10:15" in problem.message
     assert any(n.method == "status.changed" and n.params["problem"] for n in await subscriber.next_batch())
 
 
@@ -206,13 +207,13 @@ async def test_a_check_runs_on_its_own_cadence(tmp_path, autojump_clock):
     service = make_service(tmp_path, "manual", {"check_interval_days": 7}, configured_at=START)
     checks: list[float] = []
 
-    def start_check(service: Service, trigger: str):
-        checks.append(service.clock.now())
+    def start_check(parts: RepositoryParts, trigger: str):
+        checks.append(parts.now())
 
         async def work(job, report):
-            await service.keeper.update(last_check=CheckRecord(time=service.clock.now(), ok=True, message="ok"))
+            await parts.keeper.update(last_check=CheckRecord(time=parts.now(), ok=True, message="ok"))
 
-        return service.jobs.start("check", trigger, work)
+        return parts.jobs.start("check", trigger, work)
 
     scheduler = Scheduler(service, starters={"check": start_check})
     async with trio.open_nursery() as nursery:
@@ -230,7 +231,7 @@ async def test_no_pruning_against_an_append_only_server(tmp_path, autojump_clock
     script = ScriptedSnapshots(service)
     await run_for(service, script, HOUR)
     assert len(script.runs) == 1 and script.prunes == []
-    assert "append-only" in service.overview.record()["retention"]
+    assert "append-only" in service.overview.record().retention
 
 
 async def test_clock_jumps_back_and_forth_give_no_duplicate_and_no_lost_run(tmp_path, autojump_clock):

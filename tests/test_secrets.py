@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.conftest import PASSPHRASE
 from tests.processes import process_tree
-from tests.test_daemon import start_large_snapshot, wait_for
+from tests.calls import start_large_snapshot, wait_for
 
 
 def test_the_passphrase_never_leaves_the_configuration_file(daemon, repository, large_data):

@@ -12,7 +12,7 @@ from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.processes import capabilities_of, children_of, process_tree
 from backupctl.protocol import RpcError
 from tests.sshd import SshServer, free_port, sshd_available
-from tests.test_daemon import call_error, wait_for
+from tests.calls import call_error, wait_for
 from tests.tree import describe
 from tests.users import NOBODY
 

@@ -5,26 +5,32 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from backupctl.client import Client
 from backupctl.invocation import EXIT_OK, Invocation
+from backupctl.records import ChangesPage, FolderPage, PathVersions, SnapshotListed
 from backupctl.render.browse import describe_changes, describe_listing, describe_snapshots, describe_versions
 
 PAGE_SIZE = 1000
 SNAPSHOTS_PAGE = 1000
 
 
-def pages(client: Client, method: str, params: dict[str, Any], limit: int | None) -> Iterator[dict[str, Any]]:
+Page = TypeVar("Page", FolderPage, ChangesPage)
+
+
+def pages(client: Client, method: str, params: dict[str, Any], limit: int | None,
+          page_type: type[Page]) -> Iterator[Page]:
     """Each page of a paged method's answer, following its cursor until limit items were shown."""
     shown = 0
     while True:
-        page = client.call(method, {**params, "limit": min(PAGE_SIZE, limit - shown) if limit else PAGE_SIZE})
+        page = page_type.from_wire(
+            client.call(method, {**params, "limit": min(PAGE_SIZE, limit - shown) if limit else PAGE_SIZE}))
         yield page
-        shown += len(page.get("entries", page.get("changes", [])))
-        if page.get("cursor") is None or (limit is not None and shown >= limit):
+        shown += len(page.entries if isinstance(page, FolderPage) else page.changes)
+        if page.cursor is None or (limit is not None and shown >= limit):
             return
-        params = {**params, "cursor": page["cursor"]}
+        params = {**params, "cursor": page.cursor}
 
 
 def run_snapshots(invocation: Invocation) -> int:
@@ -32,7 +38,7 @@ def run_snapshots(invocation: Invocation) -> int:
     if invocation.as_json:
         invocation.emit_json(snapshots)
         return EXIT_OK
-    invocation.say(describe_snapshots(snapshots, time.time()))
+    invocation.say(describe_snapshots([SnapshotListed.from_wire(snapshot) for snapshot in snapshots], time.time()))
     return EXIT_OK
 
 
@@ -46,14 +52,13 @@ def run_ls(invocation: Invocation) -> int:
         params["snapshot"] = snapshot
     if path is not None:
         params["path"] = os.path.normpath(path) if path != "/" else path
-    listed = list(pages(invocation.client, "browse", params, args.limit))
+    listed = list(pages(invocation.client, "browse", params, args.limit, FolderPage))
+    entries = [entry for page in listed for entry in page.entries]
     if invocation.as_json:
-        first = listed[0]
-        invocation.emit_json({**first, "entries": [entry for page in listed for entry in page["entries"]],
-                              "cursor": listed[-1]["cursor"]})
+        invocation.emit_json({**listed[0].to_wire(), "entries": [entry.to_wire() for entry in entries],
+                              "cursor": listed[-1].cursor})
         return EXIT_OK
-    entries = [entry for page in listed for entry in page["entries"]]
-    invocation.say(describe_listing(listed[0], entries, more=listed[-1].get("cursor") is not None))
+    invocation.say(describe_listing(listed[0], entries, more=listed[-1].cursor is not None))
     return EXIT_OK
 
 
@@ -62,18 +67,18 @@ def run_versions(invocation: Invocation) -> int:
     if invocation.as_json:
         invocation.emit_json(found)
         return EXIT_OK
-    invocation.say(describe_versions(found))
+    invocation.say(describe_versions(PathVersions.from_wire(found)))
     return EXIT_OK
 
 
 def run_diff(invocation: Invocation) -> int:
     args = invocation.args
     params = {"from": args.old} | ({"to": args.new} if args.new is not None else {})
-    listed = list(pages(invocation.client, "compare", params, args.limit))
+    listed = list(pages(invocation.client, "compare", params, args.limit, ChangesPage))
+    changes = [change for page in listed for change in page.changes]
     if invocation.as_json:
-        invocation.emit_json({**listed[0], "changes": [change for page in listed for change in page["changes"]],
-                              "cursor": listed[-1]["cursor"]})
+        invocation.emit_json({**listed[0].to_wire(), "changes": [change.to_wire() for change in changes],
+                              "cursor": listed[-1].cursor})
         return EXIT_OK
-    changes = [change for page in listed for change in page["changes"]]
-    invocation.say(describe_changes(listed[0], changes, more=listed[-1].get("cursor") is not None))
+    invocation.say(describe_changes(listed[0], changes, more=listed[-1].cursor is not None))
     return EXIT_OK

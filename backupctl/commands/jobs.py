@@ -10,7 +10,7 @@ from typing import Any
 from backupctl.client import Client, DaemonUnreachable
 from backupctl.invocation import EXIT_ERROR, EXIT_OK, Invocation, exit_code_of
 from backupctl.protocol import JobState
-from backupctl.records import JobRecord, JobWithLog, Progress
+from backupctl.records import CancelResult, JobRecord, JobWithLog, Progress
 from backupctl.render.errors import ssh_lines
 from backupctl.render.jobs import (
     DescribeSuccess,
@@ -117,7 +117,7 @@ def report_finished_job(invocation: Invocation, job: JobRecord, describe_success
         code = job.error.code if job.error else job.state
         message = job.error.message if job.error else f"the {job.kind} did not succeed"
         invocation.warn(f"error: {code}: {message}")
-        for line in ssh_lines((job.error.data if job.error else None) or {}):
+        for line in ssh_lines(job.error.data if job.error else None):
             invocation.warn(line)
         return exit_code_of(code)
     outcome = describe_success(job)
@@ -150,8 +150,8 @@ def run_cancel(invocation: Invocation) -> int:
     result = invocation.client.call("cancel", {"job": job_id})
     if invocation.as_json:
         invocation.emit_json(result)
-    elif result.get("state", "running") != "running":
-        invocation.say(f"Job {job_id} already finished ({result['state']}); nothing to cancel.")
+    elif (state := CancelResult.from_wire(result).state) != JobState.RUNNING:
+        invocation.say(f"Job {job_id} already finished ({state}); nothing to cancel.")
     else:
         invocation.say(f"Cancelling job {job_id}.")
     return EXIT_OK

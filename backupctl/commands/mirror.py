@@ -8,7 +8,7 @@ from typing import Any
 
 from backupctl.commands.jobs import run_job
 from backupctl.invocation import EXIT_OK, Invocation
-from backupctl.records import Overview
+from backupctl.records import ConfigureResult, MirrorOffResult, MirrorSetupResult, Overview
 from backupctl.render import text as fmt
 from backupctl.render.jobs import describe_mirror_result
 from backupctl.render.overview import describe_mirror
@@ -37,8 +37,9 @@ def _set(invocation: Invocation) -> int:
     if invocation.as_json:
         invocation.emit_json(result)
         return EXIT_OK
-    taken = " (the mirror of another repository there was replaced)" if result.get("taken_over") else ""
-    invocation.say(f"The repository is mirrored to {result['location']}{taken}; the first copy starts now.")
+    mirrored = MirrorSetupResult.from_wire(result)
+    taken = " (the mirror of another repository there was replaced)" if mirrored.taken_over else ""
+    invocation.say(f"The repository is mirrored to {mirrored.location}{taken}; the first copy starts now.")
     return EXIT_OK
 
 
@@ -51,7 +52,7 @@ def _restore(invocation: Invocation) -> int:
     if invocation.as_json:
         invocation.emit_json(result)
         return EXIT_OK
-    count = fmt.plural(result.get("snapshot_count", 0), "snapshot")
+    count = fmt.plural(ConfigureResult.from_wire(result).snapshot_count, "snapshot")
     invocation.say(f"Connected to the repository from the bucket ({count}); `backupctl restore` puts one back.")
     return EXIT_OK
 
@@ -68,7 +69,8 @@ def _off(invocation: Invocation) -> int:
     if invocation.as_json:
         invocation.emit_json(result)
     else:
-        invocation.say(f"No longer mirrored; {result.get('location') or 'the bucket'} keeps what it holds.")
+        location = MirrorOffResult.from_wire(result).location
+        invocation.say(f"No longer mirrored; {location or 'the bucket'} keeps what it holds.")
     return EXIT_OK
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from backupctl.client import DaemonUnreachable
 from backupctl.invocation import EXIT_OK, Invocation
 from backupctl.protocol import Notification
-from backupctl.records import Overview
+from backupctl.records import Overview, Ping
 from backupctl.render.events import describe_notification
 from backupctl.render.overview import describe_live_overview, describe_overview
 from backupctl.render.text import to_json
@@ -77,8 +77,9 @@ def run_ping(invocation: Invocation) -> int:
     if invocation.as_json:
         invocation.emit_json(answer)
     else:
+        ping = Ping.from_wire(answer)
         invocation.say(
-            f"backupd {answer.get('version')} (API {answer.get('api')}) at {invocation.client.path} "
+            f"backupd {ping.version} (API {ping.api}) at {invocation.client.path} "
             f"answered in {elapsed * 1000:.1f} ms"
         )
     return EXIT_OK

@@ -13,7 +13,7 @@ from backupctl.client import Client
 from backupctl.commands.jobs import report_finished_job, run_job
 from backupctl.invocation import CALL_TIMEOUT, EXIT_ERROR, Invocation
 from backupctl.protocol import JobState
-from backupctl.records import JobRecord, RestorePlan
+from backupctl.records import JobRecord, RestorePlan, SnapshotListed
 from backupctl.render.jobs import JobOutcome, describe_restore_result
 from backupctl.render.restore import describe_restore_plan
 from backupctl.render.text import path_list
@@ -69,6 +69,7 @@ def restore_plan_outcome(client: Client, job: JobRecord) -> JobOutcome:
 
 def snapshot_time(client: Client, name: str | None) -> float | None:
     for entry in client.paged("snapshots", "snapshots"):
-        if entry.get("name") == name:
-            return entry.get("time")
+        snapshot = SnapshotListed.from_wire(entry)
+        if snapshot.name == name:
+            return snapshot.time
     return None

@@ -11,7 +11,7 @@ from backupctl.client import Client
 from backupctl.invocation import EXIT_ERROR, EXIT_OK, Invocation, UsageError
 from backupctl.private_file import write_new_private_file
 from backupctl.protocol import ErrorCode, RpcError
-from backupctl.records import Overview
+from backupctl.records import Configuration, ConfigureResult, ExportedKey, Overview, SshKey
 from backupctl.render import text as fmt
 from backupctl.render.config import describe_config, describe_configured, describe_reset
 from backupctl.render.text import to_json
@@ -25,19 +25,20 @@ def run_configure(invocation: Invocation) -> int:
         value = getattr(args, option)
         if value is not None:
             params[option] = value
-    result = configure_with_passphrase(invocation.client, params, args.passphrase_file)
-    for warning in result.get("warnings") or ():
+    answer = configure_with_passphrase(invocation.client, params, args.passphrase_file)
+    result = ConfigureResult.from_wire(answer)
+    for warning in result.warnings or ():
         invocation.warn(f"warning: {warning}")
     if invocation.as_json:
-        invocation.emit_json(result)
+        invocation.emit_json(answer)
         return EXIT_OK
-    count = fmt.plural(result.get("snapshot_count", 0), "snapshot")
-    if result.get("created"):
+    count = fmt.plural(result.snapshot_count, "snapshot")
+    if result.created:
         invocation.say(f"Created a new repository at {params['repository']} ({count}).")
     else:
         invocation.say(f"Connected to the existing repository at {params['repository']} ({count}).")
     overview = Overview.from_wire(invocation.client.call("status"))
-    invocation.say(describe_configured(overview, invocation.client.call("config")))
+    invocation.say(describe_configured(overview, Configuration.from_wire(invocation.client.call("config"))))
     return EXIT_OK
 
 
@@ -95,7 +96,7 @@ def run_change(invocation: Invocation) -> int:
         invocation.emit_json(config)
         return EXIT_OK
     invocation.say(f"Changed {', '.join(sorted(params))}.")
-    invocation.say(describe_config(config))
+    invocation.say(describe_config(Configuration.from_wire(config)))
     return EXIT_OK
 
 
@@ -104,7 +105,7 @@ def run_config(invocation: Invocation) -> int:
     if invocation.as_json:
         invocation.emit_json(config)
         return EXIT_OK
-    invocation.say(describe_config(config))
+    invocation.say(describe_config(Configuration.from_wire(config)))
     return EXIT_OK
 
 
@@ -125,8 +126,9 @@ def run_reset(invocation: Invocation) -> int:
 
 
 def run_export_key(invocation: Invocation) -> int:
-    exported = invocation.client.call("export_key")
-    content = to_json(exported) if invocation.as_json else str(exported["note"]).rstrip("\n")
+    answer = invocation.client.call("export_key")
+    exported = ExportedKey.from_wire(answer)
+    content = to_json(answer) if invocation.as_json else exported.note.rstrip("\n")
     output = invocation.args.output
     if output is None:
         invocation.say(content)
@@ -141,21 +143,22 @@ def run_export_key(invocation: Invocation) -> int:
         return EXIT_ERROR
     if not invocation.as_json:
         invocation.say(
-            f"Wrote the key of {exported['repository']} with a recovery note to {output}, readable by you only.\n"
+            f"Wrote the key of {exported.repository} with a recovery note to {output}, readable by you only.\n"
             "Keep it, and the passphrase (which it does not contain), somewhere away from this box."
         )
     return EXIT_OK
 
 
 def run_ssh_key(invocation: Invocation) -> int:
-    key = invocation.client.call("ssh_key")
+    answer = invocation.client.call("ssh_key")
     if invocation.as_json:
-        invocation.emit_json(key)
+        invocation.emit_json(answer)
         return EXIT_OK
+    key = SshKey.from_wire(answer)
     invocation.say(
-        f"This box's SSH public key:\n  {key['public_key']}\n\n"
+        f"This box's SSH public key:\n  {key.public_key}\n\n"
         "On the backup server, add this line to the authorized_keys of the account that holds the repository;\n"
         "it lets this key do nothing but add snapshots to its own repository:\n"
-        f"  {key['authorized_keys']}"
+        f"  {key.authorized_keys}"
     )
     return EXIT_OK

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from backupctl.records import Overview
+from backupctl.records import Configuration, Overview
 from backupctl.render import text as fmt
 from backupctl.render.text import path_lines
 
 
-def describe_config(config: Mapping[str, Any]) -> str:
-    repository = config.get("repository")
-    keep = config.get("keep") or {}
+def describe_config(config: Configuration) -> str:
+    repository = config.repository
     pairs = [
         ("Repository", repository or "not configured"),
-        ("Passphrase", "set" if config.get("passphrase_set") else "not set"),
-        ("Sources", path_lines(config.get("sources", []))),
-        ("Exclude", path_lines(config.get("exclude", []))),
-        ("Schedule", str(config.get("schedule"))),
-        ("Keep", ", ".join(f"{rule} {count}" for rule, count in keep.items()) or "none"),
-        ("Encryption", str(config.get("encryption"))),
-        ("Compression", str(config.get("compression"))),
-        ("Append-only", "yes" if config.get("append_only") else "no"),
-        ("Upload cap", describe_upload_limit(config.get("upload_limit"))),
+        ("Passphrase", "set" if config.passphrase_set else "not set"),
+        ("Sources", path_lines(config.sources)),
+        ("Exclude", path_lines(config.exclude)),
+        ("Schedule", config.schedule),
+        ("Keep", ", ".join(f"{rule} {count}" for rule, count in config.keep.items()) or "none"),
+        ("Encryption", config.encryption),
+        ("Compression", config.compression),
+        ("Append-only", "yes" if config.append_only else "no"),
+        ("Upload cap", describe_upload_limit(config.upload_limit)),
     ]
     text = fmt.fields(pairs)
     if repository is None:
@@ -31,13 +27,13 @@ def describe_config(config: Mapping[str, Any]) -> str:
     return text
 
 
-def describe_configured(overview: Overview, config: Mapping[str, Any]) -> str:
-    if not config.get("sources"):
+def describe_configured(overview: Overview, config: Configuration) -> str:
+    if not config.sources:
         return ("Nothing will be backed up: no folders are configured. Restores work; name the folders "
                 "with `backupctl change --source PATH` to take snapshots.")
-    folders = fmt.plural(len(config["sources"]), "folder")
+    folders = fmt.plural(len(config.sources), "folder")
     if overview.automatic:
-        return f"Backups are configured: {folders}, automatic snapshots {config.get('schedule')}."
+        return f"Backups are configured: {folders}, automatic snapshots {config.schedule}."
     return f"Backups are configured: {folders}, snapshots only when asked for (backupctl snapshot)."
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
-
 from backupctl.protocol import ErrorCode, RpcError
+from backupctl.records import ErrorData, RecordError
 
 
 # What to run, when backupd says something is missing that a command sets.
@@ -15,28 +13,26 @@ NEXT_COMMAND = {
 
 
 def error_details(error: RpcError) -> list[str]:
+    """What to do next, and the details the error carries; details of a shape this client
+    cannot read are left out, the error itself still shown."""
+    try:
+        data = ErrorData.from_wire(error.data)
+    except RecordError:
+        data = ErrorData()
     lines = []
-    if error.code == ErrorCode.NOT_CONFIGURED and error.data.get("param") == "sources":
+    if error.code == ErrorCode.NOT_CONFIGURED and data.param == "sources":
         lines.append("  Name the folders to back up with `backupctl change --source PATH`.")
     elif error.code in NEXT_COMMAND:
         lines.append("  " + NEXT_COMMAND[error.code])
-    if error.code == ErrorCode.INVALID_PARAMS and "param" in error.data:
-        lines.append(f"  (option: {error.data['param']})")
-    elif error.code == ErrorCode.BUSY and isinstance(error.data.get("job"), dict):
-        job = error.data["job"]
-        lines.append(f"  (running: {job.get('kind')} job {job.get('id')})")
-    lines.extend(f"  borg: {line}" for line in _last_lines(error.data))
-    lines.extend(ssh_lines(error.data))
+    if error.code == ErrorCode.INVALID_PARAMS and data.param is not None:
+        lines.append(f"  (option: {data.param})")
+    elif error.code == ErrorCode.BUSY and data.job is not None:
+        lines.append(f"  (running: {data.job.kind} job {data.job.id})")
+    lines.extend(f"  borg: {line}" for line in (data.last_lines or [])[-3:])
+    lines.extend(ssh_lines(data))
     return lines
 
 
-def ssh_lines(data: Mapping[str, Any]) -> list[str]:
+def ssh_lines(data: ErrorData | None) -> list[str]:
     """ssh's own words about a link that failed, as the daemon found them."""
-    words = data.get("ssh")
-    return [f"  ssh: {line}" for line in words] if isinstance(words, list) else []
-
-
-def _last_lines(data: Mapping[str, Any]) -> Iterator[str]:
-    lines = data.get("last_lines")
-    if isinstance(lines, list):
-        yield from (str(line) for line in lines[-3:])
+    return [f"  ssh: {line}" for line in data.ssh] if data is not None and data.ssh is not None else []

@@ -47,8 +47,8 @@ def human_size(size: int | float | None) -> str:
     raise AssertionError("unreachable")
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {nouns or noun + 's'}"
 
 
 def relative_time(when: float | None, now: float | None = None) -> str:
@@ -139,7 +139,7 @@ def path_list(paths: Sequence[str | bytes], separator: str) -> str:
     return separator.join(map(printable, paths))
 
 
-def path_lines(paths: list[str | bytes] | None) -> str:
+def path_lines(paths: Sequence[str | bytes] | None) -> str:
     """A list of paths, one a line; the daemon sends readers nil in its place."""
     if paths is None:
         return SHOWN_TO_ADMINS

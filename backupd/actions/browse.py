@@ -20,7 +20,7 @@ from typing import Any, cast
 import trio
 
 from backupctl.paths import from_wire, to_wire
-from backupd.actions.restore import chosen_archive
+from backupd.actions.repository import chosen_archive
 from backupd.borg import commands
 from backupd.borg.archives import info_archive
 from backupd.borg.diff_lines import diff_changes
@@ -238,7 +238,7 @@ def _contents(archive: ArchiveEntry, facts: dict[str, Any]) -> SnapshotContents:
 
 async def browse(service: Service, params: dict[str, Any]) -> dict[str, Any]:
     service.require_config()
-    archive = chosen_archive(service, params.get("snapshot"))
+    archive = chosen_archive(service.keeper.repository.archives, params.get("snapshot"))
     place = place_param(params.get("path", "/"))
     limit, after = _limit(params), _cursor(params)
     async with browser_of(service).opened(archive) as (index, contents):
@@ -344,11 +344,11 @@ async def versions(service: Service, params: dict[str, Any]) -> dict[str, Any]:
 async def compare(service: Service, params: dict[str, Any]) -> dict[str, Any]:
     """What changed from one snapshot to another, or to the live files when no second is named."""
     service.require_config()
-    old = chosen_archive(service, params["from"])
+    old = chosen_archive(service.keeper.repository.archives, params["from"])
     limit, after = _limit(params), _cursor(params)
     browser = browser_of(service)
     if "to" in params:
-        new = chosen_archive(service, params["to"])
+        new = chosen_archive(service.keeper.repository.archives, params["to"])
         async with browser.changes(old, new) as changes:
             page = await trio.to_thread.run_sync(changes.page, after, limit)
         return cast(dict[str, Any], to_wire({"from": old.name, "to": new.name, **page}))

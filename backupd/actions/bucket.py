@@ -18,6 +18,7 @@ from backupd.mirror import rclone
 from backupd.mirror.config import MIRROR_PARAMS, MirrorConfig
 from backupd.mirror.errors import RcloneFailed, mirror_error
 from backupd.params import check_params
+from backupd.progress import progress_with
 from backupd.service import Service
 from backupd.ssh import remote_location
 
@@ -137,8 +138,8 @@ class MirrorProgress:
 
     def step(self, name: str) -> Callable[[rclone.TransferStats], None]:
         self._step = name
-        self._report({"step": name, "bytes": 0, "total_bytes": None, "files": 0, "total_files": None,
-                      "percent": None, "eta": None})
+        self._report(progress_with(step=name, bytes=0, total_bytes=None, files=0, total_files=None,
+                                   percent=None, eta=None))
         return self._on_stats
 
     def step_done(self, stats: rclone.TransferStats | None) -> None:
@@ -149,6 +150,6 @@ class MirrorProgress:
 
     def _on_stats(self, stats: rclone.TransferStats) -> None:
         percent = round(100.0 * stats.bytes / stats.total_bytes, 1) if stats.total_bytes else None
-        self._report({"step": self._step, "bytes": stats.bytes, "total_bytes": stats.total_bytes,
-                      "files": stats.transfers, "total_files": stats.total_transfers,
-                      "percent": percent, "eta": stats.eta})
+        self._report(progress_with(step=self._step, bytes=stats.bytes, total_bytes=stats.total_bytes,
+                                   files=stats.transfers, total_files=stats.total_transfers,
+                                   percent=percent, eta=stats.eta))

@@ -7,9 +7,10 @@ from functools import partial
 from typing import Any
 
 from backupd.actions.maintenance import check_repository
+from backupd.actions.parts import RepositoryParts
 from backupd.borg.log_json import BorgEvent, ProgressPercent
 from backupd.jobs import Job, ReportProgress
-from backupd.service import Service
+from backupd.progress import progress_with
 from backupd.state import CheckRecord
 
 log = logging.getLogger(__name__)
@@ -17,27 +18,27 @@ log = logging.getLogger(__name__)
 CHECK_FAILED = "check_failed"
 
 
-def start_check(service: Service, trigger: str, requested_by: dict[str, Any] | None = None) -> Job:
-    service.require_config()
-    return service.jobs.start("check", trigger, partial(_check, service), requested_by)
+def start_check(parts: RepositoryParts, trigger: str, requested_by: dict[str, Any] | None = None) -> Job:
+    parts.require_config()
+    return parts.jobs.start("check", trigger, partial(_check, parts), requested_by)
 
 
-async def _check(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
-    config = service.require_config()
+async def _check(parts: RepositoryParts, job: Job, report: ReportProgress) -> dict[str, Any]:
+    config = parts.require_config()
 
     def on_event(event: BorgEvent) -> None:
         if isinstance(event, ProgressPercent) and not event.finished and event.total:
-            report({"percent": round(100 * (event.current or 0) / event.total, 1), "step": event.message})
+            report(progress_with(percent=round(100 * (event.current or 0) / event.total, 1), step=event.message))
 
-    report({"percent": 0.0, "step": "checking"})
-    async with service.keeper.lock:
-        outcome = await check_repository(service.borg, config, on_event)
-    now = service.clock.now()
-    problem = service.keeper.repository.problem
+    report(progress_with(percent=0.0, step="checking"))
+    async with parts.keeper.lock:
+        outcome = await check_repository(parts.borg, config, on_event)
+    now = parts.now()
+    problem = parts.keeper.repository.problem
     if not outcome.ok:
         summary = outcome.errors[-1] if outcome.errors else "borg check found errors"
         message = f"The consistency check found damage in the repository: {summary}"
-        problem = service.keeper.problem_from(CHECK_FAILED, message, "check")
+        problem = parts.keeper.problem_from(CHECK_FAILED, message, "check")
         record = CheckRecord(time=now, ok=False, message=message)
         log.warning("%s", message)
     else:
@@ -45,5 +46,5 @@ async def _check(service: Service, job: Job, report: ReportProgress) -> dict[str
             problem = None
         record = CheckRecord(time=now, ok=True, message="no problems found")
         log.info("the consistency check found no problems")
-    await service.keeper.update(last_check=record, problem=problem)
+    await parts.keeper.update(last_check=record, problem=problem)
     return {"ok": outcome.ok, "errors": list(outcome.errors)}

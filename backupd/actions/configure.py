@@ -20,6 +20,7 @@ from backupd.config import BackupConfig, changed_config, check_new_passphrase, c
 from backupd.errors import busy, invalid_params
 from backupd.jobs import Job, ReportProgress
 from backupd.mirror.config import MirrorConfig, mirror_from_params
+from backupd.progress import progress_with
 from backupd.restorable import refuse_unrestorable
 from backupd.service import Service
 from backupd.source_room import room_for_sources, room_warning
@@ -66,7 +67,7 @@ async def change(service: Service, params: dict[str, Any]) -> dict[str, Any]:
 async def _connect(service: Service, config: BackupConfig, may_create: bool, mirror: MirrorConfig | None,
                    take_over: bool, mirror_given: bool, job: Job, report: ReportProgress) -> dict[str, Any]:
     remote_id = await connect_to_bucket(service, config, mirror, report) if mirror is not None else None
-    report({"step": "connecting", "repository": config.repository})
+    report(progress_with(step="connecting", repository=config.repository))
     server = remote_location(config.repository)
     if server is not None and config.host_key is not None:
         identity = await service.borg.ensure_ssh_identity()
@@ -82,7 +83,7 @@ async def _connect(service: Service, config: BackupConfig, may_create: bool, mir
                 raise RpcError(ErrorCode.REPOSITORY_NOT_FOUND,
                                f"There is no repository at {config.repository} (create was false)") from None
             check_new_passphrase(config.passphrase)
-            report({"step": "creating", "repository": config.repository})
+            report(progress_with(step="creating", repository=config.repository))
             await service.borg.run(commands.init(config.repository, config.encryption), config=config)
             created = True
             facts = EMPTY_REPOSITORY

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from backupd.borg import commands
 from backupd.borg.archives import encryption_mode
-from backupd.service import Service
+from backupd.actions.parts import RepositoryParts
 
 RECOVERY_NOTE = """\
 Edgebox backup recovery note
@@ -52,17 +52,17 @@ data back by hand as below, with step 2.
 """
 
 
-async def export_key(service: Service, prefix: str) -> dict[str, Any]:
-    config = service.require_config()
-    exported = await service.borg.run(commands.key_export(config.repository))
-    info = await service.borg.run(commands.info_repository(config.repository))
+async def export_key(parts: RepositoryParts, zone: tzinfo, prefix: str) -> dict[str, Any]:
+    config = parts.require_config()
+    exported = await parts.borg.run(commands.key_export(config.repository))
+    info = await parts.borg.run(commands.info_repository(config.repository))
     mode = encryption_mode(info.json) or config.encryption
     keyfile = mode.startswith("keyfile")
     key = exported.stdout.strip()
     note = RECOVERY_NOTE.format(
         repository=config.repository,
         encryption=mode,
-        exported=datetime.now(service.zone).strftime("%Y-%m-%d %H:%M %Z"),
+        exported=datetime.now(zone).strftime("%Y-%m-%d %H:%M %Z"),
         prefix=prefix,
         import_step=(KEYFILE_IMPORT if keyfile else REPOKEY_IMPORT).format(repository=config.repository, mode=mode),
         keyfile_on_edgebox=KEYFILE_ON_EDGEBOX.format(mode=mode) if keyfile else "",

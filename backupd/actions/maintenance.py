@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from backupctl.protocol import RpcError
+from backupctl.protocol import ErrorCode, RpcError
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.borg.errors import EXIT_SUCCESS, BorgFailed, found_damage
@@ -20,7 +20,6 @@ from backupd.borg.invoker import BorgInvoker
 
 log = logging.getLogger(__name__)
 
-PRUNE_REFUSED = "prune_refused"
 MAX_CHECK_ERRORS = 100
 
 OnEvent = Callable[[BorgEvent], None]
@@ -30,7 +29,7 @@ class PruneRefused(RpcError):
     """Prune would leave this box without a single archive; nothing was deleted."""
 
     def __init__(self, message: str, data: dict[str, object] | None = None) -> None:
-        super().__init__(PRUNE_REFUSED, message, data)
+        super().__init__(ErrorCode.PRUNE_REFUSED, message, data)
 
 
 @dataclass(frozen=True)

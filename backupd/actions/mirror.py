@@ -28,6 +28,7 @@ from backupd.mirror import rclone
 from backupd.mirror.config import MirrorConfig, mirror_from_params
 from backupd.mirror.errors import RcloneFailed, mirror_error
 from backupd.mirror.state import MirrorState, measure_local_repository
+from backupd.progress import progress_with
 from backupd.service import Service
 from backupd.ssh import remote_location
 from backupd.state import Problem
@@ -53,7 +54,7 @@ async def configure_mirror(service: Service, params: dict[str, Any],
 
 async def _set_up(service: Service, mirror: MirrorConfig, folder: str, take_over: bool,
                   job: Job, report: ReportProgress) -> dict[str, Any]:
-    report({"step": "checking the bucket", "location": mirror.location()})
+    report(progress_with(step="checking the bucket", location=mirror.location()))
     remote_id = await check_bucket(service, mirror)
     local_id = await trio.to_thread.run_sync(local_repository_id, folder)
     taken_over = await claim_prefix(service, mirror, remote_id, local_id, take_over)
@@ -110,7 +111,7 @@ async def _mirror(service: Service, compare_whole: bool, job: Job, report: Repor
     previous = service.keeper.mirror_state
     try:
         async with service.keeper.lock:
-            await refresh_if_changed(service)
+            await refresh_if_changed(service.parts)
             before = await trio.to_thread.run_sync(repository_marker, folder)
             archives = tuple(archive.name for archive in service.keeper.repository.archives)
             since = previous.last_success_started if not compare_whole else None

@@ -15,6 +15,7 @@ from backupd.errors import invalid_params
 from backupd.jobs import ReportProgress
 from backupd.mirror import rclone
 from backupd.mirror.config import MirrorConfig
+from backupd.progress import progress_with
 from backupd.restore.nofollow import PRIVATE_FOLDER_MODE, components, lstat, make_folder, remove_empty_folder, rename
 from backupd.restore.staging_place import unsafe_reason
 from backupd.service import Service
@@ -49,7 +50,7 @@ async def connect_to_bucket(service: Service, config: BackupConfig, mirror: Mirr
     missing or empty and the bucket holds a repository under the prefix, download it there
     (resuming a download that was stopped). Returns the id of the bucket's repository."""
     folder = require_local(config)
-    report({"step": "checking the bucket", "location": mirror.location()})
+    report(progress_with(step="checking the bucket", location=mirror.location()))
     remote_id = await check_bucket(service, mirror)
     if remote_id is None or not await trio.to_thread.run_sync(holds_nothing, folder):
         return remote_id

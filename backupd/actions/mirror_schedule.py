@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import trio
 
-from backupctl.protocol import RpcError
+from backupctl.protocol import JobState, RpcError
 from backupd.actions.mirror import measure, start_mirror
 from backupd.events import Change
-from backupd.jobs import Job, JobState
+from backupd.jobs import Job
 from backupd.scheduler import retry_delay
 from backupd.service import Service
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -14,6 +15,8 @@ from backupd.borg.invoker import BorgInvoker
 from backupd.borg.archives import BorgArchive, archives_in, listed_archives, stored_size
 from backupd.borg.transactions import repository_marker
 from backupd.config import BackupConfig
+from backupd.actions.parts import RepositoryParts
+from backupd.errors import not_found
 from backupd.service import Activity, Service
 from backupd.state import ArchiveEntry, SnapshotSummary
 
@@ -99,25 +102,37 @@ async def keep_view_current(service: Service, check_interval: float = IDLE_CHECK
         await trio.sleep(check_interval)
         if service.jobs.current is None and not service.keeper.lock.locked():
             async with service.keeper.lock:
-                await refresh_if_changed(service)
+                await refresh_if_changed(service.parts)
 
 
-async def refresh_if_changed(service: Service) -> None:
+async def refresh_if_changed(parts: RepositoryParts) -> None:
     """Re-read the archive list when the repository changed since the daemon last used it; a
     directory listing tells, for a local repository. Called with the repository lock held."""
-    config = service.config
+    config = parts.configured()
     if config is None:
         return
     marker = await trio.to_thread.run_sync(repository_marker, config.repository)
-    if marker is None or marker == service.borg.marker:
+    if marker is None or marker == parts.borg.marker:
         return
     log.info("repository %s changed outside the daemon: reading it again", config.repository)
     try:
-        facts = await read_repository(service.borg, service.settings.hostname, config)
+        facts = await read_repository(parts.borg, parts.settings().hostname, config)
     except RpcError as error:
         log.warning("cannot read repository %s: %s", config.repository, error.message)
         return
-    await service.keeper.update(**facts)
+    await parts.keeper.update(**facts)
+
+
+def chosen_archive(archives: Sequence[ArchiveEntry], name: str | None) -> ArchiveEntry:
+    """The snapshot of that name, or the newest when none is named (archives are oldest first)."""
+    if name is None:
+        if not archives:
+            raise not_found("snapshot: the repository holds none")
+        return archives[-1]
+    for archive in archives:
+        if archive.name == name:
+            return archive
+    raise not_found(f"snapshot {name!r}")
 
 
 

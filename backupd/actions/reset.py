@@ -5,6 +5,7 @@ and the mirror's bucket are not touched."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,30 +14,30 @@ import trio
 from backupctl.protocol import RpcError
 
 from backupd.jobs import Job, ReportProgress
-from backupd.service import Service
+from backupd.actions.parts import RepositoryParts
 from backupd.state import RepositoryState
 
 # Below the borg base folder: the chunk cache and the records of known repositories.
 BORG_LOCAL_STATE = (Path(".cache") / "borg", Path(".config") / "borg" / "security")
 
 
-async def reset(service: Service, requested_by: dict[str, Any] | None = None) -> dict[str, Any]:
-    job = service.jobs.start("reset", "manual", partial(_reset, service), requested_by)
-    await service.jobs.wait(job)
+async def reset(parts: RepositoryParts, forget_configuration: Callable[[], Awaitable[None]],
+                requested_by: dict[str, Any] | None = None) -> dict[str, Any]:
+    job = parts.jobs.start("reset", "manual", partial(_reset, parts, forget_configuration), requested_by)
+    await parts.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
     return {}
 
 
-async def _reset(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
-    repository = service.config.repository if service.config else None
-    await service.save_config(None)
-    await service.save_mirror(None)  # the keys go; the bucket and what it holds stay
-    await service.keeper.update(**_fresh_state())
-    base = service.borg.base_dir()
-    await trio.to_thread.run_sync(_erase, [*(base / part for part in BORG_LOCAL_STATE), service.borg.ssh.folder])
-    service.next_run = None
-    service.publish_status()
+async def _reset(parts: RepositoryParts, forget_configuration: Callable[[], Awaitable[None]],
+                 job: Job, report: ReportProgress) -> dict[str, Any]:
+    config = parts.configured()
+    repository = config.repository if config else None
+    await forget_configuration()
+    await parts.keeper.update(**_fresh_state())
+    base = parts.borg.base_dir()
+    await trio.to_thread.run_sync(_erase, [*(base / part for part in BORG_LOCAL_STATE), parts.borg.ssh.folder])
     return {"repository": repository}
 
 

@@ -12,24 +12,26 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from backupctl.paths import from_wire
 from backupctl.protocol import ErrorCode, RpcError
-from backupd.actions.repository import refresh_if_changed
+from backupd.actions.browse import browser_of
+from backupd.actions.repository import chosen_archive, refresh_if_changed
 from backupd.borg import commands
 from backupd.borg.archives import info_archive
 from backupd.borg.errors import refused_path
 from backupd.borg.log_json import BorgEvent, ListedItem, LogMessage
 from backupd.config import BackupConfig
-from backupd.errors import invalid_params, not_found, not_in_snapshot
+from backupd.errors import invalid_params, not_in_snapshot
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
 from backupd.params import Param, PathName
 from backupd.paths import is_within, outermost
 from backupd.borg.grammar import check_exclude
+from backupd.progress import progress_with
 from backupd.restore.archive_roots import excludes_in
 from backupd.restore.contents import SnapshotContents
 from backupd.restore.not_created import missing_in
@@ -41,9 +43,6 @@ from backupd.restore.journal import journal_path, unfinished_journals
 from backupd.restore.transaction import RestoreTransaction
 from backupd.service import Service
 from backupd.state import ArchiveEntry
-
-if TYPE_CHECKING:
-    from backupd.actions.browse import Browser
 
 log = logging.getLogger(__name__)
 
@@ -70,25 +69,13 @@ RESTORE_PARTIAL = "restore_partial"
 def start_restore(service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None) -> Job:
     service.require_config()
     request = RestoreRequest(
-        archive=chosen_archive(service, params.get("snapshot")),
+        archive=chosen_archive(service.keeper.repository.archives, params.get("snapshot")),
         paths=tuple(_restore_path(from_wire(path)) for path in params.get("paths", ())),
         dry_run=params.get("dry_run", False),
         remove_excluded=params.get("remove_excluded", False),
     )
     return service.jobs.start("restore", "manual", partial(_restore, service, request), requested_by,
                               dry_run=request.dry_run)
-
-
-def chosen_archive(service: Service, name: str | None) -> ArchiveEntry:
-    archives = service.keeper.repository.archives
-    if name is None:
-        if not archives:
-            raise not_found("snapshot: the repository holds none")
-        return max(archives, key=lambda archive: archive.age_order)
-    for archive in archives:
-        if archive.name == name:
-            return archive
-    raise not_found(f"snapshot {name!r}")
 
 
 def _restore_path(path: str) -> str:
@@ -99,10 +86,10 @@ def _restore_path(path: str) -> str:
 
 async def _restore(service: Service, request: RestoreRequest, job: Job, report: ReportProgress) -> dict[str, Any]:
     config = service.require_config()
-    report({"step": "reading the snapshot"})
+    report(progress_with(step="reading the snapshot"))
     await service.restore_cleaned_up.wait()
     async with service.keeper.lock:
-        await refresh_if_changed(service)
+        await refresh_if_changed(service.parts)
         contents = await _snapshot_contents(service, config, request.archive)
         targets = _targets(service, request.paths, list(contents.sources))
         if request.dry_run:
@@ -128,14 +115,8 @@ async def _snapshot_contents(service: Service, config: BackupConfig, archive: Ar
     if archive.sources:
         places = {source: source.lstrip("/") for source in archive.sources}
         return SnapshotContents(places, archive.files or 0, archive.original_size or 0, exclude)
-    places = (await _browser(service).contents_of(archive)).places
+    places = (await browser_of(service).contents_of(archive)).places
     return SnapshotContents(places, details.files, details.original_size, exclude)
-
-
-def _browser(service: Service) -> Browser:
-    """The service's snapshot indexes, which restores read as browsing does."""
-    from backupd.actions.browse import browser_of  # browse imports this module's chosen_archive
-    return browser_of(service)
 
 
 def _valid_exclude(pattern: str) -> bool:
@@ -165,7 +146,7 @@ def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tu
 async def _dry_run(service: Service, config: BackupConfig, request: RestoreRequest,
                    targets: tuple[str, ...], contents: SnapshotContents) -> dict[str, Any]:
     excluded = (lambda place: False) if request.remove_excluded else contents.excluded
-    async with _browser(service).opened(request.archive) as (index, _):
+    async with browser_of(service).opened(request.archive) as (index, _):
         answer = await trio.to_thread.run_sync(dry_run, index, targets, contents, excluded)
     if answer.changes.missing:
         raise not_in_snapshot(request.archive.name, answer.changes.missing, list(contents.sources))
@@ -179,7 +160,7 @@ async def _refuse_without_room(service: Service, config: BackupConfig, request: 
     if not request.paths and await trio.to_thread.run_sync(on_one_file_system, targets):
         needed = {targets[0]: contents.original_size}
     else:
-        async with _browser(service).opened(request.archive) as (index, _):
+        async with browser_of(service).opened(request.archive) as (index, _):
             needed = await trio.to_thread.run_sync(bytes_by_target, index, targets, contents)
     short = [room for room in await trio.to_thread.run_sync(room_for, needed) if not room.fits]
     if short:
@@ -232,7 +213,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
                     missing = await trio.to_thread.run_sync(missing_in, staging_fd, refused)
                     not_restored += [contents.place_of(path.lstrip("/")) for path in missing]
                 nursery.cancel_scope.cancel()
-        report(dict(progress.current(), step="swapping"))
+        report(progress.current(step="swapping"))
         await trio.to_thread.run_sync(transaction.swap_into_place)
     except BaseException as failure:
         with trio.CancelScope(shield=True):
@@ -243,7 +224,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
             raise RpcError(ErrorCode.RESTORE_FAILED, f"The restore failed: {failure}") from None
         raise
     _clean_up_after_the_job(service, transaction)
-    report(dict(progress.current(finished=True), step="done"))
+    report(progress.current(finished=True, step="done"))
     files = contents.files if not request.paths else progress.files_seen
     log.info("restored %d files, %d bytes", files, progress.done_size)
     await _report_not_restored(service, not_restored)

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import trio
 
 from backupctl.protocol import RpcError
+from backupd.actions.parts import RepositoryParts
 from backupd.actions.repository import archive_entry, refresh_if_changed, summary_from_archive
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
@@ -20,9 +21,8 @@ from backupd.borg.log_json import ArchiveProgress, BorgEvent, LogMessage
 from backupd.errors import no_sources
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
-from backupd.progress import estimate
-from backupd.service import Service
-from backupd.state import Problem, SnapshotSummary
+from backupd.progress import SnapshotProgress
+from backupd.state import Problem
 
 log = logging.getLogger(__name__)
 
@@ -33,69 +33,33 @@ SHOWN_IN_PROBLEM = 3
 SNAPSHOT_INCOMPLETE = "snapshot_incomplete"
 
 
-def start_snapshot(service: Service, trigger: str, requested_by: dict[str, Any] | None = None) -> Job:
+def start_snapshot(parts: RepositoryParts, trigger: str, requested_by: dict[str, Any] | None = None) -> Job:
     """Start a snapshot, or return the one already running."""
-    if not service.require_config().sources:
+    if not parts.require_config().sources:
         raise no_sources()
-    running = service.jobs.current
+    running = parts.jobs.current
     if running is not None and running.kind == "snapshot":
         return running
-    return service.jobs.start("snapshot", trigger, partial(_take_snapshot, service), requested_by)
+    return parts.jobs.start("snapshot", trigger, partial(_take_snapshot, parts), requested_by)
 
 
-class ProgressEstimate:
-    """Percent and ETA of a snapshot, measured against the previous snapshot's original size;
-    data that grew past it is said to be more than expected, not held at 99 %."""
-
-    def __init__(self, expected_size: int | None) -> None:
-        self.expected_size = expected_size or None
-        self.started = trio.current_time()
-        self.latest: dict[str, Any] = {"files": 0, "original_size": 0, "deduplicated_size": 0, "path": None}
-
-    def update(self, event: ArchiveProgress) -> dict[str, Any]:
-        self.latest = {
-            "files": event.nfiles,
-            "original_size": event.original_size,
-            "deduplicated_size": event.deduplicated_size,
-            "path": event.path or self.latest["path"],
-        }
-        return self.current()
-
-    def finished(self, summary: SnapshotSummary) -> dict[str, Any]:
-        self.latest = {
-            "files": summary.files,
-            "original_size": summary.original_size,
-            "deduplicated_size": summary.deduplicated_size,
-            "path": None,
-        }
-        return self._with_estimate(finished=True)
-
-    def current(self) -> dict[str, Any]:
-        return self._with_estimate(finished=False)
-
-    def _with_estimate(self, finished: bool) -> dict[str, Any]:
-        elapsed = trio.current_time() - self.started
-        done = estimate(self.latest["original_size"], self.expected_size, elapsed, finished)
-        return dict(self.latest, elapsed=round(elapsed, 1), expected_size=self.expected_size, **done.to_wire())
-
-
-async def _take_snapshot(service: Service, job: Job, report: ReportProgress) -> dict[str, Any]:
+async def _take_snapshot(parts: RepositoryParts, job: Job, report: ReportProgress) -> dict[str, Any]:
     try:
-        return await around_job(service.settings.hooks, "snapshot", job, partial(_create_archive, service, report))
+        return await around_job(parts.settings().hooks, "snapshot", job, partial(_create_archive, parts, report))
     except RpcError as error:
-        await service.keeper.update(problem=service.keeper.problem_from(error.code, error.message, "snapshot"))
+        await parts.keeper.update(problem=parts.keeper.problem_from(error.code, error.message, "snapshot"))
         raise
 
 
-async def _create_archive(service: Service, report: ReportProgress) -> dict[str, Any]:
-    config = service.require_config()
-    previous = service.keeper.repository.last_snapshot
-    own = OwnArchives.of_host(service.settings.hostname)
-    name = own.name_at(service.clock.now())
+async def _create_archive(parts: RepositoryParts, report: ReportProgress) -> dict[str, Any]:
+    config = parts.require_config()
+    previous = parts.keeper.repository.last_snapshot
+    own = OwnArchives.of_host(parts.settings().hostname)
+    name = own.name_at(parts.now())
     if previous is not None and previous.name == name:
         await trio.sleep(1)
-        name = own.name_at(service.clock.now())
-    estimate = ProgressEstimate(previous.original_size if previous else None)
+        name = own.name_at(parts.now())
+    estimate = SnapshotProgress(previous.original_size if previous else None)
     warnings: list[str] = []
     warning_count = 0
 
@@ -114,18 +78,18 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
 
     report(estimate.current())
     log.info("taking snapshot %s of %s", name, ", ".join(config.sources))
-    own_files = [f"pp:{service.settings.state_dir}", f"pp:{service.borg.base_dir()}"]
+    own_files = [f"pp:{parts.settings().state_dir}", f"pp:{parts.borg.base_dir()}"]
     command = commands.create(
         config.repository, name, config.sources, (*config.exclude, *own_files), config.compression,
-        upload_limit=service.settings.upload_limit if config.upload_limit is None else config.upload_limit,
+        upload_limit=parts.settings().upload_limit if config.upload_limit is None else config.upload_limit,
     )
-    checkpoints_before = service.keeper.repository.checkpoints_left
+    checkpoints_before = parts.keeper.repository.checkpoints_left
     # An interrupted `borg create` leaves a checkpoint; it is known until this one succeeds.
-    service.keeper.repository = replace(service.keeper.repository, checkpoints_left=True)
-    async with service.keeper.lock:
-        await refresh_if_changed(service)
-        result = await _with_heartbeat(service.borg.run(command, on_event=on_event), estimate, report)
-        checkpoints_left = checkpoints_before and not await _deleted_own_checkpoints(service, own)
+    parts.keeper.repository = replace(parts.keeper.repository, checkpoints_left=True)
+    async with parts.keeper.lock:
+        await refresh_if_changed(parts)
+        result = await _with_heartbeat(parts.borg.run(command, on_event=on_event), estimate, report)
+        checkpoints_left = checkpoints_before and not await _deleted_own_checkpoints(parts, own)
     archive = created_archive(result.json)
     summary = summary_from_archive(archive)
     report(estimate.finished(summary))
@@ -134,24 +98,24 @@ async def _create_archive(service: Service, report: ReportProgress) -> dict[str,
     if warning_count:
         log.warning("borg reported %d %s (exit code %d): what it could not read is not in the snapshot",
                     warning_count, "warning" if warning_count == 1 else "warnings", result.exit_code)
-    await service.keeper.add_archive(
+    await parts.keeper.add_archive(
         replace(archive_entry(archive), sources=config.sources, exclude=config.exclude,
                 files=summary.files, original_size=summary.original_size),
         last_snapshot=summary,
         total_size=stored_size(result.json),
         file_count=summary.files,
-        problem=_problem_after_success(service, missed),
+        problem=_problem_after_success(parts, missed),
         checkpoints_left=checkpoints_left,
     )
     return {"snapshot": asdict(summary), "warnings": warnings, "warning_count": warning_count}
 
 
-async def _deleted_own_checkpoints(service: Service, own: OwnArchives) -> bool:
+async def _deleted_own_checkpoints(parts: RepositoryParts, own: OwnArchives) -> bool:
     """Delete the checkpoints that interrupted snapshots of this box left, now that a whole
     snapshot holds what they held; whether that worked."""
-    config = service.require_config()
+    config = parts.require_config()
     try:
-        await service.borg.run(commands.delete_archives(config.repository, own.checkpoint_glob()))
+        await parts.borg.run(commands.delete_archives(config.repository, own.checkpoint_glob()))
     except RpcError as error:
         log.warning("cannot delete the checkpoints of interrupted snapshots: %s", error.message)
         return False
@@ -159,7 +123,7 @@ async def _deleted_own_checkpoints(service: Service, own: OwnArchives) -> bool:
     return True
 
 
-async def _with_heartbeat(work: Awaitable[Result], estimate: ProgressEstimate, report: ReportProgress) -> Result:
+async def _with_heartbeat(work: Awaitable[Result], estimate: SnapshotProgress, report: ReportProgress) -> Result:
     """Await work while progress ticks; the work's own exception comes out as itself."""
     outcome: list[Result] = []
     failure: list[BaseException] = []
@@ -176,19 +140,19 @@ async def _with_heartbeat(work: Awaitable[Result], estimate: ProgressEstimate, r
     return outcome[0]
 
 
-async def _heartbeat(estimate: ProgressEstimate, report: ReportProgress) -> None:
+async def _heartbeat(estimate: SnapshotProgress, report: ReportProgress) -> None:
     """Borg is silent while it opens the cache or commits: progress still ticks every second."""
     while True:
         await trio.sleep(HEARTBEAT_INTERVAL)
         report(estimate.current())
 
 
-def _problem_after_success(service: Service, missed: list[str]) -> Problem | None:
+def _problem_after_success(parts: RepositoryParts, missed: list[str]) -> Problem | None:
     """A snapshot that succeeds ends every problem but damage found by a check or a restore
     that could not be undone: those need a person. One that missed files (borg's warnings
     about items: unreadable, vanished, changed while read) is a problem of its own until a
     snapshot completes cleanly."""
-    problem = service.keeper.repository.problem
+    problem = parts.keeper.repository.problem
     if problem is not None and problem.operation in ("check", "restore"):
         return problem
     if missed:
@@ -196,5 +160,5 @@ def _problem_after_success(service: Service, missed: list[str]) -> Problem | Non
         more = f" and {len(missed) - SHOWN_IN_PROBLEM} more" if len(missed) > SHOWN_IN_PROBLEM else ""
         message = (f"The last snapshot is incomplete: borg could not read {len(missed)} "
                    f"{'item' if len(missed) == 1 else 'items'} ({shown}{more})")
-        return service.keeper.problem_from(SNAPSHOT_INCOMPLETE, message, "snapshot")
+        return parts.keeper.problem_from(SNAPSHOT_INCOMPLETE, message, "snapshot")
     return None

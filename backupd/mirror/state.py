@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from backupctl.records import MirrorOverview
 from backupd.mirror.config import MirrorConfig
 from backupd.state import Problem
 
@@ -68,7 +69,7 @@ def measure_local_repository(folder: str, mirrored_since: float | None) -> Local
 
 
 def mirror_record(mirror: MirrorConfig, state: MirrorState, not_off_site: int, usage: LocalUsage,
-                  running: bool) -> dict[str, Any]:
+                  running: bool) -> MirrorOverview:
     """The overview's `mirror` record."""
     waiting = usage.waiting if usage.measured else None
     if running:
@@ -79,13 +80,7 @@ def mirror_record(mirror: MirrorConfig, state: MirrorState, not_off_site: int, u
         status = "behind"
     else:
         status = "current"
-    return {
-        "location": mirror.location(),
-        "state": status,
-        "last_success": state.last_success,
-        "snapshots_not_off_site": not_off_site,
-        "bytes_waiting": waiting,
-        "uploaded_bytes": state.uploaded_bytes,
-        "last_verified": state.last_verified,
-        "last_error": state.error.to_wire() if state.error else None,
-    }
+    return MirrorOverview(location=mirror.location(), state=status, last_success=state.last_success,
+                          snapshots_not_off_site=not_off_site, bytes_waiting=waiting,
+                          uploaded_bytes=state.uploaded_bytes, last_verified=state.last_verified,
+                          last_error=state.error.record() if state.error else None)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from typing import Any
-
 import trio
 
+from backupctl.records import Progress
 from backupd.borg.log_json import ListedItem
 from backupd.jobs import ReportProgress
-from backupd.progress import estimate
+from backupd.progress import Estimator
 
 PROGRESS_INTERVAL = 0.25
 
@@ -34,7 +33,7 @@ class RestoreProgress:
         self.total_size = total_size
         self.place_of = place_of
         self.total_files = total_files
-        self.started = trio.current_time()
+        self._estimator = Estimator(total_size)
         self.done_size = 0
         self.files_seen = 0
         self._staging_fd: int | None = None
@@ -68,20 +67,16 @@ class RestoreProgress:
         except (OSError, ValueError):
             return None
 
-    def current(self, finished: bool = False) -> dict[str, Any]:
-        elapsed = trio.current_time() - self.started
+    def current(self, finished: bool = False, step: str | None = None) -> Progress:
+        """Files and bytes so far; with a step (swapping, done) when the restore names one."""
         in_progress = self._staged(self._extracting)
         partial_size = in_progress.st_size if in_progress is not None and stat.S_ISREG(in_progress.st_mode) else 0
         done_size = _at_most(self.done_size + partial_size, self.total_size)
-        progress: dict[str, Any] = {
-            "files": _at_most(self.files_seen, self.total_files),
-            "total_files": self.total_files,
-            "original_size": done_size,
-            "total_size": self.total_size,
-            "path": self.place_of(self._last_item.message) if self._last_item else None,
-            "elapsed": round(elapsed, 1),
-        }
-        return {**progress, **estimate(done_size, self.total_size, elapsed, finished).to_wire()}
+        named_step = {"step": step} if step is not None else {}
+        return self._estimator.progress(
+            done_size, finished, files=_at_most(self.files_seen, self.total_files), total_files=self.total_files,
+            original_size=done_size, total_size=self.total_size,
+            path=self.place_of(self._last_item.message) if self._last_item else None, **named_step)
 
 
 def _at_most(value: int, total: int | None) -> int:

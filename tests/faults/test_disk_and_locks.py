@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import PASSPHRASE
 from tests.faults.conftest import configure, hold_lock, raw_borg
 from tests.processes import children_of
-from tests.test_daemon import wait_for
+from tests.calls import wait_for
 
 needs_mounts = pytest.mark.skipif(os.getuid() != 0, reason="needs root to mount small file systems")
 

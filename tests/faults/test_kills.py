@@ -8,7 +8,7 @@ import time
 from tests.conftest import PASSPHRASE
 from tests.faults.conftest import TRIALS, archive_names, configure, raw_borg
 from tests.processes import children_of
-from tests.test_daemon import wait_for
+from tests.calls import wait_for
 from backupd.restore.journal import unfinished_journals
 from tests.tree import describe
 

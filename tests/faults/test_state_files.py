@@ -3,7 +3,7 @@
 import pytest
 
 from tests.faults.conftest import archive_names, configure
-from tests.test_daemon import wait_for
+from tests.calls import wait_for
 
 DAMAGE = {
     "truncated": lambda text: text[: len(text) // 2],
