@@ -49,8 +49,8 @@ DEFAULT_STARTERS: dict[str, StartJob] = {"snapshot": start_snapshot, "prune": st
 
 def retry_delay(attempt: int) -> float:
     """1, 2, 4 ... minutes after the first, second, third ... failure, capped at an hour."""
-    delay: float = min(RETRY_FIRST_DELAY * 2 ** (attempt - 1), RETRY_MAX_DELAY)
-    return delay
+    doublings = min(max(attempt - 1, 0), 32)  # past the cap long before; keeps the power finite after weeks of failures
+    return float(min(RETRY_FIRST_DELAY * 2 ** doublings, RETRY_MAX_DELAY))
 
 
 class Scheduler:

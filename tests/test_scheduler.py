@@ -200,7 +200,7 @@ async def test_a_wall_clock_jump_is_noticed(tmp_path, autojump_clock):
 
 
 def test_retry_delays_double_and_are_capped():
-    assert [retry_delay(attempt) for attempt in (1, 2, 3, 7, 20)] == [60, 120, 240, 3600, 3600]
+    assert [retry_delay(attempt) for attempt in (1, 2, 3, 7, 20, 5000)] == [60, 120, 240, 3600, 3600, 3600]
 
 
 async def test_a_check_runs_on_its_own_cadence(tmp_path, autojump_clock):
@@ -250,3 +250,4 @@ async def test_clock_jumps_back_and_forth_give_no_duplicate_and_no_lost_run(tmp_
         await trio.sleep(HOUR)
         nursery.cancel_scope.cancel()
     assert [local(when) for when, _ in script.runs] == ["11:00", "12:00"]
+
