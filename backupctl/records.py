@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backupctl.protocol import ErrorCode, JobKind, JobState, ProblemCode, Trigger
-from backupctl.wire_record import RecordError, WireRecord, sometimes, wire_key
+from backupctl.wire_record import RecordError, WireRecord, sometimes
 
 __all__ = [
-    "CancelResult", "Change", "ChangeCounts", "ChangesPage", "CheckResult", "Configuration", "ConfigureResult",
-    "ErrorData", "FolderEntry", "FolderPage", "JobError", "JobRecord", "JobWithLog", "LastCheck", "LogLine",
+    "CancelResult", "CheckResult", "Configuration", "ConfigureResult",
+    "ErrorData", "JobError", "JobRecord", "JobWithLog", "LastCheck", "LogLine",
     "MirrorConfig", "MirrorOffResult", "MirrorOverview", "MirrorResult", "MirrorSetupResult", "NotifyHealth",
-    "Overview", "PathSample", "PathVersions", "Ping", "Problem", "Progress", "RecordError", "Requester",
-    "RestorePlan", "RestoreResult", "Room", "SnapshotListed", "SnapshotResult", "SnapshotSummary", "SshKey",
-    "ExportedKey", "Version", "Warnings",
+    "Overview", "PathSample", "Ping", "Problem", "Progress", "RecordError", "Requester",
+    "RestorePlan", "RestoreResult", "Room", "SnapshotResult", "SnapshotSummary", "SshKey",
+    "ExportedKey", "Warnings",
 ]
 
 WirePath = str | bytes  # bytes: a name that is not UTF-8 (docs/api.md, "Path names")
@@ -345,93 +345,3 @@ class Configuration(WireRecord):
     append_only: bool
     upload_limit: int | None
     mirror: MirrorConfig | None = None
-
-
-@dataclass(frozen=True)
-class SnapshotListed(WireRecord):
-    """One snapshot of `snapshots`."""
-
-    name: str
-    id: str
-    time: float
-    sources: list[WirePath] | None = sometimes()
-
-
-@dataclass(frozen=True)
-class FolderEntry(WireRecord):
-    """What a folder of a snapshot holds; `name` and `target` are None for a reader. A folder
-    above the snapshot's sources has an empty mode."""
-
-    name: WirePath | None
-    kind: str  # file, folder, link or other
-    size: int | None
-    mode: str
-    user: str | None
-    group: str | None
-    uid: int | None
-    gid: int | None
-    mtime: float | None
-    target: WirePath | None
-
-
-@dataclass(frozen=True)
-class FolderPage(WireRecord):
-    """One page of `browse`: `path` is None for a reader."""
-
-    snapshot: str
-    path: WirePath | None
-    kind: str
-    entries: list[FolderEntry]
-    total: int
-    cursor: str | None
-
-
-@dataclass(frozen=True)
-class Version(WireRecord):
-    snapshot: str
-    time: float
-    kind: str
-    size: int | None
-    mtime: float | None
-    mode: str
-
-
-@dataclass(frozen=True)
-class PathVersions(WireRecord):
-    """The answer of `versions`: the snapshots that hold the path, newest first."""
-
-    path: WirePath
-    versions: list[Version]
-
-
-@dataclass(frozen=True)
-class Change(WireRecord):
-    """One change of `compare`: `path` is None for a reader."""
-
-    path: WirePath | None
-    change: str  # added, removed or modified
-    kind: str | None
-    size: int | None
-    old_size: int | None
-    what: list[str]
-    added_bytes: int | None = sometimes()  # a file modified between two snapshots, as borg counts it
-    removed_bytes: int | None = sometimes()
-
-
-@dataclass(frozen=True)
-class ChangeCounts(WireRecord):
-    added: int
-    removed: int
-    modified: int
-
-
-@dataclass(frozen=True)
-class ChangesPage(WireRecord):
-    """One page of `compare`: `to` is None against the files now."""
-
-    from_snapshot: str = field(metadata=wire_key("from"))
-    to: str | None
-    changes: list[Change]
-    total: int
-    counts: ChangeCounts
-    cursor: str | None

@@ -15,26 +15,23 @@ import pytest
 from backupctl.protocol import ErrorCode, JobKind, JobState, ProblemCode, RpcError, Trigger
 from backupctl.records import (
     CancelResult,
-    ChangesPage,
     CheckResult,
     Configuration,
     ConfigureResult,
     ErrorData,
-    FolderPage,
     JobError,
     JobRecord,
     JobWithLog,
     MirrorOffResult,
     Overview,
-    PathVersions,
     Ping,
     Problem,
     Progress,
     RecordError,
     RestorePlan,
-    SnapshotListed,
     SnapshotResult,
 )
+from backupctl.snapshot_records import ChangesPage, FolderPage, PathVersions, SnapshotListed
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.users import NOBODY, call_as_user, copy_client_packages
 

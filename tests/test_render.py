@@ -9,11 +9,6 @@ import pytest
 
 from backupctl.protocol import ErrorCode, JobKind, JobState, Notification, ProblemCode, RpcError, Trigger
 from backupctl.records import (
-    Change,
-    ChangeCounts,
-    ChangesPage,
-    FolderEntry,
-    FolderPage,
     JobError,
     JobRecord,
     JobWithLog,
@@ -22,14 +17,13 @@ from backupctl.records import (
     NotifyHealth,
     Overview,
     PathSample,
-    PathVersions,
     Problem,
     Progress,
     RestorePlan,
     Room,
     SnapshotSummary,
-    Version,
 )
+from backupctl.snapshot_records import Change, ChangeCounts, ChangesPage, FolderEntry, FolderPage, PathVersions, Version
 from backupctl.render.browse import describe_changes, describe_listing, describe_versions
 from backupctl.render.errors import error_details
 from backupctl.render.events import describe_notification

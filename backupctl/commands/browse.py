@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from backupctl.client import Client
 from backupctl.invocation import EXIT_OK, Invocation
-from backupctl.records import ChangesPage, FolderPage, PathVersions, SnapshotListed
+from backupctl.snapshot_records import ChangesPage, FolderPage, PathVersions, SnapshotListed
 from backupctl.render.browse import describe_changes, describe_listing, describe_snapshots, describe_versions
 
 PAGE_SIZE = 1000

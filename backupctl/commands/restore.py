@@ -13,7 +13,8 @@ from backupctl.client import Client
 from backupctl.commands.jobs import report_finished_job, run_job
 from backupctl.invocation import CALL_TIMEOUT, EXIT_ERROR, Invocation
 from backupctl.protocol import JobState
-from backupctl.records import JobRecord, RestorePlan, SnapshotListed
+from backupctl.records import JobRecord, RestorePlan
+from backupctl.snapshot_records import SnapshotListed
 from backupctl.render.jobs import JobOutcome, describe_restore_result
 from backupctl.render.restore import describe_restore_plan
 from backupctl.render.text import path_list

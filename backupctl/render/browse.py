@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from backupctl.records import Change, ChangesPage, FolderEntry, FolderPage, PathVersions, SnapshotListed
+from backupctl.snapshot_records import Change, ChangesPage, FolderEntry, FolderPage, PathVersions, SnapshotListed
 from backupctl.render import text as fmt
 from backupctl.render.text import shown_name
 
