@@ -1,5 +1,6 @@
-"""The daemon's parts in one place: settings, the configuration and its schedule, the keeper
-of what is known, borg, jobs, the overview, and how the parts hear of a change."""
+"""The daemon's parts wired together: settings, the keeper of what is known, the
+configurations, borg, jobs, the overview, how the parts hear of a change, and the parts each
+action is given."""
 
 from __future__ import annotations
 
