@@ -78,11 +78,11 @@ async def show_config(call: Call) -> dict[str, Any]:
 
 
 async def configure_repository(call: Call) -> dict[str, Any]:
-    return await configure(call.service, call.params, call.peer.record())
+    return await configure(call.service.mirror_parts, call.service.configuration, call.params, call.peer.record())
 
 
 async def change_settings(call: Call) -> dict[str, Any]:
-    return await change(call.service, call.params)
+    return await change(call.service.parts, call.service.configuration, call.params)
 
 
 async def snapshot(call: Call) -> dict[str, Any]:
@@ -93,18 +93,18 @@ async def snapshot(call: Call) -> dict[str, Any]:
 
 
 async def set_mirror(call: Call) -> dict[str, Any]:
-    return await configure_mirror(call.service, call.params, call.peer.record())
+    return await configure_mirror(call.service.mirror_parts, call.params, call.peer.record())
 
 
 async def mirror_now(call: Call) -> dict[str, Any]:
-    job = start_mirror(call.service, "manual", call.peer.record(), call.params.get("compare_all", False))
+    job = start_mirror(call.service.mirror_parts, "manual", call.peer.record(), call.params.get("compare_all", False))
     if call.params.get("wait", False):
         await call.service.jobs.wait(job)
     return job.to_record()
 
 
 async def mirror_off(call: Call) -> dict[str, Any]:
-    return await turn_off(call.service, call.peer.record())
+    return await turn_off(call.service.mirror_parts, call.peer.record())
 
 
 async def check(call: Call) -> dict[str, Any]:
@@ -115,7 +115,7 @@ async def check(call: Call) -> dict[str, Any]:
 
 
 async def restore(call: Call) -> dict[str, Any]:
-    job = start_restore(call.service, call.params, call.peer.record())
+    job = start_restore(call.service.snapshot_parts, call.params, call.peer.record())
     if call.params.get("wait", False):
         await call.service.jobs.wait(job)
     return job.to_record()
@@ -153,15 +153,15 @@ async def browse_snapshot(call: Call) -> dict[str, Any]:
     if not call.view.admin and call.params.get("path", "/") not in ("/", b"/"):
         # Whether a snapshot holds a path names a file a reader may not be able to list.
         raise RpcError(ErrorCode.FORBIDDEN, "Only admins may name a path inside a snapshot", {"param": "path"})
-    return await browse(call.service, call.params)
+    return await browse(call.service.snapshot_parts, call.params)
 
 
 async def path_versions(call: Call) -> dict[str, Any]:
-    return await versions(call.service, call.params)
+    return await versions(call.service.snapshot_parts, call.params)
 
 
 async def compare_snapshots(call: Call) -> dict[str, Any]:
-    return await compare(call.service, call.params)
+    return await compare(call.service.snapshot_parts, call.params)
 
 
 async def jobs(call: Call) -> list[dict[str, Any]] | dict[str, Any]:

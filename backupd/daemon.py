@@ -142,8 +142,8 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
             nursery.start_soon(report_status, service, notifier)
             await nursery.start(service.notify.run)
             await nursery.start(keep_metrics_file, service, loop_watch)
-            await nursery.start(keep_mirrored, service)
-            nursery.start_soon(keep_view_current, service)
+            await nursery.start(keep_mirrored, service.mirror_parts, service.changes)
+            nursery.start_soon(keep_view_current, service.parts, service.now_doing)
             if (interval := watchdog_interval()) is not None:
                 nursery.start_soon(ping_watchdog, notifier, interval)
             reload = partial(reload_settings, service, notifier, read_settings, scheduler.wake)

@@ -1,19 +1,20 @@
-"""The daemon's parts in one place: settings, the configuration and its schedule, the keeper
-of what is known, borg, jobs, the overview, and how the parts hear of a change."""
+"""The daemon's parts wired together: settings, the keeper of what is known, the
+configurations, borg, jobs, the overview, how the parts hear of a change, and the parts each
+action is given."""
 
 from __future__ import annotations
 
 import socket
-from enum import StrEnum
-
-import trio
 
 from backupctl.protocol import ErrorCode, JobState, RpcError
-from backupd.actions.parts import RepositoryParts
+from backupd.actions.browse import Browser
+from backupd.actions.parts import MirrorParts, RepositoryParts, SnapshotParts
+from backupd.actions.repository import Activity
 from backupd.redaction import redact
 from backupd.borg.invoker import BorgInvoker
 from backupd.clock import SystemWallClock, WallClock, local_zone
 from backupd.config import BackupConfig
+from backupd.configuration import Configuration, Mirroring
 from backupd.events import Change, Changes, EventHub
 from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, interrupted_error
 from backupd.keeper import Keeper
@@ -21,16 +22,9 @@ from backupd.mirror.config import MirrorConfig
 from backupd.mirror.state import LocalUsage
 from backupd.notify import OperatorNotifier
 from backupd.overview import Overview, settings_advice, settings_position
-from backupd.schedule import Schedule, parse_schedule
+from backupd.schedule import Schedule
 from backupd.settings import Settings, SettingsError
 from backupd.store import Store
-
-
-class Activity(StrEnum):
-    """What the daemon does outside jobs, as systemd's status line says it."""
-
-    IDLE = "idle"
-    READING_REPOSITORY = "reading the repository"
 
 
 class Service:
@@ -41,22 +35,22 @@ class Service:
         self.changes = Changes()
         self.hub = EventHub()
         self.keeper = Keeper(store, self.clock.now, self.changes, lambda: self.jobs.history_records())
-        self.config: BackupConfig | None = None
-        self.mirror: MirrorConfig | None = None
-        self._schedule: Schedule | None = None
+        self.configuration = Configuration(self.keeper, self.changes)
+        self.mirroring = Mirroring(self.keeper, self.changes)
         self.next_run: float | None = None
-        self.local_usage = LocalUsage()
         self.jobs = JobRunner(self.hub, [], self._job_changed, self.clock.now, self.redact)
-        self.borg = BorgInvoker(lambda: self.settings, self.require_config, self.redact, self.keeper.storage_error)
-        self.parts = RepositoryParts(self.borg, self.keeper, self.jobs, lambda: self.settings, lambda: self.config,
-                                     self.clock.now)
+        self.borg = BorgInvoker(lambda: self.settings, self.configuration.require, self.redact,
+                                self.keeper.storage_error)
+        self.parts = RepositoryParts(self.borg, self.keeper, self.jobs, lambda: self.settings,
+                                     lambda: self.configuration.current, self.clock.now)
+        self.mirror_parts = MirrorParts(self.parts, self.mirroring, self.secrets, self.box_name)
+        self.snapshot_parts = SnapshotParts(self.parts, Browser(self.parts))
         self.overview = Overview(self)
         self.notify = OperatorNotifier(
             lambda: self.settings.notify, self.box_name, self.secrets, self.publish_status, self.clock.now
         )
         self.settings_error: SettingsError | None = None
         self.settings_error_since = 0.0
-        self.restore_cleaned_up = _already_set()
         self.activity = Activity.IDLE
         self.changes.on(Change.STATUS, self._publish_overview)
         self.changes.on(Change.JOB_STARTED, lambda job: self.notify.job_started(job.to_record()))
@@ -67,9 +61,9 @@ class Service:
     def load(self) -> None:
         """Take what an earlier run saved; a job it died in is recorded as interrupted."""
         saved = self.keeper.load()
-        self._set_config(saved.config)
+        self.configuration.adopt(saved.config)
         self.jobs.restore_history(saved.history)
-        self.mirror = saved.mirror
+        self.mirroring.current = saved.mirror
         interrupted = None
         for job in self.jobs.recent(1):
             if job.state == JobState.RUNNING:
@@ -80,23 +74,37 @@ class Service:
         self.keeper.write_whole()
         self.notify.seed(self.jobs.recent(HISTORY_LIMIT), self.overview.record().to_wire(), interrupted)
 
+    def now_doing(self, activity: Activity) -> None:
+        self.activity = activity
+
     def box_name(self) -> str:
         return self.settings.hostname or socket.gethostname()
 
+    @property
+    def config(self) -> BackupConfig | None:
+        return self.configuration.current
+
+    @property
+    def mirror(self) -> MirrorConfig | None:
+        return self.mirroring.current
+
+    @property
+    def local_usage(self) -> LocalUsage:
+        return self.mirroring.local_usage
+
     def secrets(self) -> tuple[str, ...]:
         """What must never leave the daemon in a log line, a record or a notification."""
-        passphrase = (self.config.passphrase,) if self.config else ()
-        return passphrase + (self.mirror.secrets() if self.mirror else ())
+        return self.configuration.secrets() + self.mirroring.secrets()
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets())
 
     def require_config(self) -> BackupConfig:
-        return self.parts.require_config()
+        return self.configuration.require()
 
     def schedule(self) -> Schedule | None:
         """The automatic schedule, or None when backups are manual or not configured."""
-        return self._schedule
+        return self.configuration.schedule()
 
     def settings_unreadable(self, error: SettingsError | None) -> None:
         """Record (or, with None, clear) that the operator settings could not be read."""
@@ -111,28 +119,10 @@ class Service:
         if error is not None:
             raise RpcError(ErrorCode.CONFIG_UNREADABLE, settings_advice(error), settings_position(error))
 
-    def _set_config(self, config: BackupConfig | None) -> None:
-        self.config = config
-        schedule = parse_schedule(config.schedule) if config else None
-        self._schedule = schedule if schedule and schedule.automatic and config and config.sources else None
-
-    async def save_config(self, config: BackupConfig | None) -> None:
-        """Persist the configuration first, then adopt it: a configuration that could not be
-        saved would be lost at the next start."""
-        await self.keeper.save_config(config)
-        self._set_config(config)
-        self.changes.tell(Change.CONFIG)
-
-    async def save_mirror(self, mirror: MirrorConfig | None) -> None:
-        """Persist the mirror's configuration, then adopt it."""
-        await self.keeper.save_mirror(mirror)
-        self.mirror = mirror
-        self.publish_status()
-
     async def forget_configuration(self) -> None:
         """Back to unconfigured: no configuration, no mirror, nothing planned."""
-        await self.save_config(None)
-        await self.save_mirror(None)  # the keys go; the bucket and what it holds stay
+        await self.configuration.save(None)
+        await self.mirroring.save(None)  # the keys go; the bucket and what it holds stay
         self.next_run = None
         self.publish_status()
 
@@ -149,8 +139,3 @@ class Service:
         self.changes.tell(Change.JOB_STARTED if job.finished is None else Change.JOB_FINISHED, job)
         self.publish_status()
 
-
-def _already_set() -> trio.Event:
-    event = trio.Event()
-    event.set()
-    return event

@@ -107,9 +107,9 @@ def make_service(tmp_path: Path, repository: Path, borg: tuple[str, ...] = BORG,
     store.open()
     settings = Settings(state_dir=tmp_path / "state", borg_base_dir=tmp_path / "borg-base", borg=borg)
     service = Service(settings, store)
-    service.config = BackupConfig(
+    service.configuration.adopt(BackupConfig(
         repository=str(repository), passphrase=PASSPHRASE, sources=("/data",), keep=dict(KEEP), **config
-    )
+    ))
     return service
 
 

@@ -12,6 +12,7 @@ import trio
 
 from backupctl.protocol import RpcError
 from backupd.actions.mirror_schedule import keep_mirrored
+from backupd.actions.parts import MirrorParts
 from backupd.jobs import Job
 from backupd.mirror.config import MirrorConfig
 from backupd.scheduler import retry_delay
@@ -25,7 +26,7 @@ MIRROR = MirrorConfig(provider="s3", bucket="edgebox", prefix="box", access_key_
 def make_service(tmp_path, schedule: str) -> Service:
     """A service whose repository is not measured: a worker thread would let the virtual clock run ahead."""
     service = make_scheduled_service(tmp_path, schedule)
-    service._set_config(replace(service.config, repository="ssh://backup@server.example/./repo"))
+    service.configuration.adopt(replace(service.config, repository="ssh://backup@server.example/./repo"))
     return service
 
 
@@ -36,9 +37,9 @@ class ScriptedMirrors:
         self.outcomes = list(outcomes or [])
         self.runs: list[tuple[float, bool]] = []
 
-    def __call__(self, service: Service, trigger: str, compare_whole: bool = False) -> Job:
+    def __call__(self, parts: MirrorParts, trigger: str, compare_whole: bool = False) -> Job:
         outcome = self.outcomes.pop(0) if self.outcomes else None
-        self.runs.append((service.clock.now() - START, compare_whole))
+        self.runs.append((parts.repository.now() - START, compare_whole))
 
         async def work(job: Job, report: object) -> dict[str, object]:
             await trio.sleep(10)
@@ -46,7 +47,7 @@ class ScriptedMirrors:
                 raise RpcError(outcome, f"scripted {outcome}")
             return {}
 
-        return service.jobs.start("mirror", trigger, work)
+        return parts.repository.jobs.start("mirror", trigger, work)
 
 
 async def succeed(service: Service, kind: str, seconds: float = 5) -> None:
@@ -57,14 +58,14 @@ async def succeed(service: Service, kind: str, seconds: float = 5) -> None:
 async def run_keeper(service: Service, script: ScriptedMirrors, story) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(service.jobs.run)
-        await nursery.start(keep_mirrored, service, script)
+        await nursery.start(keep_mirrored, service.mirror_parts, service.changes, script)
         await story()
         nursery.cancel_scope.cancel()
 
 
 async def test_a_snapshot_and_the_prune_after_it_give_one_mirror(tmp_path, autojump_clock) -> None:
     service = make_service(tmp_path, "manual")
-    service.mirror = MIRROR
+    service.mirroring.current = MIRROR
     script = ScriptedMirrors()
 
     async def story() -> None:
@@ -78,7 +79,7 @@ async def test_a_snapshot_and_the_prune_after_it_give_one_mirror(tmp_path, autoj
 
 async def test_a_failed_mirror_is_retried_after_one_then_two_minutes_until_it_succeeds(tmp_path, autojump_clock) -> None:
     service = make_service(tmp_path, "manual")
-    service.mirror = MIRROR
+    service.mirroring.current = MIRROR
     script = ScriptedMirrors(["repository_unreachable", "mirror_failed", None])
 
     async def story() -> None:
@@ -99,7 +100,7 @@ async def test_a_check_brings_a_full_comparison_and_nothing_runs_without_a_mirro
     async def story() -> None:
         await succeed(service, "snapshot")
         await trio.sleep(60)
-        service.mirror = MIRROR
+        service.mirroring.current = MIRROR
         await succeed(service, "check")
         await trio.sleep(60)
 
@@ -109,7 +110,7 @@ async def test_a_check_brings_a_full_comparison_and_nothing_runs_without_a_mirro
 
 async def test_a_failed_snapshot_brings_no_mirror(tmp_path, autojump_clock) -> None:
     service = make_service(tmp_path, "manual")
-    service.mirror = MIRROR
+    service.mirroring.current = MIRROR
     script = ScriptedMirrors()
 
     async def fail(job: Job, report: object) -> None:

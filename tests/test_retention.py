@@ -35,7 +35,7 @@ async def test_prune_removes_only_this_boxs_archives_beyond_the_rules(
             stamp = datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
             await service.borg.run(commands.create(str(repository), name, [str(sample_data)], timestamp=stamp),
                                    config=config)
-        assert await refresh(service)  # as the daemon reads the repository at start
+        assert await refresh(service.parts, service.now_doing)  # as the daemon reads the repository at start
         with trio.fail_after(60):
             job = start_prune(service.parts, "schedule")
             await service.jobs.wait(job)

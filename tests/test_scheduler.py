@@ -70,7 +70,7 @@ def make_service(tmp_path, schedule: str, settings_changes: dict | None = None, 
     store.open()
     settings = Settings(state_dir=tmp_path / "state", timezone="Europe/Lisbon", jitter=0, **settings_changes)
     service = Service(settings, store, clock=TrioWallClock(START))
-    service._set_config(BackupConfig(repository="/srv/repo", passphrase="p", sources=("/data",), schedule=schedule))
+    service.configuration.adopt(BackupConfig(repository="/srv/repo", passphrase="p", sources=("/data",), schedule=schedule))
     service.keeper.repository = RepositoryState(**state)
     return service
 
@@ -175,7 +175,7 @@ async def test_a_configuration_change_plans_again(tmp_path, autojump_clock):
         await nursery.start(scheduler.run)
         await trio.sleep(60)
         assert local(service.next_run) == "03:00"
-        await service.save_config(BackupConfig(repository="/srv/repo", passphrase="p", sources=("/data",),
+        await service.configuration.save(BackupConfig(repository="/srv/repo", passphrase="p", sources=("/data",),
                                                schedule="hourly"))
         scheduler.reschedule()
         await trio.sleep(1)
@@ -226,7 +226,7 @@ async def test_a_check_runs_on_its_own_cadence(tmp_path, autojump_clock):
 
 async def test_no_pruning_against_an_append_only_server(tmp_path, autojump_clock):
     service = make_service(tmp_path, "hourly", configured_at=START)
-    service._set_config(BackupConfig(repository="/srv/repo", passphrase="p", sources=("/data",), schedule="hourly",
+    service.configuration.adopt(BackupConfig(repository="/srv/repo", passphrase="p", sources=("/data",), schedule="hourly",
                                      append_only=True))
     script = ScriptedSnapshots(service)
     await run_for(service, script, HOUR)

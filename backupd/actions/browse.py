@@ -10,7 +10,6 @@ index alone.
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from typing import Any, cast
 import trio
 
 from backupctl.paths import from_wire, to_wire
+from backupd.actions.parts import RepositoryParts, SnapshotParts
 from backupd.actions.repository import chosen_archive
 from backupd.borg import commands
 from backupd.borg.archives import info_archive
@@ -34,7 +34,6 @@ from backupd.params import Param, PathName
 from backupd.paths import is_within
 from backupd.restore.archive_roots import excludes_in, locate
 from backupd.restore.contents import SnapshotContents
-from backupd.service import Service
 from backupd.state import ArchiveEntry
 
 DEFAULT_LIMIT = 200
@@ -75,10 +74,10 @@ def _cursor(params: dict[str, Any]) -> bytes:
 
 
 class Browser:
-    """One service's snapshot indexes: built once each, one build per snapshot at a time."""
+    """The snapshots' indexes: built once each, one build per snapshot at a time."""
 
-    def __init__(self, service: Service, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.service = service
+    def __init__(self, parts: RepositoryParts, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._parts = parts
         self.max_bytes = max_bytes
         self._building: dict[str, trio.Lock] = {}
         self._cleaned = False
@@ -86,7 +85,7 @@ class Browser:
     @asynccontextmanager
     async def opened(self, archive: ArchiveEntry) -> AsyncIterator[tuple[SnapshotIndex, SnapshotContents]]:
         """The snapshot's index, built when missing, and where its paths go on the box."""
-        with index_folder(self.service.settings.state_dir) as folder:
+        with index_folder(self._parts.settings().state_dir) as folder:
             name = _index_name(archive)
             await self._ensure(folder, archive, name)
             index = await trio.to_thread.run_sync(SnapshotIndex, folder.path(name))
@@ -106,7 +105,7 @@ class Browser:
         """One page of what differs between the snapshot and the files on the box now; the
         files are compared again for each page."""
         async with self.opened(archive) as (index, contents):
-            with index_folder(self.service.settings.state_dir) as folder:
+            with index_folder(self._parts.settings().state_dir) as folder:
                 temporary = folder.new_file(f"live-{archive.id}")
                 try:
                     def compare_and_page() -> dict[str, Any]:
@@ -118,7 +117,7 @@ class Browser:
                     folder.remove(temporary)
 
     async def has_index(self, archive: ArchiveEntry) -> bool:
-        with index_folder(self.service.settings.state_dir) as folder:
+        with index_folder(self._parts.settings().state_dir) as folder:
             return folder.exists(_index_name(archive))
 
     async def _ensure(self, folder: IndexFolder, archive: ArchiveEntry, name: str) -> None:
@@ -134,16 +133,16 @@ class Browser:
         self._building.pop(name, None)
 
     async def _build(self, folder: IndexFolder, archive: ArchiveEntry, name: str) -> None:
-        config = self.service.require_config()
+        config = self._parts.require_config()
         facts: dict[str, Any] = {"snapshot": archive.name}
         if not archive.sources:
-            info = await self.service.borg.run(commands.info_archive(config.repository, archive.name))
+            info = await self._parts.borg.run(commands.info_archive(config.repository, archive.name))
             details = info_archive(info.json)
             facts |= {"command_line": list(details.command_line), "cwd": details.cwd}
         temporary = folder.new_file(name)
         try:
             await stream_into_thread(
-                partial(self.service.borg.run, commands.list_tree(config.repository, archive.name), env={"TZ": "UTC"}),
+                partial(self._parts.borg.run, commands.list_tree(config.repository, archive.name), env={"TZ": "UTC"}),
                 lambda chunks: snapshot_index.build(folder.path(temporary), tree_items(chunks), facts),
             )
             folder.place(temporary, name)
@@ -155,7 +154,7 @@ class Browser:
     async def changes(self, old: ArchiveEntry, new: ArchiveEntry) -> AsyncIterator[ChangeList]:
         """What changed from old to new, listed by borg diff once and kept."""
         name = f"diff-{old.id}-{new.id}{INDEX_SUFFIX}"
-        with index_folder(self.service.settings.state_dir) as folder:
+        with index_folder(self._parts.settings().state_dir) as folder:
             lock = self._building.setdefault(name, trio.Lock())
             async with lock:
                 if folder.exists(name):
@@ -170,12 +169,12 @@ class Browser:
                 changes.close()
 
     async def _build_changes(self, folder: IndexFolder, old: ArchiveEntry, new: ArchiveEntry, name: str) -> None:
-        config = self.service.require_config()
+        config = self._parts.require_config()
         new_contents, old_contents = await self.contents_of(new), await self.contents_of(old)
         temporary = folder.new_file(name)
         try:
             await stream_into_thread(
-                partial(self.service.borg.run, commands.diff_archives(config.repository, old.name, new.name)),
+                partial(self._parts.borg.run, commands.diff_archives(config.repository, old.name, new.name)),
                 lambda chunks: build_changes(folder.path(temporary), changes_of_diff(
                     diff_changes(chunks), new_contents.place_of, old_contents.place_of)),
             )
@@ -183,16 +182,6 @@ class Browser:
         finally:
             folder.remove(temporary)
         await trio.to_thread.run_sync(partial(folder.trim, self.max_bytes, keep=name))
-
-
-_browsers: weakref.WeakKeyDictionary[Service, Browser] = weakref.WeakKeyDictionary()
-
-
-def browser_of(service: Service) -> Browser:
-    browser = _browsers.get(service)
-    if browser is None:
-        browser = _browsers[service] = Browser(service)
-    return browser
 
 
 async def stream_into_thread(run_borg: Any, consume: Any) -> Any:
@@ -236,12 +225,12 @@ def _contents(archive: ArchiveEntry, facts: dict[str, Any]) -> SnapshotContents:
 # browse
 
 
-async def browse(service: Service, params: dict[str, Any]) -> dict[str, Any]:
-    service.require_config()
-    archive = chosen_archive(service.keeper.repository.archives, params.get("snapshot"))
+async def browse(parts: SnapshotParts, params: dict[str, Any]) -> dict[str, Any]:
+    parts.repository.require_config()
+    archive = chosen_archive(parts.repository.keeper.repository.archives, params.get("snapshot"))
     place = place_param(params.get("path", "/"))
     limit, after = _limit(params), _cursor(params)
-    async with browser_of(service).opened(archive) as (index, contents):
+    async with parts.browser.opened(archive) as (index, contents):
         listing = await trio.to_thread.run_sync(folder_listing, index, contents, place, after, limit)
     if listing is None:
         raise not_found(f"path {place} in snapshot {archive.name}")
@@ -305,20 +294,21 @@ class Version:
                 "mtime": self.entry.mtime, "mode": self.entry.mode}
 
 
-async def versions(service: Service, params: dict[str, Any]) -> dict[str, Any]:
+async def versions(parts: SnapshotParts, params: dict[str, Any]) -> dict[str, Any]:
     """Each snapshot that holds the path, newest first, with its size and modification time there."""
-    config = service.require_config()
+    config = parts.repository.require_config()
     place = place_param(params["path"])
-    browser = browser_of(service)
+    browser = parts.browser
     found: list[Version] = []
-    archives = sorted(service.keeper.repository.archives, key=lambda archive: archive.age_order, reverse=True)
+    archives = sorted(parts.repository.keeper.repository.archives, key=lambda archive: archive.age_order, reverse=True)
     for archive in archives:
         if archive.sources and not await browser.has_index(archive):
             contents = _contents(archive, {})
             if not any(is_within(place, root) for root in contents.places):
                 continue
             items = await stream_into_thread(
-                partial(service.borg.run, commands.list_tree(config.repository, archive.name, [contents.archive_path(place)]),
+                partial(parts.repository.borg.run,
+                        commands.list_tree(config.repository, archive.name, [contents.archive_path(place)]),
                         env={"TZ": "UTC"}),
                 lambda chunks: list(tree_items(chunks)),
             )
@@ -341,17 +331,18 @@ async def versions(service: Service, params: dict[str, Any]) -> dict[str, Any]:
 # compare
 
 
-async def compare(service: Service, params: dict[str, Any]) -> dict[str, Any]:
+async def compare(parts: SnapshotParts, params: dict[str, Any]) -> dict[str, Any]:
     """What changed from one snapshot to another, or to the live files when no second is named."""
-    service.require_config()
-    old = chosen_archive(service.keeper.repository.archives, params["from"])
+    parts.repository.require_config()
+    archives = parts.repository.keeper.repository.archives
+    old = chosen_archive(archives, params["from"])
     limit, after = _limit(params), _cursor(params)
-    browser = browser_of(service)
+    browser = parts.browser
     if "to" in params:
-        new = chosen_archive(service.keeper.repository.archives, params["to"])
+        new = chosen_archive(archives, params["to"])
         async with browser.changes(old, new) as changes:
             page = await trio.to_thread.run_sync(changes.page, after, limit)
         return cast(dict[str, Any], to_wire({"from": old.name, "to": new.name, **page}))
-    protected = (str(service.settings.state_dir), str(service.borg.base_dir()))
+    protected = (str(parts.repository.settings().state_dir), str(parts.repository.borg.base_dir()))
     page = await browser.live_changes(old, protected, after, limit)
     return cast(dict[str, Any], to_wire({"from": old.name, "to": None, **page}))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backupctl.protocol import ErrorCode, RpcError
+from backupd.actions.parts import MirrorParts
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params
 from backupd.jobs import ReportProgress, job_log
@@ -19,7 +20,6 @@ from backupd.mirror.config import MIRROR_PARAMS, MirrorConfig
 from backupd.mirror.errors import RcloneFailed, mirror_error
 from backupd.params import check_params
 from backupd.progress import progress_with
-from backupd.service import Service
 from backupd.ssh import remote_location
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,15 @@ def require_local(config: BackupConfig) -> str:
     return config.repository.removeprefix("file://")
 
 
-def require_mirror(service: Service) -> MirrorConfig:
-    if service.mirror is None:
+def require_mirror(parts: MirrorParts) -> MirrorConfig:
+    mirror = parts.mirroring.current
+    if mirror is None:
         raise RpcError(ErrorCode.NOT_CONFIGURED, "No off-site mirror is configured: call configure_mirror first",
                        {"param": "mirror"})
-    return service.mirror
+    return mirror
 
 
-async def run(service: Service, mirror: MirrorConfig, command: rclone.RcloneCommand,
+async def run(parts: MirrorParts, mirror: MirrorConfig, command: rclone.RcloneCommand,
               on_stats: Callable[[rclone.TransferStats], None] | None = None,
               listing_bucket: bool = False) -> rclone.RcloneResult:
     """One rclone command against the mirror's bucket; its failure as a typed error. The log of
@@ -59,8 +60,8 @@ async def run(service: Service, mirror: MirrorConfig, command: rclone.RcloneComm
     if write_log is not None:
         write_log("INFO", f"running rclone {command.args[0]}")
     try:
-        return await rclone.run_rclone(command, mirror.rclone_environment(), service.secrets() + mirror.secrets(),
-                                       upload_limit_kib=service.settings.upload_limit, on_stats=on_stats)
+        return await rclone.run_rclone(command, mirror.rclone_environment(), parts.secrets() + mirror.secrets(),
+                                       upload_limit_kib=parts.repository.settings().upload_limit, on_stats=on_stats)
     except RcloneFailed as failure:
         log_failure(failure)
         raise mirror_error(failure, mirror.location(), listing_bucket) from None
@@ -74,21 +75,21 @@ def log_failure(failure: RcloneFailed) -> None:
             write_log("ERROR", f"rclone: {message}")
 
 
-async def check_bucket(service: Service, mirror: MirrorConfig) -> str | None:
+async def check_bucket(parts: MirrorParts, mirror: MirrorConfig) -> str | None:
     """List the bucket, write and delete a small marker under the prefix: the keys may do what
     mirroring needs. Returns the id of the borg repository already under the prefix, if any."""
-    await run(service, mirror, rclone.list_folder(mirror.bucket_root), listing_bucket=True)
+    await run(parts, mirror, rclone.list_folder(mirror.bucket_root), listing_bucket=True)
     marker = f"{mirror.remote}/{CHECK_MARKER}"
-    await run(service, mirror, rclone.touch(marker))
-    await run(service, mirror, rclone.delete_file(marker))
-    return await remote_repository_id(service, mirror)
+    await run(parts, mirror, rclone.touch(marker))
+    await run(parts, mirror, rclone.delete_file(marker))
+    return await remote_repository_id(parts, mirror)
 
 
-async def remote_repository_id(service: Service, mirror: MirrorConfig) -> str | None:
-    listing = await run(service, mirror, rclone.list_folder(mirror.remote))
+async def remote_repository_id(parts: MirrorParts, mirror: MirrorConfig) -> str | None:
+    listing = await run(parts, mirror, rclone.list_folder(mirror.remote))
     if '"Name":"config"' not in listing.stdout.replace(" ", ""):
         return None
-    text = (await run(service, mirror, rclone.read_file(f"{mirror.remote}/config"))).stdout
+    text = (await run(parts, mirror, rclone.read_file(f"{mirror.remote}/config"))).stdout
     return repository_id(text)
 
 
@@ -111,7 +112,7 @@ def local_repository_id(folder: str) -> str | None:
         return repository_id(file.read(65536))
 
 
-async def claim_prefix(service: Service, mirror: MirrorConfig, remote_id: str | None, local_id: str | None,
+async def claim_prefix(parts: MirrorParts, mirror: MirrorConfig, remote_id: str | None, local_id: str | None,
                        take_over: bool) -> bool:
     """Another repository's mirror under the prefix is not overwritten unless the caller says so;
     taken over, it is deleted before this repository's goes there. Whether it was."""
@@ -119,7 +120,7 @@ async def claim_prefix(service: Service, mirror: MirrorConfig, remote_id: str | 
         return False
     if take_over:
         log.warning("taking over %s: deleting the mirror of repository %s", mirror.location(), remote_id)
-        await run(service, mirror, rclone.delete_all(mirror.remote))
+        await run(parts, mirror, rclone.delete_all(mirror.remote))
         return True
     raise RpcError(ErrorCode.REPOSITORY_EXISTS,
                    f"{mirror.location()} already holds the mirror of another repository; choose another prefix, "

@@ -14,15 +14,16 @@ from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.bucket import claim_prefix, local_repository_id, mirror_params, require_local
 from backupd.actions.mirror import adopt
 from backupd.actions.mirror_download import connect_to_bucket
+from backupd.actions.parts import MirrorParts, RepositoryParts
 from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
 from backupd.borg import commands
 from backupd.config import BackupConfig, changed_config, check_new_passphrase, config_from_params
+from backupd.configuration import Configuration
 from backupd.errors import busy, invalid_params
 from backupd.jobs import Job, ReportProgress
 from backupd.mirror.config import MirrorConfig, mirror_from_params
 from backupd.progress import progress_with
 from backupd.restorable import refuse_unrestorable
-from backupd.service import Service
 from backupd.source_room import room_for_sources, room_warning
 from backupd.ssh import remote_location
 
@@ -33,49 +34,53 @@ DEFAULT_LOCAL_REPOSITORY = "repository"
 
 
 async def configure(
-    service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None
+    parts: MirrorParts, configuration: Configuration, params: dict[str, Any],
+    requested_by: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    settings = parts.repository.settings()
     mirror_options = mirror_params(params["mirror"]) if params.get("mirror") else None
     if mirror_options is not None and "repository" not in params:
-        params = {**params, "repository": str(service.settings.state_dir / DEFAULT_LOCAL_REPOSITORY)}
-    config = config_from_params(params, service.settings.defaults, service.config)
+        params = {**params, "repository": str(settings.state_dir / DEFAULT_LOCAL_REPOSITORY)}
+    config = config_from_params(params, settings.defaults, configuration.current)
     refuse_unrestorable(config.sources)
-    mirror = mirror_from_params(mirror_options, service.box_name()) if mirror_options is not None else None
+    mirror = mirror_from_params(mirror_options, parts.box_name()) if mirror_options is not None else None
     if mirror is not None:
         require_local(config)
     take_over = bool(mirror_options and mirror_options.get("take_over"))
     may_create = params.get("create", True)
-    work = partial(_connect, service, config, may_create, mirror, take_over, "mirror" in params)
-    job = service.jobs.start("configure", "manual", work, requested_by)
-    await service.jobs.wait(job)
+    work = partial(_connect, parts, configuration, config, may_create, mirror, take_over, "mirror" in params)
+    job = parts.repository.jobs.start("configure", "manual", work, requested_by)
+    await parts.repository.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
     return cast(dict[str, Any], job.result)
 
 
-async def change(service: Service, params: dict[str, Any]) -> dict[str, Any]:
+async def change(parts: RepositoryParts, configuration: Configuration, params: dict[str, Any]) -> dict[str, Any]:
     """Change settings of the configured backups (no passphrase needed), keeping the rest."""
-    running = service.jobs.current
+    running = parts.jobs.current
     if running is not None and running.kind in ("configure", "reset"):
         raise busy(running.to_record())
-    config = changed_config(service.require_config(), params)
+    config = changed_config(configuration.require(), params)
     refuse_unrestorable(config.sources)
-    await service.save_config(config)
+    await configuration.save(config)
     return config.public()
 
 
-async def _connect(service: Service, config: BackupConfig, may_create: bool, mirror: MirrorConfig | None,
-                   take_over: bool, mirror_given: bool, job: Job, report: ReportProgress) -> dict[str, Any]:
-    remote_id = await connect_to_bucket(service, config, mirror, report) if mirror is not None else None
+async def _connect(parts: MirrorParts, configuration: Configuration, config: BackupConfig, may_create: bool,
+                   mirror: MirrorConfig | None, take_over: bool, mirror_given: bool,
+                   job: Job, report: ReportProgress) -> dict[str, Any]:
+    borg, keeper = parts.repository.borg, parts.repository.keeper
+    remote_id = await connect_to_bucket(parts, config, mirror, report) if mirror is not None else None
     report(progress_with(step="connecting", repository=config.repository))
     server = remote_location(config.repository)
     if server is not None and config.host_key is not None:
-        identity = await service.borg.ensure_ssh_identity()
-        await trio.to_thread.run_sync(identity.pin, server, config.host_key, service.settings.ssh_timeout)
-    async with service.keeper.lock:
+        identity = await borg.ensure_ssh_identity()
+        await trio.to_thread.run_sync(identity.pin, server, config.host_key, parts.repository.settings().ssh_timeout)
+    async with keeper.lock:
         created = False
         try:
-            facts = await read_repository(service.borg, service.settings.hostname, config, adopt=True)
+            facts = await read_repository(borg, parts.repository.settings().hostname, config, adopt=True)
         except RpcError as error:
             if error.code != ErrorCode.REPOSITORY_NOT_FOUND and not _empty_local_folder(config.repository, error):
                 raise
@@ -84,23 +89,23 @@ async def _connect(service: Service, config: BackupConfig, may_create: bool, mir
                                f"There is no repository at {config.repository} (create was false)") from None
             check_new_passphrase(config.passphrase)
             report(progress_with(step="creating", repository=config.repository))
-            await service.borg.run(commands.init(config.repository, config.encryption), config=config)
+            await borg.run(commands.init(config.repository, config.encryption), config=config)
             created = True
             facts = EMPTY_REPOSITORY
         if mirror is not None:
             local_id = await trio.to_thread.run_sync(local_repository_id, require_local(config))
-            await claim_prefix(service, mirror, remote_id, local_id, take_over)
-    host_key = await trio.to_thread.run_sync(service.borg.ssh.fingerprint_of, server) if server else None
-    await service.keeper.update(
-        **facts, problem=None, configured_at=service.clock.now(), last_attempt=None, host_key=host_key
+            await claim_prefix(parts, mirror, remote_id, local_id, take_over)
+    host_key = await trio.to_thread.run_sync(borg.ssh.fingerprint_of, server) if server else None
+    await keeper.update(
+        **facts, problem=None, configured_at=parts.repository.now(), last_attempt=None, host_key=host_key
     )
-    previous = service.config
-    await service.save_config(config)
+    previous = configuration.current
+    await configuration.save(config)
     if mirror is not None:
-        await adopt(service, mirror)
+        await adopt(parts, mirror)
     elif mirror_given or (previous is not None and previous.repository != config.repository):
-        await service.save_mirror(None)  # `mirror: {}` turns it off; another repository is not mirrored into its bucket
-    result: dict[str, Any] = {"created": created, "snapshot_count": service.keeper.repository.snapshot_count}
+        await parts.mirroring.save(None)  # `mirror: {}` turns it off; another repository is not mirrored into its bucket
+    result: dict[str, Any] = {"created": created, "snapshot_count": keeper.repository.snapshot_count}
     warnings = await _space_warnings(config)
     if warnings:
         result["warnings"] = warnings

@@ -21,6 +21,7 @@ from backupd.actions.bucket import (
     require_mirror,
     run,
 )
+from backupd.actions.parts import MirrorParts
 from backupd.actions.repository import refresh_if_changed
 from backupd.borg.transactions import repository_marker
 from backupd.jobs import Job, ReportProgress
@@ -29,7 +30,6 @@ from backupd.mirror.config import MirrorConfig, mirror_from_params
 from backupd.mirror.errors import RcloneFailed, mirror_error
 from backupd.mirror.state import MirrorState, measure_local_repository
 from backupd.progress import progress_with
-from backupd.service import Service
 from backupd.ssh import remote_location
 from backupd.state import Problem
 
@@ -40,59 +40,60 @@ MOST_FILES_COMPARED_BY_NAME = 200
 _DIFFERENCES = re.compile(r"\b(\d+) differences found")
 
 
-async def configure_mirror(service: Service, params: dict[str, Any],
+async def configure_mirror(parts: MirrorParts, params: dict[str, Any],
                            requested_by: dict[str, Any] | None = None) -> dict[str, Any]:
-    folder = require_local(service.require_config())
-    mirror = mirror_from_params(params, service.box_name())
-    work = partial(_set_up, service, mirror, folder, params.get("take_over", False))
-    job = service.jobs.start("mirror_setup", "manual", work, requested_by)
-    await service.jobs.wait(job)
+    folder = require_local(parts.repository.require_config())
+    mirror = mirror_from_params(params, parts.box_name())
+    work = partial(_set_up, parts, mirror, folder, params.get("take_over", False))
+    job = parts.repository.jobs.start("mirror_setup", "manual", work, requested_by)
+    await parts.repository.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
     return cast(dict[str, Any], job.result)
 
 
-async def _set_up(service: Service, mirror: MirrorConfig, folder: str, take_over: bool,
+async def _set_up(parts: MirrorParts, mirror: MirrorConfig, folder: str, take_over: bool,
                   job: Job, report: ReportProgress) -> dict[str, Any]:
     report(progress_with(step="checking the bucket", location=mirror.location()))
-    remote_id = await check_bucket(service, mirror)
+    remote_id = await check_bucket(parts, mirror)
     local_id = await trio.to_thread.run_sync(local_repository_id, folder)
-    taken_over = await claim_prefix(service, mirror, remote_id, local_id, take_over)
-    await adopt(service, mirror)
+    taken_over = await claim_prefix(parts, mirror, remote_id, local_id, take_over)
+    await adopt(parts, mirror)
     return {"location": mirror.location(), "taken_over": taken_over}
 
 
-async def adopt(service: Service, mirror: MirrorConfig) -> None:
+async def adopt(parts: MirrorParts, mirror: MirrorConfig) -> None:
     """Save the mirror; its record starts afresh when it is another bucket or prefix."""
-    previous = service.mirror
-    await service.save_mirror(mirror)
+    previous = parts.mirroring.current
+    await parts.mirroring.save(mirror)
     if previous is None or previous.location() != mirror.location():
-        await service.keeper.update_mirror_state(**vars(MirrorState()))
+        await parts.repository.keeper.update_mirror_state(**vars(MirrorState()))
 
 
-async def turn_off(service: Service, requested_by: dict[str, Any] | None = None) -> dict[str, Any]:
+async def turn_off(parts: MirrorParts, requested_by: dict[str, Any] | None = None) -> dict[str, Any]:
     """Stop mirroring and forget the keys; the bucket is left as it is."""
     async def forget(job: Job, report: ReportProgress) -> dict[str, Any]:
-        location = service.mirror.location() if service.mirror else None
-        await service.save_mirror(None)
+        mirror = parts.mirroring.current
+        location = mirror.location() if mirror else None
+        await parts.mirroring.save(None)
         return {"location": location}
 
-    job = service.jobs.start("mirror_off", "manual", forget, requested_by)
-    await service.jobs.wait(job)
+    job = parts.repository.jobs.start("mirror_off", "manual", forget, requested_by)
+    await parts.repository.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
     return cast(dict[str, Any], job.result)
 
 
-def start_mirror(service: Service, trigger: str, requested_by: dict[str, Any] | None = None,
+def start_mirror(parts: MirrorParts, trigger: str, requested_by: dict[str, Any] | None = None,
                  compare_whole: bool = False) -> Job:
     """Start bringing the bucket up to date, or return the mirror already running."""
-    require_local(service.require_config())
-    require_mirror(service)
-    running = service.jobs.current
+    require_local(parts.repository.require_config())
+    require_mirror(parts)
+    running = parts.repository.jobs.current
     if running is not None and running.kind == "mirror":
         return running
-    return service.jobs.start("mirror", trigger, partial(_mirror, service, compare_whole), requested_by)
+    return parts.repository.jobs.start("mirror", trigger, partial(_mirror, parts, compare_whole), requested_by)
 
 
 UPLOAD_STEPS = (
@@ -102,39 +103,40 @@ UPLOAD_STEPS = (
 )
 
 
-async def _mirror(service: Service, compare_whole: bool, job: Job, report: ReportProgress) -> dict[str, Any]:
-    config = service.require_config()
-    mirror = require_mirror(service)
+async def _mirror(parts: MirrorParts, compare_whole: bool, job: Job, report: ReportProgress) -> dict[str, Any]:
+    repository = parts.repository
+    config = repository.require_config()
+    mirror = require_mirror(parts)
     folder = require_local(config)
     progress = MirrorProgress(report)
-    started = service.clock.now()
-    previous = service.keeper.mirror_state
+    started = repository.now()
+    previous = repository.keeper.mirror_state
     try:
-        async with service.keeper.lock:
-            await refresh_if_changed(service.parts)
+        async with repository.keeper.lock:
+            await refresh_if_changed(repository)
             before = await trio.to_thread.run_sync(repository_marker, folder)
-            archives = tuple(archive.name for archive in service.keeper.repository.archives)
+            archives = tuple(archive.name for archive in repository.keeper.repository.archives)
             since = previous.last_success_started if not compare_whole else None
             changed = await trio.to_thread.run_sync(changed_files, folder, since)
             for name, build in UPLOAD_STEPS:
-                result = await run(service, mirror, build(folder, mirror.remote), on_stats=progress.step(name))
+                result = await run(parts, mirror, build(folder, mirror.remote), on_stats=progress.step(name))
                 progress.step_done(result.stats)
             progress.step("comparing with the bucket")
-            compared = await _compare(service, mirror, folder, changed)
+            compared = await _compare(parts, mirror, folder, changed)
             if await trio.to_thread.run_sync(repository_marker, folder) != before:
                 raise RpcError(ErrorCode.MIRROR_FAILED, "The repository changed while it was copied (a borg "
                                "process outside the daemon wrote to it); the next mirror copies it again")
     except RpcError as error:
-        since = previous.error.since if previous.error and previous.error.code == error.code else service.clock.now()
-        await service.keeper.update_mirror_state(error=Problem(error.code, error.message, since, "mirror"))
+        since = previous.error.since if previous.error and previous.error.code == error.code else repository.now()
+        await repository.keeper.update_mirror_state(error=Problem(error.code, error.message, since, "mirror"))
         raise
-    finished = service.clock.now()
-    await service.keeper.update_mirror_state(
+    finished = repository.now()
+    await repository.keeper.update_mirror_state(
         last_success=finished, last_success_started=started, mirrored_archives=archives,
         uploaded_bytes=progress.uploaded_bytes, error=None,
         last_verified=finished if compared is None else previous.last_verified,
     )
-    await measure(service)
+    await measure(parts)
     return {
         "uploaded_bytes": progress.uploaded_bytes,
         "uploaded_files": progress.uploaded_files,
@@ -163,7 +165,7 @@ def changed_files(folder: str, since: float | None) -> tuple[str, ...] | None:
     return tuple(sorted(changed)) if len(changed) <= MOST_FILES_COMPARED_BY_NAME else None
 
 
-async def _compare(service: Service, mirror: MirrorConfig, folder: str,
+async def _compare(parts: MirrorParts, mirror: MirrorConfig, folder: str,
                    changed: tuple[str, ...] | None) -> int | None:
     """Compare sizes and hashes of the changed files (or of all) with the bucket's; the number
     of files compared by name, or None when the whole repository was."""
@@ -171,7 +173,7 @@ async def _compare(service: Service, mirror: MirrorConfig, folder: str,
         return 0
     command = rclone.compare(folder, mirror.remote, changed)
     try:
-        await rclone.run_rclone(command, mirror.rclone_environment(), service.secrets())
+        await rclone.run_rclone(command, mirror.rclone_environment(), parts.secrets())
     except RcloneFailed as failure:
         log_failure(failure)
         error = mirror_error(failure, mirror.location())
@@ -185,12 +187,11 @@ async def _compare(service: Service, mirror: MirrorConfig, folder: str,
     return None if changed is None else len(changed)
 
 
-async def measure(service: Service) -> None:
+async def measure(parts: MirrorParts) -> None:
     """Measure the local repository's size and what is not off-site yet, off the event loop."""
-    config = service.config
+    config = parts.repository.configured()
     if config is None or remote_location(config.repository) is not None:
         return
-    since = service.keeper.mirror_state.last_success_started if service.mirror else None
-    service.local_usage = await trio.to_thread.run_sync(
-        measure_local_repository, config.repository.removeprefix("file://"), since)
-    service.publish_status()
+    since = parts.repository.keeper.mirror_state.last_success_started if parts.mirroring.current else None
+    parts.mirroring.measured(await trio.to_thread.run_sync(
+        measure_local_repository, config.repository.removeprefix("file://"), since))

@@ -10,6 +10,7 @@ import stat
 import trio
 
 from backupd.actions.bucket import MirrorProgress, check_bucket, require_local, run
+from backupd.actions.parts import MirrorParts
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params
 from backupd.jobs import ReportProgress
@@ -18,7 +19,6 @@ from backupd.mirror.config import MirrorConfig
 from backupd.progress import progress_with
 from backupd.restore.nofollow import PRIVATE_FOLDER_MODE, components, lstat, make_folder, remove_empty_folder, rename
 from backupd.restore.staging_place import unsafe_reason
-from backupd.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,14 @@ def holds_nothing(folder: str) -> bool:
         return False
 
 
-async def connect_to_bucket(service: Service, config: BackupConfig, mirror: MirrorConfig,
+async def connect_to_bucket(parts: MirrorParts, config: BackupConfig, mirror: MirrorConfig,
                             report: ReportProgress) -> str | None:
     """Check the bucket before the repository is connected to; when the repository folder is
     missing or empty and the bucket holds a repository under the prefix, download it there
     (resuming a download that was stopped). Returns the id of the bucket's repository."""
     folder = require_local(config)
     report(progress_with(step="checking the bucket", location=mirror.location()))
-    remote_id = await check_bucket(service, mirror)
+    remote_id = await check_bucket(parts, mirror)
     if remote_id is None or not await trio.to_thread.run_sync(holds_nothing, folder):
         return remote_id
     staging = download_folder(folder)
@@ -59,7 +59,7 @@ async def connect_to_bucket(service: Service, config: BackupConfig, mirror: Mirr
     log.info("downloading the repository from %s into %s", mirror.location(), folder)
     progress = MirrorProgress(report)
     for name, build in DOWNLOAD_STEPS:
-        result = await run(service, mirror, build(mirror.remote, staging), on_stats=progress.step(name))
+        result = await run(parts, mirror, build(mirror.remote, staging), on_stats=progress.step(name))
         progress.step_done(result.stats)
     await trio.to_thread.run_sync(_put_in_place, staging, folder)
     return remote_id

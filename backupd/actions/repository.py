@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from enum import StrEnum
 from typing import Any
 
 import trio
@@ -17,7 +18,6 @@ from backupd.borg.transactions import repository_marker
 from backupd.config import BackupConfig
 from backupd.actions.parts import RepositoryParts
 from backupd.errors import not_found
-from backupd.service import Activity, Service
 from backupd.state import ArchiveEntry, SnapshotSummary
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,16 @@ log = logging.getLogger(__name__)
 FIRST_RETRY = 5.0
 LAST_RETRY = 600.0
 IDLE_CHECK_INTERVAL = 600.0
+
+
+class Activity(StrEnum):
+    """What the daemon does outside jobs, as systemd's status line says it."""
+
+    IDLE = "idle"
+    READING_REPOSITORY = "reading the repository"
+
+
+NowDoing = Callable[[Activity], None]
 
 
 # Connecting on purpose to a repository this box has not seen at this location (a
@@ -66,43 +76,44 @@ EMPTY_REPOSITORY: dict[str, Any] = {
 }
 
 
-async def refresh(service: Service) -> bool:
+async def refresh(parts: RepositoryParts, now_doing: NowDoing) -> bool:
     """Re-read the configured repository; a failure becomes the overview's problem. Whether
     the repository could be read (or there is none to read)."""
-    config = service.config
+    config = parts.configured()
     if config is None:
         return True
-    service.activity = Activity.READING_REPOSITORY
+    now_doing(Activity.READING_REPOSITORY)
     try:
-        async with service.keeper.lock:
-            facts = await read_repository(service.borg, service.settings.hostname, config)
+        async with parts.keeper.lock:
+            facts = await read_repository(parts.borg, parts.settings().hostname, config)
     except RpcError as error:
         log.warning("cannot read repository %s: %s", config.repository, error.message)
-        await service.keeper.update(problem=service.keeper.problem_from(error.code, error.message, "refresh"))
+        await parts.keeper.update(problem=parts.keeper.problem_from(error.code, error.message, "refresh"))
         return False
     finally:
-        service.activity = Activity.IDLE
-    problem = service.keeper.repository.problem
+        now_doing(Activity.IDLE)
+    problem = parts.keeper.repository.problem
     if problem is not None and problem.operation == "refresh":
         problem = None
-    await service.keeper.update(**facts, problem=problem)
+    await parts.keeper.update(**facts, problem=problem)
     return True
 
 
-async def keep_view_current(service: Service, check_interval: float = IDLE_CHECK_INTERVAL) -> None:
+async def keep_view_current(parts: RepositoryParts, now_doing: NowDoing,
+                            check_interval: float = IDLE_CHECK_INTERVAL) -> None:
     """Read the repository at start, again and again with back-off until that works (a lock
     held at boot, a disk not yet mounted); then, while idle, re-read it when something other
     than the daemon changed it (archives made or deleted with plain borg)."""
     delay = FIRST_RETRY
-    while not await refresh(service):
+    while not await refresh(parts, now_doing):
         log.info("reading the repository again in %.0f s", delay)
         await trio.sleep(delay)
         delay = min(delay * 2, LAST_RETRY)
     while True:
         await trio.sleep(check_interval)
-        if service.jobs.current is None and not service.keeper.lock.locked():
-            async with service.keeper.lock:
-                await refresh_if_changed(service.parts)
+        if parts.jobs.current is None and not parts.keeper.lock.locked():
+            async with parts.keeper.lock:
+                await refresh_if_changed(parts)
 
 
 async def refresh_if_changed(parts: RepositoryParts) -> None:

@@ -18,7 +18,7 @@ import trio
 
 from backupctl.paths import from_wire
 from backupctl.protocol import ErrorCode, RpcError
-from backupd.actions.browse import browser_of
+from backupd.actions.parts import RepositoryParts, SnapshotParts
 from backupd.actions.repository import chosen_archive, refresh_if_changed
 from backupd.borg import commands
 from backupd.borg.archives import info_archive
@@ -28,6 +28,7 @@ from backupd.config import BackupConfig
 from backupd.errors import invalid_params, not_in_snapshot
 from backupd.hooks import around_job
 from backupd.jobs import Job, ReportProgress
+from backupd.keeper import Keeper
 from backupd.params import Param, PathName
 from backupd.paths import is_within, outermost
 from backupd.borg.grammar import check_exclude
@@ -41,7 +42,6 @@ from backupd.restore.space import bytes_by_target, on_one_file_system, room_for
 from backupd.restore.errors import NotInSnapshot, RestoreError
 from backupd.restore.journal import journal_path, unfinished_journals
 from backupd.restore.transaction import RestoreTransaction
-from backupd.service import Service
 from backupd.state import ArchiveEntry
 
 log = logging.getLogger(__name__)
@@ -66,15 +66,15 @@ class RestoreRequest:
 RESTORE_PARTIAL = "restore_partial"
 
 
-def start_restore(service: Service, params: dict[str, Any], requested_by: dict[str, Any] | None = None) -> Job:
-    service.require_config()
+def start_restore(parts: SnapshotParts, params: dict[str, Any], requested_by: dict[str, Any] | None = None) -> Job:
+    parts.repository.require_config()
     request = RestoreRequest(
-        archive=chosen_archive(service.keeper.repository.archives, params.get("snapshot")),
+        archive=chosen_archive(parts.repository.keeper.repository.archives, params.get("snapshot")),
         paths=tuple(_restore_path(from_wire(path)) for path in params.get("paths", ())),
         dry_run=params.get("dry_run", False),
         remove_excluded=params.get("remove_excluded", False),
     )
-    return service.jobs.start("restore", "manual", partial(_restore, service, request), requested_by,
+    return parts.repository.jobs.start("restore", "manual", partial(_restore, parts, request), requested_by,
                               dry_run=request.dry_run)
 
 
@@ -84,38 +84,38 @@ def _restore_path(path: str) -> str:
     return path
 
 
-async def _restore(service: Service, request: RestoreRequest, job: Job, report: ReportProgress) -> dict[str, Any]:
-    config = service.require_config()
+async def _restore(parts: SnapshotParts, request: RestoreRequest, job: Job, report: ReportProgress) -> dict[str, Any]:
+    config = parts.repository.require_config()
     report(progress_with(step="reading the snapshot"))
-    await service.restore_cleaned_up.wait()
-    async with service.keeper.lock:
-        await refresh_if_changed(service.parts)
-        contents = await _snapshot_contents(service, config, request.archive)
-        targets = _targets(service, request.paths, list(contents.sources))
+    await parts.restore_cleaned_up.wait()
+    async with parts.repository.keeper.lock:
+        await refresh_if_changed(parts.repository)
+        contents = await _snapshot_contents(parts, config, request.archive)
+        targets = _targets(parts.repository, request.paths, list(contents.sources))
         if request.dry_run:
             log.info("dry run of restoring %s from snapshot %s", ", ".join(targets), request.archive.name)
-            return await _dry_run(service, config, request, targets, contents)
+            return await _dry_run(parts, config, request, targets, contents)
         log.info("restoring %s from snapshot %s", ", ".join(targets), request.archive.name)
         return await around_job(
-            service.settings.hooks, "restore", job,
-            partial(_extract_and_swap, service, config, request, targets, contents, job, report),
+            parts.repository.settings().hooks, "restore", job,
+            partial(_extract_and_swap, parts, config, request, targets, contents, job, report),
         )
 
 
-async def _snapshot_contents(service: Service, config: BackupConfig, archive: ArchiveEntry) -> SnapshotContents:
+async def _snapshot_contents(parts: SnapshotParts, config: BackupConfig, archive: ArchiveEntry) -> SnapshotContents:
     """What the snapshot holds: remembered for the daemon's own snapshots, else read from its
     items (an archive made by hand may have named anything on its command line)."""
     if archive.sources and archive.exclude is not None:
         places = {source: source.lstrip("/") for source in archive.sources}
         return SnapshotContents(places, archive.files or 0, archive.original_size or 0, archive.exclude)
-    info = await service.borg.run(commands.info_archive(config.repository, archive.name))
+    info = await parts.repository.borg.run(commands.info_archive(config.repository, archive.name))
     details = info_archive(info.json)
     exclude = tuple(pattern for pattern in excludes_in(details.command_line)
                     if _valid_exclude(pattern))
     if archive.sources:
         places = {source: source.lstrip("/") for source in archive.sources}
         return SnapshotContents(places, archive.files or 0, archive.original_size or 0, exclude)
-    places = (await browser_of(service).contents_of(archive)).places
+    places = (await parts.browser.contents_of(archive)).places
     return SnapshotContents(places, details.files, details.original_size, exclude)
 
 
@@ -128,7 +128,7 @@ def _valid_exclude(pattern: str) -> bool:
     return True
 
 
-def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tuple[str, ...]:
+def _targets(repository: RepositoryParts, paths: tuple[str, ...], sources: list[str]) -> tuple[str, ...]:
     if not sources:
         raise RpcError(ErrorCode.NOT_FOUND, "The snapshot does not say which paths it holds; restore it with borg by hand")
     # A snapshot whose sources overlap (one inside another, or one twice) is restored by its
@@ -137,30 +137,30 @@ def _targets(service: Service, paths: tuple[str, ...], sources: list[str]) -> tu
     for target in targets:
         if not any(is_within(target, source) for source in sources):
             raise invalid_params("paths", f"{target} is not in the snapshot, which holds {', '.join(sources)}")
-        for protected in (service.settings.state_dir, service.borg.base_dir()):
+        for protected in (repository.settings().state_dir, repository.borg.base_dir()):
             if Path(protected).is_relative_to(target):
                 raise invalid_params("paths", f"{target} holds the daemon's own files ({protected}); restore a path inside it")
     return targets
 
 
-async def _dry_run(service: Service, config: BackupConfig, request: RestoreRequest,
+async def _dry_run(parts: SnapshotParts, config: BackupConfig, request: RestoreRequest,
                    targets: tuple[str, ...], contents: SnapshotContents) -> dict[str, Any]:
     excluded = (lambda place: False) if request.remove_excluded else contents.excluded
-    async with browser_of(service).opened(request.archive) as (index, _):
+    async with parts.browser.opened(request.archive) as (index, _):
         answer = await trio.to_thread.run_sync(dry_run, index, targets, contents, excluded)
     if answer.changes.missing:
         raise not_in_snapshot(request.archive.name, answer.changes.missing, list(contents.sources))
     return {"dry_run": True, "snapshot": request.archive.name, "targets": list(targets), **answer.to_record()}
 
 
-async def _refuse_without_room(service: Service, config: BackupConfig, request: RestoreRequest,
+async def _refuse_without_room(parts: SnapshotParts, config: BackupConfig, request: RestoreRequest,
                                targets: tuple[str, ...], contents: SnapshotContents) -> None:
     """Fail before anything is written when a file system cannot hold the staged copy: the
     snapshot's size for a whole restore onto one file system, else what borg lists."""
     if not request.paths and await trio.to_thread.run_sync(on_one_file_system, targets):
         needed = {targets[0]: contents.original_size}
     else:
-        async with browser_of(service).opened(request.archive) as (index, _):
+        async with parts.browser.opened(request.archive) as (index, _):
             needed = await trio.to_thread.run_sync(bytes_by_target, index, targets, contents)
     short = [room for room in await trio.to_thread.run_sync(room_for, needed) if not room.fits]
     if short:
@@ -173,18 +173,19 @@ async def _refuse_without_room(service: Service, config: BackupConfig, request: 
         )
 
 
-async def _extract_and_swap(service: Service, config: BackupConfig, request: RestoreRequest,
+async def _extract_and_swap(parts: SnapshotParts, config: BackupConfig, request: RestoreRequest,
                             targets: tuple[str, ...], contents: SnapshotContents, job: Job,
                             report: ReportProgress) -> dict[str, Any]:
     # The snapshot's totals size a whole restore; a part of it has no total without an extra pass.
     whole = not request.paths
     progress = RestoreProgress(total_size=contents.original_size if whole else None,
                                total_files=contents.files if whole else None, place_of=contents.place_of)
-    await _refuse_without_room(service, config, request, targets, contents)
+    await _refuse_without_room(parts, config, request, targets, contents)
+    state_dir = parts.repository.settings().state_dir
     try:
         transaction = await trio.to_thread.run_sync(partial(
-            RestoreTransaction.prepare, journal_path(service.settings.state_dir, job.id), job.id, targets,
-            unfinished=unfinished_journals(service.settings.state_dir),
+            RestoreTransaction.prepare, journal_path(state_dir, job.id), job.id, targets,
+            unfinished=unfinished_journals(state_dir),
             archive_paths={target: contents.archive_path(target) for target in targets},
             keep_excluded=() if request.remove_excluded else contents.exclude,
         ))
@@ -206,7 +207,7 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
                 nursery.start_soon(report_written, progress, report)
                 with transaction.opened_staging_folder(group) as staging_fd:
                     progress.begin_group(staging_fd)
-                    await service.borg.run(
+                    await parts.repository.borg.run(
                         commands.extract(config.repository, request.archive.name, paths),
                         on_event=on_event, cwd=f"/proc/self/fd/{staging_fd}")
                     progress.group_done()
@@ -223,34 +224,34 @@ async def _extract_and_swap(service: Service, config: BackupConfig, request: Res
         if isinstance(failure, RestoreError):
             raise RpcError(ErrorCode.RESTORE_FAILED, f"The restore failed: {failure}") from None
         raise
-    _clean_up_after_the_job(service, transaction)
+    _clean_up_after_the_job(parts, transaction)
     report(progress.current(finished=True, step="done"))
     files = contents.files if not request.paths else progress.files_seen
     log.info("restored %d files, %d bytes", files, progress.done_size)
-    await _report_not_restored(service, not_restored)
+    await _report_not_restored(parts.repository.keeper, not_restored)
     result = {"snapshot": request.archive.name, "targets": list(targets), "files": files, "bytes": progress.done_size,
               "not_restored": len(not_restored)}
     return dict(result, not_restored_paths=not_restored) if not_restored else result
 
 
-async def _report_not_restored(service: Service, not_restored: list[str]) -> None:
+async def _report_not_restored(keeper: Keeper, not_restored: list[str]) -> None:
     """Items borg could not create (device nodes without CAP_MKNOD) are the overview's problem
     until a restore creates all it holds."""
-    current = service.keeper.repository.problem
+    current = keeper.repository.problem
     if not_restored:
         message = (f"The last restore could not create {len(not_restored)} item(s), such as device nodes "
                    f"(the service may not make them): {', '.join(not_restored[:3])}")
         log.warning("%s", message)
-        await service.keeper.update(problem=service.keeper.problem_from(RESTORE_PARTIAL, message, "restore"))
+        await keeper.update(problem=keeper.problem_from(RESTORE_PARTIAL, message, "restore"))
     elif current is not None and current.code == RESTORE_PARTIAL:
-        await service.keeper.update(problem=None)
+        await keeper.update(problem=None)
 
 
-def _clean_up_after_the_job(service: Service, transaction: RestoreTransaction) -> None:
+def _clean_up_after_the_job(parts: SnapshotParts, transaction: RestoreTransaction) -> None:
     """Deleting the previous content can take a while; the restore is done without waiting
     for it, and the next restore waits for it instead."""
     cleaned_up = trio.Event()
-    service.restore_cleaned_up = cleaned_up
+    parts.restore_cleaned_up = cleaned_up
 
     async def clean_up() -> None:
         try:
@@ -260,4 +261,4 @@ def _clean_up_after_the_job(service: Service, transaction: RestoreTransaction) -
         finally:
             cleaned_up.set()
 
-    service.jobs.start_after_job(clean_up)
+    parts.repository.jobs.start_after_job(clean_up)
