@@ -52,7 +52,7 @@ def service(tmp_path: Path, clock: StoppedClock) -> Service:
 
 def configure(service: Service, schedule: str = "hourly", **changes: object) -> None:
     config = BackupConfig(repository="/srv/repo", passphrase="p", sources=("/data",), schedule=schedule)
-    service._set_config(replace(config, **changes))
+    service.configuration.adopt(replace(config, **changes))
 
 
 def snapshot_at(time: float) -> SnapshotSummary:
