@@ -174,7 +174,7 @@ class JobRunner:
         self._history = history[:HISTORY_LIMIT]
         self._next_id = max((int(job.id) for job in self._history if job.id.isdigit()), default=0) + 1
         for job in self._history:
-            self._listed_record(job)  # before serving: no page builds a whole history in one step
+            self._keep_finished_records(job)  # before serving: no page or save builds a whole history in one step
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -271,6 +271,15 @@ class JobRunner:
                 self._listed_records = {key: value for key, value in self._listed_records.items() if key in kept}
         return listed
 
+    def _keep_finished_records(self, job: Job) -> None:
+        """Build a finished job's records once, as it ends: lists and saves of the history then
+        only gather them."""
+        if job.finished is not None:
+            self._listed_record(job)
+            self._finished_records[job.id] = job.to_full_record()
+            if len(self._finished_records) > 2 * HISTORY_LIMIT:
+                self.history_records()
+
     def history_records(self) -> list[dict[str, Any]]:
         """Full records of the kept history, to save; a finished job's record is built only once."""
         records = []
@@ -330,6 +339,7 @@ class JobRunner:
                 job.error = interrupted_error(job).to_wire()
             job.finished = self._now()
             _log_outcome(job)
+            self._keep_finished_records(job)
             if self.current is job:
                 self.current = None
             with trio.CancelScope(shield=True):
