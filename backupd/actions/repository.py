@@ -18,7 +18,7 @@ from backupd.borg.transactions import repository_marker
 from backupd.config import BackupConfig
 from backupd.actions.parts import RepositoryParts
 from backupd.errors import not_found
-from backupd.state import ArchiveEntry, SnapshotSummary
+from backupd.state import ArchiveEntry, SnapshotSummary, in_age_order
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +49,20 @@ async def read_repository(borg: BorgInvoker, hostname: str | None, config: Backu
     nor counted, and never the last snapshot."""
     env = ADOPT_REPOSITORY_ENV if adopt else None
     listing = await borg.run(commands.list_archives(config.repository, checkpoints=True), config=config, env=env)
-    listed = listed_archives(listing.json)
-    archives = tuple(archive_entry(archive) for archive in listed if not archive.is_checkpoint)
-    newest = max(archives, key=lambda archive: archive.age_order, default=None)
+    own = OwnArchives.of_host(hostname)
+    archives, checkpoints_left = await trio.to_thread.run_sync(_snapshots_in, listing.json, own)
+    newest = archives[-1] if archives else None
     info_command = (commands.info_latest(config.repository) if newest is None
                     else commands.info_archive(config.repository, newest.name))
     info = await borg.run(info_command, config=config, env=env)
     latest_archives = [archive for archive in archives_in(info.json) if not archive.is_checkpoint]
     latest = summary_from_archive(latest_archives[0]) if latest_archives else None
-    own = OwnArchives.of_host(hostname)
     return {
         "last_snapshot": latest,
         "archives": archives,
         "total_size": stored_size(info.json),
         "file_count": latest.files if latest else 0,
-        "checkpoints_left": any(own.owns_checkpoint(archive.name) for archive in listed),
+        "checkpoints_left": checkpoints_left,
     }
 
 
@@ -132,6 +131,14 @@ async def refresh_if_changed(parts: RepositoryParts) -> None:
         log.warning("cannot read repository %s: %s", config.repository, error.message)
         return
     await parts.keeper.update(**facts)
+
+
+def _snapshots_in(listing: Any, own: OwnArchives) -> tuple[tuple[ArchiveEntry, ...], bool]:
+    """The snapshots of a `borg list --json` answer, oldest first, checkpoints left out; and
+    whether this box's interrupted snapshots left checkpoints."""
+    listed = listed_archives(listing)
+    snapshots = in_age_order(archive_entry(archive) for archive in listed if not archive.is_checkpoint)
+    return snapshots, any(own.owns_checkpoint(archive.name) for archive in listed)
 
 
 def chosen_archive(archives: Sequence[ArchiveEntry], name: str | None) -> ArchiveEntry:

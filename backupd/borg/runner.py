@@ -82,7 +82,8 @@ async def run_borg(
     assert process.returncode is not None
     exit_code = _exit_code(process.returncode)
     succeeded = errors.is_success(exit_code)
-    json_result = output.json_result() if succeeded and command.json_output else None
+    # A listing of thousands of archives is megabytes of JSON: decoded off the event loop.
+    json_result = await trio.to_thread.run_sync(output.json_result) if succeeded and command.json_output else None
     result = BorgResult(exit_code, json_result, list(output.log), output.stdout_text())
     if not succeeded:
         raise errors.borg_error(result, secrets=secrets, repository=command.repository)
