@@ -25,7 +25,6 @@ WHEELS = "/var/cache/backupd-wheels"
 SOURCE = "/usr/src/backupd"
 JOURNAL_READ_DELAY_US = 100_000
 SETTINGS = "/etc/backupd/backupd.toml"
-STATE_DIR = "/var/lib/backupd"
 REPOSITORY = "/srv/backups/repo"
 
 if (reason := unusable_reason()) is not None:
@@ -295,7 +294,7 @@ def test_the_watchdog_restarts_a_stopped_daemon(box):
 
 
 def scheduled_snapshots(box: Container) -> list[dict]:
-    jobs = json.loads(box.run(["cat", f"{STATE_DIR}/jobs.json"]).stdout)
+    jobs = call(box, "jobs", {"limit": 50})
     return [job for job in jobs if job["kind"] == "snapshot" and job["trigger"] == "schedule"]
 
 
