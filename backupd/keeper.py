@@ -11,6 +11,7 @@ same result however often it is replayed (see store).
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -117,6 +118,10 @@ class Keeper:
         if "archives" in changes:
             changes["archives"] = in_age_order(changes["archives"])
         self.repository = replace(self.repository, **changes)
+        if "archives" in changes:
+            # Thousands of archives live until the next full read: the collector's full passes
+            # (tens of ms on the event loop at 10,000) need not walk them.
+            gc.freeze()
         await self._record(STATE_DOCUMENT, {"set": changes}, lambda: self.repository)
 
     async def add_archive(self, archive: ArchiveEntry, **changes: Any) -> None:
