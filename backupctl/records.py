@@ -1,7 +1,7 @@
 """The records of API version 1 (docs/api.md, "Records" and "Methods"): the overview, the job
 record, progress, the problem, the restore plan, an error's data, and the answers of the methods
-that have one of their own (ping, config, configure, cancel, the mirror's, browse, versions,
-compare, snapshots), as typed dataclasses.
+that have one of their own (ping, config, configure, cancel, the keys, the mirror's), as typed
+dataclasses. Those of looking at snapshots are in snapshot_records.py.
 
 Fields a reader is not shown are nil on the wire and None here (docs/api.md, "What a reader
 sees"), so every such field is optional. A kind, trigger, state or code this client does not
