@@ -1,6 +1,7 @@
 from backupd.borg.log_json import (
     ArchiveProgress,
     ListedItem,
+    ListedItems,
     LogMessage,
     ProgressMessage,
     is_listed_item,
@@ -36,6 +37,17 @@ def test_a_list_line_is_known_by_its_bytes_and_read_only_when_asked() -> None:
     item = ListedItem(LISTED_LINE, "utf-8", ("café",))
     assert item.path == 'home/"quoted" café'
     assert item.message == 'home/"quoted" [redacted]'
+
+
+def test_listed_items_give_file_system_paths_however_borg_escaped_them() -> None:
+    def line(message: bytes) -> bytes:
+        return LISTED_LINE.replace(b'home/\\"quoted\\" caf\xc3\xa9', message)
+
+    lines = (line(b"srv/plain.txt"), LISTED_LINE, line(b"srv/caf\\u00e9"), line(b"srv/bad\\udcff"))
+    items = ListedItems(lines, "utf-8", ("plain",))
+    assert list(items.paths()) == [b"srv/plain.txt", 'home/"quoted" café'.encode(), "srv/café".encode(), b"srv/bad\xff"]
+    assert [item.message for item in items] == ["srv/[redacted].txt", 'home/"quoted" café', "srv/café", "srv/bad\\xff"]
+    assert items.last.path == "srv/bad\udcff"
 
 
 def test_log_levels_of_borg_messages() -> None:

@@ -18,6 +18,7 @@ from backupd.borg.log_json import (
     BorgEvent,
     FileStatus,
     ListedItem,
+    ListedItems,
     LogMessage,
     ProgressMessage,
     ProgressPercent,
@@ -174,12 +175,17 @@ async def test_extract_names_each_item_it_writes_as_a_listed_item_read_only_when
     named_after_the_passphrase = source_tree / f"{PASSPHRASE}.txt"
     named_after_the_passphrase.write_text("x")
     listed: list[ListedItem] = []
+
+    def collect(event: BorgEvent) -> None:
+        if isinstance(event, ListedItems):
+            listed.extend(event)
+
     target = tmp_path / "target"
     target.mkdir()
     with trio.fail_after(30):
         await run_borg(commands.create(repository, "box-1", [str(source_tree)]), **run)
         result = await run_borg(commands.extract(repository, "box-1"), cwd=str(target),
-                                on_event=lambda event: isinstance(event, ListedItem) and listed.append(event), **run)
+                                on_event=collect, **run)
     archived = source_tree.relative_to("/")
     expected = [str(archived)] + [f"{archived}/{name}" for name in (
         "docs", "docs/letter.txt", "photo.bin", "empty", "[redacted].txt")]

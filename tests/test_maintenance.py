@@ -27,7 +27,7 @@ from backupd.actions.maintenance import (
 )
 from backupd.borg import commands
 from backupd.borg.errors import BorgFailed
-from backupd.borg.log_json import BorgEvent, ListedItem, ProgressPercent
+from backupd.borg.log_json import BorgEvent, ListedItems, ProgressPercent
 from backupd.borg.prune_list import PruneVerdict, parse_prune_line
 from backupd.borg.runner import run_borg
 from backupd.config import BackupConfig
@@ -221,10 +221,11 @@ async def test_dry_run_lines_from_borg_read_as_the_real_prune_does(service: Serv
     planned: list[PruneVerdict] = []
 
     def collect(event: BorgEvent) -> None:
-        if isinstance(event, ListedItem):
-            verdict = parse_prune_line(event.message)
-            assert verdict is not None, event.message
-            planned.append(verdict)
+        if isinstance(event, ListedItems):
+            for item in event:
+                verdict = parse_prune_line(item.message)
+                assert verdict is not None, item.message
+                planned.append(verdict)
 
     with trio.fail_after(30):
         dry_run = commands.prune(config.repository, OWN.glob(), config.keep, dry_run=True)

@@ -13,7 +13,7 @@ from backupctl.protocol import ErrorCode, RpcError
 from backupd.archive_names import OwnArchives
 from backupd.borg import commands
 from backupd.borg.errors import EXIT_SUCCESS, BorgFailed, found_damage
-from backupd.borg.log_json import BorgEvent, ListedItem, LogMessage
+from backupd.borg.log_json import BorgEvent, ListedItems, LogMessage
 from backupd.borg.prune_list import PruneVerdict, parse_prune_line
 from backupd.config import BackupConfig
 from backupd.borg.invoker import BorgInvoker
@@ -121,12 +121,13 @@ async def _run_prune(borg: BorgInvoker, config: BackupConfig, own: OwnArchives, 
     unreadable: list[str] = []
 
     def collect(event: BorgEvent) -> None:
-        if isinstance(event, ListedItem):
-            verdict = parse_prune_line(event.message)
-            if verdict is None:
-                unreadable.append(event.message)
-            else:
-                verdicts.append(verdict)
+        if isinstance(event, ListedItems):
+            for item in event:
+                verdict = parse_prune_line(item.message)
+                if verdict is None:
+                    unreadable.append(item.message)
+                else:
+                    verdicts.append(verdict)
 
     command = commands.prune(config.repository, own.glob(), config.keep, dry_run=dry_run)
     await borg.run(command, config=config, on_event=collect)

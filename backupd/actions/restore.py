@@ -23,7 +23,7 @@ from backupd.actions.repository import chosen_archive, refresh_if_changed
 from backupd.borg import commands
 from backupd.borg.archives import info_archive
 from backupd.borg.errors import refused_path
-from backupd.borg.log_json import BorgEvent, ListedItem, LogMessage
+from backupd.borg.log_json import BorgEvent, ListedItems, LogMessage
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params, not_in_snapshot
 from backupd.hooks import around_job
@@ -198,8 +198,8 @@ async def _extract_and_swap(parts: SnapshotParts, config: BackupConfig, request:
             refused: list[str] = []
 
             def on_event(event: BorgEvent) -> None:
-                if isinstance(event, ListedItem):
-                    progress.item_extracted(event)
+                if isinstance(event, ListedItems):
+                    progress.items_extracted(event)
                 elif isinstance(event, LogMessage) and (path := refused_path(event)) is not None:
                     refused.append(path)
 

@@ -1,9 +1,10 @@
-"""borg's ``--log-json`` stderr read into typed events; a ``--list`` line kept as its bytes."""
+"""borg's ``--log-json`` stderr read into typed events; ``--list`` lines kept as their bytes."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,8 +80,7 @@ class FileStatus:
 
 @dataclass(frozen=True, slots=True)
 class ListedItem:
-    """One line of borg's ``--list`` output (an item extracted, an archive pruned), kept as
-    borg wrote it: a restore lists every item, and only the latest one is ever read."""
+    """One line of borg's ``--list`` output (an item extracted, an archive pruned), kept as borg wrote it."""
 
     line: bytes
     encoding: str
@@ -94,22 +94,50 @@ class ListedItem:
 
     @property
     def path(self) -> str:
-        """The item's archive path, cut out of the line without decoding all of it: a restore
-        reads one per extracted item. Not redacted; for measuring, not for showing."""
-        start = self.line.find(_MESSAGE_START)
-        end = self.line.find(_MESSAGE_END, start)
-        if start < 0 or end < 0:
-            return _str((json_object(decode(self.line, self.encoding)) or {}).get("message")) or ""
-        quoted = self.line[start + len(_MESSAGE_START) - 1:end + 1]
-        if b"\\" not in quoted:
-            return decode(quoted[1:-1], self.encoding)
-        try:
-            return str(json.loads(decode(quoted, self.encoding)))
-        except ValueError:
-            return ""
+        """The item's archive path. Not redacted; for measuring, not for showing."""
+        return os.fsdecode(listed_path(self.line, self.encoding))
 
 
-BorgEvent = ArchiveProgress | ProgressPercent | ProgressMessage | LogMessage | FileStatus | ListedItem
+@dataclass(frozen=True, slots=True)
+class ListedItems:
+    """The ``--list`` lines borg wrote between two reads of its stderr, handed on together: a
+    restore lists every item it extracts, and only the latest one is ever shown."""
+
+    lines: tuple[bytes, ...]
+    encoding: str
+    secrets: tuple[str, ...]
+
+    def __iter__(self) -> Iterator[ListedItem]:
+        return (ListedItem(line, self.encoding, self.secrets) for line in self.lines)
+
+    @property
+    def last(self) -> ListedItem:
+        return ListedItem(self.lines[-1], self.encoding, self.secrets)
+
+    def paths(self) -> Iterator[bytes]:
+        """Each item's archive path as file system bytes. Not redacted; for measuring, not for showing."""
+        encoding = self.encoding
+        for line in self.lines:
+            yield listed_path(line, encoding)
+
+
+def listed_path(line: bytes, encoding: str) -> bytes:
+    """The message of a ``--list`` line, an archive path, cut out of the line without decoding
+    all of it when it needs no unescaping."""
+    start = line.find(_MESSAGE_START)
+    end = line.find(_MESSAGE_END, start)
+    if start < 0 or end < 0:
+        return os.fsencode(_str((json_object(decode(line, encoding)) or {}).get("message")) or "")
+    quoted = line[start + len(_MESSAGE_START) - 1:end + 1]
+    if b"\\" not in quoted and quoted.isascii():
+        return quoted[1:-1]
+    try:
+        return os.fsencode(str(json.loads(decode(quoted, encoding))))
+    except ValueError:
+        return b""
+
+
+BorgEvent = ArchiveProgress | ProgressPercent | ProgressMessage | LogMessage | FileStatus | ListedItems
 
 
 def is_listed_item(line: bytes | bytearray) -> bool:

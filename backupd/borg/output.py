@@ -10,13 +10,15 @@ from typing import Any, cast
 import trio
 
 from backupd.borg.lines import LineSplitter, decode
-from backupd.borg.log_json import BorgEvent, ListedItem, LogMessage, as_text, is_listed_item, parse_stderr_line, plain_text
+from backupd.borg.log_json import BorgEvent, ListedItems, LogMessage, as_text, is_listed_item, parse_stderr_line, plain_text
 
 KEPT_LOG_MESSAGES = 50
 READ_SIZE = 65536
 # While borg writes line after line (one per item of a restore), its stderr is read at most
-# this often, so each wake-up takes many lines at once.
-BUSY_READ_INTERVAL = 0.02
+# this often, so each wake-up takes many lines at once: as long as the pipe takes to fill at
+# the fastest borg writes, and never longer than the longest wait.
+FASTEST_STDERR_BYTES_PER_SECOND = 3 * 1024 * 1024
+LONGEST_BUSY_READ_INTERVAL = 0.1
 
 
 class BorgOutput:
@@ -42,22 +44,22 @@ class BorgOutput:
             else:
                 self._stdout += chunk
 
-    async def read_stderr(self, stream: trio.abc.ReceiveStream | None) -> None:
+    async def read_stderr(self, stream: trio.abc.ReceiveStream | None, pipe_bytes: int = READ_SIZE) -> None:
+        """Lines as they come; a pipe of ``pipe_bytes`` is read whole at each wake-up."""
         if stream is None:
             return
-        last_read = -BUSY_READ_INTERVAL
-        while chunk := await stream.receive_some(READ_SIZE):
-            for line in self._stderr_lines.feed_bytes(chunk):
-                self._handle_raw_line(line)
+        interval = min(pipe_bytes / FASTEST_STDERR_BYTES_PER_SECOND, LONGEST_BUSY_READ_INTERVAL)
+        last_read = -interval
+        while chunk := await stream.receive_some(pipe_bytes):
+            self._handle_raw_lines(self._stderr_lines.feed_bytes(chunk))
             now = trio.current_time()
-            if now - last_read < BUSY_READ_INTERVAL and not self.exited.is_set():
-                with trio.move_on_after(BUSY_READ_INTERVAL):
+            if now - last_read < interval and not self.exited.is_set():
+                with trio.move_on_after(interval):
                     await self.exited.wait()
             last_read = now
 
     def finish(self) -> None:
-        for line in self._stderr_lines.flush_bytes():
-            self._handle_raw_line(line)
+        self._handle_raw_lines(self._stderr_lines.flush_bytes())
 
     def stdout_text(self) -> str:
         return decode(self._stdout, self._encoding)
@@ -73,12 +75,23 @@ class BorgOutput:
             self.log.append(plain_text(f"borg's JSON result could not be read: {error}"))
             return None
 
-    def _handle_raw_line(self, line: bytes | bytearray) -> None:
-        if is_listed_item(line):
-            if self._on_event is not None:
-                self._on_event(ListedItem(bytes(line), self._encoding, self._secrets))
-            return
-        self._handle_line(decode(line, self._encoding))
+    def _handle_raw_lines(self, lines: list[bytes]) -> None:
+        """Events in the order borg wrote them, each run of ``--list`` lines as one."""
+        listed: list[bytes] = []
+        for line in lines:
+            if is_listed_item(line):
+                listed.append(line)
+                continue
+            if listed:
+                self._hand_on_listed(listed)
+                listed = []
+            self._handle_line(decode(line, self._encoding))
+        if listed:
+            self._hand_on_listed(listed)
+
+    def _hand_on_listed(self, lines: list[bytes]) -> None:
+        if self._on_event is not None:
+            self._on_event(ListedItems(tuple(lines), self._encoding, self._secrets))
 
     def _handle_line(self, line: str) -> None:
         for event in parse_stderr_line(line):

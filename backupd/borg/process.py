@@ -9,6 +9,7 @@ the daemon itself.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import signal
 import subprocess
@@ -21,6 +22,8 @@ import trio
 from backupd.capabilities import Capability, keep_only
 
 _PR_SET_PDEATHSIG = 1
+# Room for a second or more of a restore's ``--list`` lines, so they can be read in large batches.
+STDERR_PIPE_BYTES = 1024 * 1024
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -63,6 +66,8 @@ class ChildProcess:
         self.pid = self._popen.pid
         self._exited: int | None = os.pidfd_open(self.pid)
         self.stdout = _stream_of(self._popen.stdout)
+        assert self._popen.stderr is not None
+        self.stderr_pipe_bytes = _enlarged(self._popen.stderr.fileno(), STDERR_PIPE_BYTES)
         self.stderr = _stream_of(self._popen.stderr)
 
     @property
@@ -84,6 +89,15 @@ class ChildProcess:
         """Signal the child unless it has been reaped (its pid may belong to another process then)."""
         self._popen.send_signal(signal_number)
 
+
+
+def _enlarged(pipe_fd: int, size: int) -> int:
+    """The pipe's capacity after asking for ``size`` bytes; an unprivileged daemon over its
+    quota of pipe memory keeps the capacity it had."""
+    try:
+        return fcntl.fcntl(pipe_fd, fcntl.F_SETPIPE_SZ, size)
+    except OSError:
+        return fcntl.fcntl(pipe_fd, fcntl.F_GETPIPE_SZ)
 
 
 def _stream_of(pipe: IO[bytes] | None) -> trio.lowlevel.FdStream:

@@ -68,7 +68,7 @@ async def run_borg(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(output.read_stdout, process.stdout)
-            nursery.start_soon(output.read_stderr, process.stderr)
+            nursery.start_soon(output.read_stderr, process.stderr, process.stderr_pipe_bytes)
             await process.wait()
             output.exited.set()
             # A grandchild that inherited the pipes must not keep us waiting for EOF.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import trio
 
 from backupctl.records import Progress
-from backupd.borg.log_json import ListedItem
+from backupd.borg.log_json import ListedItem, ListedItems
 from backupd.jobs import ReportProgress
 from backupd.progress import Estimator
 
@@ -37,41 +37,43 @@ class RestoreProgress:
         self.done_size = 0
         self.files_seen = 0
         self._staging_fd: int | None = None
-        self._extracting: str | None = None
+        self._extracting: bytes | None = None
         self._last_item: ListedItem | None = None
 
     def begin_group(self, staging_fd: int) -> None:
         self._staging_fd = staging_fd
 
-    def item_extracted(self, item: ListedItem) -> None:
-        self._count_extracted()
-        self._extracting = item.path
-        self._last_item = item
+    def items_extracted(self, items: ListedItems) -> None:
+        """borg names an item as it begins to extract it, so the one named before is whole."""
+        for path in items.paths():
+            self._count_extracted()
+            self._extracting = path
+        self._last_item = items.last
 
     def group_done(self) -> None:
         self._count_extracted()
         self._staging_fd = None
 
     def _count_extracted(self) -> None:
-        staged = self._staged(self._extracting)
+        size = self._staged_file_size(self._extracting)
         self._extracting = None
-        if staged is not None and stat.S_ISREG(staged.st_mode):
+        if size is not None:
             self.files_seen += 1
-            self.done_size += staged.st_size
+            self.done_size += size
 
-    def _staged(self, path: str | None) -> os.stat_result | None:
+    def _staged_file_size(self, path: bytes | None) -> int | None:
+        """The size of a regular file at the path in the staging folder; None for anything else."""
         if path is None or self._staging_fd is None:
             return None
         try:
-            return os.stat(path, dir_fd=self._staging_fd, follow_symlinks=False)
+            staged = os.stat(path, dir_fd=self._staging_fd, follow_symlinks=False)
         except (OSError, ValueError):
             return None
+        return staged.st_size if stat.S_ISREG(staged.st_mode) else None
 
     def current(self, finished: bool = False, step: str | None = None) -> Progress:
         """Files and bytes so far; with a step (swapping, done) when the restore names one."""
-        in_progress = self._staged(self._extracting)
-        partial_size = in_progress.st_size if in_progress is not None and stat.S_ISREG(in_progress.st_mode) else 0
-        done_size = _at_most(self.done_size + partial_size, self.total_size)
+        done_size = _at_most(self.done_size + (self._staged_file_size(self._extracting) or 0), self.total_size)
         named_step = {"step": step} if step is not None else {}
         return self._estimator.progress(
             done_size, finished, files=_at_most(self.files_seen, self.total_files), total_files=self.total_files,
