@@ -73,6 +73,10 @@ def collect(overview: Mapping[str, Any], history: Sequence[Job], worst_step: Wor
         Metric("backupd_event_loop_worst_step_seconds",
                "The longest the event loop ran one task without coming back, since the daemon started, by task",
                (((("task", worst_step.task),), worst_step.seconds),) if worst_step else ()),
+        Metric("backupd_event_loop_worst_step_cpu_seconds",
+               "CPU time the daemon's event-loop thread spent in that same step: its own work, the rest of the step "
+               "it waited for a core or the disk",
+               (((("task", worst_step.task),), worst_step.cpu_seconds),) if worst_step else ()),
     ]
 
 

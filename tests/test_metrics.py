@@ -84,6 +84,7 @@ EXPECTED_FAMILIES = {
     "backupd_next_run_timestamp_seconds", "backupd_repository_local_bytes",
     "backupd_mirror_last_success_timestamp_seconds", "backupd_mirror_snapshots_not_off_site",
     "backupd_mirror_bytes_waiting", "backupd_mirror_failing", "backupd_event_loop_worst_step_seconds",
+    "backupd_event_loop_worst_step_cpu_seconds",
 }
 
 
@@ -157,6 +158,12 @@ def test_the_metrics_file_shows_the_daemons_worst_step(metrics_daemon: DaemonPro
     assert label == "task" and task.startswith(("backupd.", "trio.")), task
     # Plausible: a daemon that has just started has taken some time on its loop, and not whole seconds in one step.
     assert 0 < seconds < 5
+    cpu = families["backupd_event_loop_worst_step_cpu_seconds"]
+    assert cpu.kind == "gauge"
+    # The same step: its task, and no more time on the CPU than it took (give or take the clocks' reads).
+    [(cpu_labels, cpu_seconds)] = cpu.samples.items()
+    assert cpu_labels == labels
+    assert 0 < cpu_seconds < seconds + 0.001
 
 
 def test_render_escapes_labels_and_help_and_the_parser_reads_them_back(tmp_path: Path) -> None:
