@@ -18,7 +18,8 @@ from backupd.pages import MAX_SNAPSHOTS_LIMIT
 from bench.daemon import HOSTNAME, BenchDaemon
 from bench.dataset import Dataset, write_dataset
 from bench.latency import poll_status
-from bench.loop_steps import SlowStep, by_task, slow_steps, worst_within
+from backupd.loop_watch import WorstStep
+from bench.loop_steps import SlowStep, TaskSteps, by_task, slow_steps, worst_on_cpu_within, worst_within
 from bench.machine import Machine, describe_machine
 from bench.options import BenchOptions, DatasetSize, ScaleSize
 from bench.page_cache import sync_and_warm
@@ -48,7 +49,8 @@ class Phase:
     window: Window
     status: LatencySamples
     worst_step: SlowStep | None = None
-    slow_tasks: dict[str, tuple[int, float]] = field(default_factory=dict)
+    worst_cpu_step: SlowStep | None = None
+    slow_tasks: dict[str, TaskSteps] = field(default_factory=dict)
     peak_resident_bytes: int | None = None
 
 
@@ -79,7 +81,7 @@ class ScaleFigures:
     snapshot_pages: LatencySamples
     job_pages: LatencySamples
     phases: list[Phase]
-    worst_step_gauge: tuple[float, str] | None
+    worst_step_gauge: WorstStep | None
     wall_seconds: float = 0.0
 
     @property
@@ -127,6 +129,7 @@ def run_scale(options: BenchOptions, workspace: Workspace) -> ScaleFigures:
     steps = slow_steps(daemon.log_path)
     for phase in figures.phases:
         phase.worst_step = worst_within(steps, phase.window)
+        phase.worst_cpu_step = worst_on_cpu_within(steps, phase.window)
         phase.slow_tasks = by_task(steps, phase.window)
     figures.wall_seconds = time.perf_counter() - started
     return figures
@@ -238,12 +241,18 @@ def page_through(daemon: BenchDaemon) -> tuple[LatencySamples, LatencySamples]:
     return snapshot_pages, job_pages
 
 
-def worst_step_gauge(metrics_path: Path) -> tuple[float, str] | None:
-    """backupd_event_loop_worst_step_seconds of the metrics file: the worst step since the daemon started."""
+def worst_step_gauge(metrics_path: Path) -> WorstStep | None:
+    """backupd_event_loop_worst_step_seconds of the metrics file, with the CPU seconds of that step: the worst step
+    since the daemon started."""
     if not metrics_path.exists():
         return None
+    gauges: dict[str, tuple[float, str]] = {}
     for line in metrics_path.read_text().splitlines():
-        if line.startswith("backupd_event_loop_worst_step_seconds{"):
-            labels, _, value = line.rpartition(" ")
-            return float(value), labels.partition('task="')[2].rstrip('"}')
-    return None
+        name, brace, rest = line.partition("{")
+        if brace and name in ("backupd_event_loop_worst_step_seconds", "backupd_event_loop_worst_step_cpu_seconds"):
+            labels, _, value = rest.rpartition(" ")
+            gauges[name] = float(value), labels.partition('task="')[2].rstrip('"}')
+    if "backupd_event_loop_worst_step_seconds" not in gauges or "backupd_event_loop_worst_step_cpu_seconds" not in gauges:
+        return None
+    seconds, task = gauges["backupd_event_loop_worst_step_seconds"]
+    return WorstStep(seconds, task, gauges["backupd_event_loop_worst_step_cpu_seconds"][0])

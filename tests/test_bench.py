@@ -125,7 +125,11 @@ def test_the_scale_run_reports_each_phase(tmp_path: Path) -> None:
     assert len(phases) == SCALE_PHASES
     for phase in phases:
         assert phase["status_calls"] > 0 and is_number(phase["status_p99_seconds"]), phase["name"]
+        if phase["worst_step_seconds"] is not None:
+            assert is_number(phase["worst_step_cpu_seconds"]) and is_number(phase["worst_cpu_step_cpu_seconds"])
+            assert phase["worst_cpu_step_cpu_seconds"] >= phase["worst_step_cpu_seconds"]
     assert [is_number(phase["peak_resident_bytes"]) for phase in phases] == [False, True, True, False, False]
     assert document["snapshot_pages"]["calls"] > 0 and document["job_pages"]["calls"] > 0
     assert 0 < document["worst_step_gauge_seconds"] < RUN_TIMEOUT
+    assert 0 < document["worst_step_gauge_cpu_seconds"] < document["worst_step_gauge_seconds"] + 0.001
     assert "| snapshot of 200 files |" in completed.stdout
