@@ -13,9 +13,9 @@ from bench.scale import Phase, ScaleFigures
 from bench.samples import LatencySamples
 
 STEP_BOUND_MS = 5.0
-CPU_NOTE = (f"A step's CPU time is the daemon's own work; the rest of it the daemon waited for a core or the disk. "
-            f"Only steps over {STEP_BOUND_MS:g} ms are logged, so the worst on the CPU is among them: "
-            f"any step over {STEP_BOUND_MS:g} ms on the CPU is one of them.")
+CPU_NOTE = (f"A step's CPU time is the daemon's own work; for the rest of the step it waited for a core or the disk. "
+            f"Only steps over {STEP_BOUND_MS:g} ms are logged, so the worst on the CPU is the worst of those; "
+            f"a step with more than {STEP_BOUND_MS:g} ms on the CPU is always one of them.")
 
 
 def milliseconds(seconds: float) -> str:
