@@ -26,7 +26,7 @@ def open_keeper(folder) -> tuple[Keeper, list[Job]]:
     history: list[Job] = []
     keeper = Keeper(store, lambda: START, Changes(), lambda: [job.to_full_record() for job in history])
     saved = keeper.load()
-    history.extend(saved.history)
+    history.extend(saved.history.jobs)
     keeper.write_whole()  # as the daemon does at start
     return keeper, history
 
