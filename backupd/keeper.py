@@ -169,8 +169,9 @@ class Keeper:
         self.mirror_state = replace(previous, **changes)
         change: dict[str, Any] = {"set": {key: value for key, value in changes.items() if key != "mirrored_archives"}}
         if "mirrored_archives" in changes:
-            before, after = frozenset(previous.mirrored_archives), frozenset(self.mirror_state.mirrored_archives)
-            change["mirrored"] = {"add": sorted(after - before), "remove": sorted(before - after)}
+            # Thousands of names compared (over a ms at 10,000): in a worker, from the two immutable lists.
+            change["mirrored"] = await trio.to_thread.run_sync(
+                _mirrored_change, previous.mirrored_archives, self.mirror_state.mirrored_archives)
         await self._record(MIRROR_STATE_DOCUMENT, change, lambda: self.mirror_state)
 
     async def save_job(self, job: Job) -> None:
@@ -249,6 +250,12 @@ def _write_documents(store: Store, documents: dict[str, Any]) -> list[str]:
         except OSError as error:
             log.error("cannot save %s: %s", name, error)
     return written
+
+
+def _mirrored_change(before: Iterable[str], after: Iterable[str]) -> dict[str, list[str]]:
+    """The names a mirror run copied and those gone from the bucket, as the journal records them."""
+    old, new = frozenset(before), frozenset(after)
+    return {"add": sorted(new - old), "remove": sorted(old - new)}
 
 
 def _fold_nothing(document: Any, changes: list[Any]) -> Any:
