@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -52,7 +52,7 @@ async def read_repository(borg: BorgInvoker, hostname: str | None, config: Backu
     own = OwnArchives.of_host(hostname)
     listing = await borg.run(commands.list_archives(config.repository, checkpoints=True), config=config, env=env,
                              read_json=partial(_snapshots_in, own=own, known=known))
-    archives, checkpoints_left = listing.json
+    archives, checkpoints_left = cast(tuple[ArchivesByAge, bool], listing.json)  # what _snapshots_in read
     newest = archives[-1] if archives else None
     info_command = (commands.info_latest(config.repository) if newest is None
                     else commands.info_archive(config.repository, newest.name))
