@@ -113,7 +113,7 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
     store = Store(settings.state_dir)
     store.open()
     service = Service(settings, store)
-    service.load()
+    await service.load_off_loop()
     if unreadable is not None:
         service.settings_unreadable(unreadable)
     await finish_interrupted_restores(service)
@@ -149,7 +149,8 @@ async def serve(settings: Settings, read_settings: Callable[[], Settings], signa
             reload = partial(reload_settings, service, notifier, read_settings, scheduler.wake)
             await handle_signals(signals, nursery.cancel_scope, service, notifier, reload)
     finally:
-        service.keeper.write_whole()
+        with trio.CancelScope(shield=True):
+            await service.keeper.save_whole()
         if activated is None:
             settings.socket.unlink(missing_ok=True)
         log.info("stopped")

@@ -169,12 +169,15 @@ class JobRunner:
         self.current: Job | None = None
         self.restore_history(history)
 
-    def restore_history(self, history: list[Job]) -> None:
-        """Take the history an earlier run saved; new job ids continue after it."""
-        self._history = history[:HISTORY_LIMIT]
+    def restore_history(self, history: list[Job] | KeptHistory) -> None:
+        """Take the history an earlier run saved; new job ids continue after it. Its finished
+        jobs' records are built before serving (by kept_history, in a worker thread at start):
+        no page or save builds a whole history in one step."""
+        kept = history if isinstance(history, KeptHistory) else kept_history(history)
+        self._history = list(kept.jobs)
         self._next_id = max((int(job.id) for job in self._history if job.id.isdigit()), default=0) + 1
-        for job in self._history:
-            self._keep_finished_records(job)  # before serving: no page or save builds a whole history in one step
+        self._listed_records = dict(kept.listed_records)
+        self._finished_records = dict(kept.full_records)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -375,6 +378,29 @@ def _first_rpc_error(group: ExceptionGroup, job: Job) -> RpcError:
         return leaf  # type: ignore[return-value]
     log.error("job %s (%s) failed on a bug", job.id, job.kind, exc_info=group)
     return RpcError(ErrorCode.INTERNAL, f"{job.kind} failed on an internal error")
+
+
+@dataclass(frozen=True)
+class KeptHistory:
+    """A saved job history, newest first, with the records of its finished jobs built."""
+
+    jobs: tuple[Job, ...]
+    listed_records: dict[str, tuple[dict[str, Any], int]]
+    full_records: dict[str, dict[str, Any]]
+
+
+def kept_history(history: list[Job]) -> KeptHistory:
+    """The history a job runner keeps, its records built: a couple of hundred jobs' worth of
+    work, done in a worker thread at start."""
+    jobs = tuple(history[:HISTORY_LIMIT])
+    listed_records: dict[str, tuple[dict[str, Any], int]] = {}
+    full_records: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        if job.finished is not None:
+            record = job.to_record()
+            listed_records[job.id] = (record, _packed_size(record))
+            full_records[job.id] = job.to_full_record()
+    return KeptHistory(jobs, listed_records, full_records)
 
 
 def _packed_size(record: dict[str, Any]) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 
+import trio
+
 from backupctl.protocol import ErrorCode, JobState, RpcError
 from backupd.actions.browse import Browser
 from backupd.actions.parts import MirrorParts, RepositoryParts, SnapshotParts
@@ -17,7 +19,7 @@ from backupd.config import BackupConfig
 from backupd.configuration import Configuration, Mirroring
 from backupd.events import Change, Changes, EventHub
 from backupd.jobs import HISTORY_LIMIT, Job, JobRunner, interrupted_error
-from backupd.keeper import Keeper
+from backupd.keeper import Keeper, Saved
 from backupd.mirror.config import MirrorConfig
 from backupd.mirror.state import LocalUsage
 from backupd.notify import OperatorNotifier
@@ -59,8 +61,17 @@ class Service:
                         lambda job: self.notify.job_finished(job.to_record(), self.overview.record().to_wire()))
 
     def load(self) -> None:
-        """Take what an earlier run saved; a job it died in is recorded as interrupted."""
-        saved = self.keeper.load()
+        """Take what an earlier run saved (blocking); a job it died in is recorded as interrupted."""
+        self._resume(self.keeper.load())
+        self.keeper.write_whole()
+
+    async def load_off_loop(self) -> None:
+        """load(), as the daemon starts: the saved documents, with thousands of archives, are
+        read and written whole in worker threads."""
+        self._resume(self.keeper.adopt(await trio.to_thread.run_sync(self.keeper.read)))
+        await self.keeper.save_whole()
+
+    def _resume(self, saved: Saved) -> None:
         self.configuration.adopt(saved.config)
         self.jobs.restore_history(saved.history)
         self.mirroring.current = saved.mirror
@@ -71,7 +82,6 @@ class Service:
                 job.error = interrupted_error(job).to_wire()
                 job.finished = job.finished or self.clock.now()
                 interrupted = job
-        self.keeper.write_whole()
         self.notify.seed(self.jobs.recent(HISTORY_LIMIT), self.overview.record().to_wire(), interrupted)
 
     def now_doing(self, activity: Activity) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Self
 
@@ -67,7 +67,7 @@ class CheckRecord(FlatRecord):
 
 @dataclass(frozen=True)
 class RepositoryState:
-    archives: tuple[ArchiveEntry, ...] = ()  # oldest first: made by in_age_order, grown by with_archive
+    archives: tuple[ArchiveEntry, ...] = ()  # oldest first: ArchivesByAge, or empty
     last_snapshot: SnapshotSummary | None = None
     total_size: int = 0
     file_count: int = 0
@@ -89,7 +89,12 @@ class RepositoryState:
         without sorting what is known."""
         archives = list(self.archives)
         bisect.insort_right(archives, archive, key=_age)
-        return replace(self, archives=tuple(archives), **changes)
+        return replace(self, archives=ArchivesByAge(archives), **changes)
+
+    def without_archives(self, names: frozenset[str], **changes: Any) -> RepositoryState:
+        """This state without the archives of those names, the others in their order."""
+        kept = ArchivesByAge(archive for archive in self.archives if archive.name not in names)
+        return replace(self, archives=kept, **changes)
 
     @property
     def last_success(self) -> float | None:
@@ -115,9 +120,28 @@ class RepositoryState:
         )
 
 
-def in_age_order(archives: Iterable[ArchiveEntry]) -> tuple[ArchiveEntry, ...]:
+class ArchivesByAge(tuple[ArchiveEntry, ...]):
+    """Archives oldest first. Made only by in_age_order or from a list already in that order,
+    so a list of this type is adopted as it is, without sorting it again."""
+
+    __slots__ = ()
+
+
+def in_age_order(archives: Iterable[ArchiveEntry]) -> ArchivesByAge:
     """Archives oldest first, as a repository state keeps them."""
-    return tuple(sorted(archives, key=_age))
+    if isinstance(archives, ArchivesByAge):
+        return archives
+    return ArchivesByAge(sorted(archives, key=_age))
+
+
+def reusing_known(archives: Iterable[ArchiveEntry], known: Iterable[ArchiveEntry]) -> Iterator[ArchiveEntry]:
+    """The archives, each one already known (same id and name) given as the known entry: what
+    the daemon recorded of its own snapshots stays, and a list read again shares its entries
+    with the one it replaces instead of freeing and rebuilding thousands on the event loop."""
+    by_id = {entry.id: entry for entry in known}
+    for archive in archives:
+        entry = by_id.get(archive.id)
+        yield entry if entry is not None and entry.name == archive.name else archive
 
 
 def _age(archive: ArchiveEntry) -> tuple[float, str]:

@@ -11,7 +11,9 @@ from backupd.events import Changes
 from backupd.jobs import Job
 from backupd.keeper import Keeper
 from backupd.mirror.state import MirrorState
-from backupd.state import ArchiveEntry, Problem, RepositoryState, SnapshotSummary
+from backupd.service import Service
+from backupd.settings import Settings
+from backupd.state import ArchiveEntry, Problem, RepositoryState, SnapshotSummary, in_age_order
 from backupd.store import Store
 
 START = 1_780_000_000.0
@@ -26,7 +28,7 @@ def open_keeper(folder) -> tuple[Keeper, list[Job]]:
     history: list[Job] = []
     keeper = Keeper(store, lambda: START, Changes(), lambda: [job.to_full_record() for job in history])
     saved = keeper.load()
-    history.extend(saved.history)
+    history.extend(saved.history.jobs)
     keeper.write_whole()  # as the daemon does at start
     return keeper, history
 
@@ -155,3 +157,33 @@ async def test_archives_are_kept_oldest_first_however_they_arrive_and_after_a_re
     assert keeper.repository.archives is listed, "a change of other facts must not sort the archives again"
     keeper, _ = reopen(keeper)
     assert [entry.name for entry in keeper.repository.archives] == [archive(n).name for n in (10, 20, 30, 40)]
+
+
+async def test_a_list_read_in_age_order_is_taken_as_it_is(tmp_path):
+    keeper, _ = open_keeper(tmp_path)
+    read = in_age_order(archive(number) for number in (30, 10, 20))
+    await keeper.update(archives=read)
+    assert keeper.repository.archives is read
+    assert [entry.name for entry in keeper.repository.archives] == [archive(n).name for n in (10, 20, 30)]
+
+
+async def test_the_daemon_starts_from_what_was_saved_read_and_written_whole_in_workers(tmp_path):
+    folder = tmp_path / "state"
+    keeper, history = open_keeper(folder)
+    for number in range(3):
+        await run_a_snapshot_job(keeper, history, number)
+    await keeper.remove_archives(["edgebox-000001"], total_size=42)
+    keeper.store.close()
+
+    store = Store(folder)
+    store.open()
+    service = Service(Settings(state_dir=folder, borg_base_dir=tmp_path / "base"), store)
+    await service.load_off_loop()
+    overview = service.overview.record()
+    assert overview.snapshot_count == 2 and overview.total_size == 42
+    assert overview.last_snapshot is not None and overview.last_snapshot.name == "edgebox-000002"
+    assert [entry.name for entry in service.keeper.repository.archives] == ["edgebox-000000", "edgebox-000002"]
+    records, _ = service.jobs.page(None, 10, 1 << 20)
+    assert [record["id"] for record in records] == ["2", "1", "0"]
+    assert all(record["state"] == "succeeded" for record in records)
+    assert not (folder / "state.journal").exists() and not (folder / "jobs.journal").exists()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import trio
 
@@ -18,7 +19,7 @@ from backupd.borg.transactions import repository_marker
 from backupd.config import BackupConfig
 from backupd.actions.parts import RepositoryParts
 from backupd.errors import not_found
-from backupd.state import ArchiveEntry, SnapshotSummary, in_age_order
+from backupd.state import ArchiveEntry, ArchivesByAge, SnapshotSummary, in_age_order, reusing_known
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,15 @@ ADOPT_REPOSITORY_ENV = {"BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes", "BO
 
 
 async def read_repository(borg: BorgInvoker, hostname: str | None, config: BackupConfig,
-                          adopt: bool = False) -> dict[str, Any]:
+                          adopt: bool = False, known: Sequence[ArchiveEntry] = ()) -> dict[str, Any]:
     """The repository facts of the overview, from `borg list` and `borg info` of the newest
     snapshot. Checkpoints of interrupted snapshots are not snapshots: they are neither listed
-    nor counted, and never the last snapshot."""
+    nor counted, and never the last snapshot. An archive among the ``known`` ones keeps its entry."""
     env = ADOPT_REPOSITORY_ENV if adopt else None
-    listing = await borg.run(commands.list_archives(config.repository, checkpoints=True), config=config, env=env)
     own = OwnArchives.of_host(hostname)
-    archives, checkpoints_left = await trio.to_thread.run_sync(_snapshots_in, listing.json, own)
+    listing = await borg.run(commands.list_archives(config.repository, checkpoints=True), config=config, env=env,
+                             read_json=partial(_snapshots_in, own=own, known=known))
+    archives, checkpoints_left = cast(tuple[ArchivesByAge, bool], listing.json)  # what _snapshots_in read
     newest = archives[-1] if archives else None
     info_command = (commands.info_latest(config.repository) if newest is None
                     else commands.info_archive(config.repository, newest.name))
@@ -84,7 +86,8 @@ async def refresh(parts: RepositoryParts, now_doing: NowDoing) -> bool:
     now_doing(Activity.READING_REPOSITORY)
     try:
         async with parts.keeper.lock:
-            facts = await read_repository(parts.borg, parts.settings().hostname, config)
+            facts = await read_repository(parts.borg, parts.settings().hostname, config,
+                                          known=parts.keeper.repository.archives)
     except RpcError as error:
         log.warning("cannot read repository %s: %s", config.repository, error.message)
         await parts.keeper.update(problem=parts.keeper.problem_from(error.code, error.message, "refresh"))
@@ -126,18 +129,21 @@ async def refresh_if_changed(parts: RepositoryParts) -> None:
         return
     log.info("repository %s changed outside the daemon: reading it again", config.repository)
     try:
-        facts = await read_repository(parts.borg, parts.settings().hostname, config)
+        facts = await read_repository(parts.borg, parts.settings().hostname, config,
+                                      known=parts.keeper.repository.archives)
     except RpcError as error:
         log.warning("cannot read repository %s: %s", config.repository, error.message)
         return
     await parts.keeper.update(**facts)
 
 
-def _snapshots_in(listing: Any, own: OwnArchives) -> tuple[tuple[ArchiveEntry, ...], bool]:
+def _snapshots_in(listing: Any, own: OwnArchives, known: Sequence[ArchiveEntry]) -> tuple[ArchivesByAge, bool]:
     """The snapshots of a `borg list --json` answer, oldest first, checkpoints left out; and
-    whether this box's interrupted snapshots left checkpoints."""
+    whether this box's interrupted snapshots left checkpoints. Run in a worker thread: ``known``
+    is only read."""
     listed = listed_archives(listing)
-    snapshots = in_age_order(archive_entry(archive) for archive in listed if not archive.is_checkpoint)
+    snapshots = in_age_order(reusing_known(
+        (archive_entry(archive) for archive in listed if not archive.is_checkpoint), known))
     return snapshots, any(own.owns_checkpoint(archive.name) for archive in listed)
 
 

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from itertools import takewhile
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -54,6 +55,7 @@ class BorgInvoker:
         cwd: str | None = None,
         on_start: Callable[[int], None] | None = None,
         on_stdout: Callable[[bytes], Awaitable[None]] | None = None,
+        read_json: Callable[[Any], Any] | None = None,
     ) -> BorgResult:
         """Run one borg command against the configured (or the given) repository.
 
@@ -73,6 +75,7 @@ class BorgInvoker:
                 cwd=cwd,
                 on_start=on_start,
                 on_stdout=on_stdout,
+                read_json=read_json,
             )
         except BorgFailed as failure:
             if failure.code in _MAYBE_SSH_FAILURES:

@@ -46,6 +46,7 @@ async def run_borg(
     cwd: str | None = None,
     on_start: Callable[[int], None] | None = None,
     on_stdout: Callable[[bytes], Awaitable[None]] | None = None,
+    read_json: Callable[[Any], Any] | None = None,
     grace_period: float = CANCEL_GRACE_SECONDS,
     kill_delay: float = 5.0,
 ) -> BorgResult:
@@ -57,6 +58,9 @@ async def run_borg(
 
     With ``on_stdout``, borg's stdout is handed over chunk by chunk as it arrives (borg waits
     while the callback does) instead of being collected in the result.
+
+    With ``read_json``, the result's ``json`` is what it makes of the decoded JSON, in the same
+    worker thread: the decoded document is freed there, not on the event loop.
     """
     secrets = (passphrase,) if passphrase else ()
     environment = borg_environment(env)
@@ -82,12 +86,21 @@ async def run_borg(
     assert process.returncode is not None
     exit_code = _exit_code(process.returncode)
     succeeded = errors.is_success(exit_code)
-    # A listing of thousands of archives is megabytes of JSON: decoded off the event loop.
-    json_result = await trio.to_thread.run_sync(output.json_result) if succeeded and command.json_output else None
-    result = BorgResult(exit_code, json_result, list(output.log), output.stdout_text())
+    if succeeded and command.json_output:
+        # A listing of thousands of archives is megabytes of JSON: decoded off the event loop.
+        json_result, stdout = await trio.to_thread.run_sync(_read_result, output, read_json)
+    else:
+        json_result, stdout = None, output.stdout_text()
+    result = BorgResult(exit_code, json_result, list(output.log), stdout)
     if not succeeded:
         raise errors.borg_error(result, secrets=secrets, repository=command.repository)
     return result
+
+
+def _read_result(output: BorgOutput, read_json: Callable[[Any], Any] | None) -> tuple[Any, str]:
+    """The JSON result (as read_json reads it) and stdout's text."""
+    document = output.json_result()
+    return (read_json(document) if read_json is not None else document), output.stdout_text()
 
 
 def _spawn(
