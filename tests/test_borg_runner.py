@@ -414,6 +414,12 @@ async def test_a_long_silent_run_is_not_ended_by_the_daemon_idling(tmp_path: Pat
     assert result.exit_code == 0 and result.stdout.strip() == "done"
 
 
+async def test_a_borg_that_cannot_be_run_fails_the_run_saying_why(tmp_path: Path) -> None:
+    with trio.fail_after(10), pytest.raises(BorgFailed) as failure:
+        await run_borg(BorgCommand(("list",), json_output=False), borg=[str(tmp_path / "no-borg-here")])
+    assert "cannot run" in failure.value.message and "No such file or directory" in failure.value.message, failure.value.message
+
+
 async def test_borg_ends_when_the_daemon_is_killed(tmp_path: Path) -> None:
     marker = tmp_path / "borg.pid"
     daemon_like = python_script(tmp_path, "daemon_like.py", f"""
