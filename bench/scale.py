@@ -26,6 +26,7 @@ from bench.page_cache import sync_and_warm
 from bench.procfs import CLOCK_TICKS_PER_SECOND, children_cpu_time, cpu_time, forget_peak, peak_resident_bytes
 from bench.raw_borg import RawBorg
 from bench.samples import LatencySamples, Window
+from bench.stall_probe import Stall, StallProbe, worst_stall_within
 from bench.stats import timed
 from bench.workspace import Workspace, remove_tree
 
@@ -52,6 +53,8 @@ class Phase:
     worst_cpu_step: SlowStep | None = None
     slow_tasks: dict[str, TaskSteps] = field(default_factory=dict)
     peak_resident_bytes: int | None = None
+    # The probe process's longest hold-up in the same window: how much the machine stalled.
+    worst_stall: Stall | None = None
 
 
 @dataclass(frozen=True)
@@ -120,17 +123,21 @@ def run_scale(options: BenchOptions, workspace: Workspace) -> ScaleFigures:
     dataset = write_dataset(workspace.data, DatasetSize(size.files * size.mean_file_bytes, size.files), options.seed)
     raw = RawBorg(workspace.raw_borg_base_dir)
     daemon = BenchDaemon(workspace.daemon_folder, verbose=True)
+    probe = StallProbe(workspace.root / "stalls.jsonl")
     daemon.start()
+    probe.start()
     try:
         figures = _measure(workspace, daemon, raw, dataset, size, machine)
         figures.worst_step_gauge = worst_step_gauge(daemon.metrics_path)
     finally:
+        probe.stop()
         daemon.stop()
-    steps = slow_steps(daemon.log_path)
+    steps, stalls = slow_steps(daemon.log_path), probe.stalls()
     for phase in figures.phases:
         phase.worst_step = worst_within(steps, phase.window)
         phase.worst_cpu_step = worst_on_cpu_within(steps, phase.window)
         phase.slow_tasks = by_task(steps, phase.window)
+        phase.worst_stall = worst_stall_within(stalls, phase.window)
     figures.wall_seconds = time.perf_counter() - started
     return figures
 

@@ -11,9 +11,13 @@ from bench.figures import MIB
 from bench.loop_steps import SlowStep
 from bench.scale import Phase, ScaleFigures
 from bench.samples import LatencySamples
+from bench.stall_probe import STALL_BOUND_SECONDS, Stall
 
 STEP_BOUND_MS = 5.0
-CPU_NOTE = (f"A step's CPU time is the daemon's own work; for the rest of the step it waited for a core or the disk. "
+CPU_NOTE = (f"A step's CPU time is the daemon's thread on a core; for the rest of the step it waited for a core or "
+            f"the disk. A virtual machine's core its host takes away still counts as CPU time: the probe, a separate "
+            f"process doing about 0.1 ms of fixed work every 5 ms, shows how long the machine held up such work in the "
+            f"same phase. "
             f"Only steps over {STEP_BOUND_MS:g} ms are logged, so the worst on the CPU is the worst of those; "
             f"a step with more than {STEP_BOUND_MS:g} ms on the CPU is always one of them.")
 
@@ -30,6 +34,12 @@ def worst_step_text(worst: SlowStep | None, worst_on_cpu: SlowStep | None = None
     if worst_on_cpu is not None and worst_on_cpu != worst and worst_on_cpu.cpu_seconds is not None:
         text += f"; worst on the CPU {worst_on_cpu.cpu_seconds * 1000:.1f} ms ({worst_on_cpu.task})"
     return text
+
+
+def stall_text(stall: Stall | None) -> str:
+    if stall is None:
+        return f"none over {STALL_BOUND_SECONDS * 1000:g} ms"
+    return f"{stall.seconds * 1000:.1f} ms, of which {stall.cpu_seconds * 1000:.1f} ms on its CPU"
 
 
 def _of_which_on_cpu(cpu_seconds: float | None) -> str:
@@ -51,6 +61,7 @@ def rows(scale: ScaleFigures) -> list[tuple[str, str]]:
                   f"{cpu.daemon_seconds:.1f} s / {cpu.borg_seconds:.1f} s = {cpu.share:.1%}"))
     for phase in scale.phases:
         lines.append((f"{phase.name}: worst event-loop step", worst_step_text(phase.worst_step, phase.worst_cpu_step)))
+        lines.append((f"{phase.name}: probe beside the daemon, worst hold-up", stall_text(phase.worst_stall)))
         lines.append((f"{phase.name}: status p99 / max ({phase.status.count:,} calls)",
                       f"{milliseconds(phase.status.p99)} / {milliseconds(phase.status.worst)}"))
     lines += [
@@ -117,6 +128,8 @@ def write_json(path: Path, scale: ScaleFigures) -> None:
             "worst_cpu_step_cpu_seconds": phase.worst_cpu_step.cpu_seconds if phase.worst_cpu_step else None,
             "worst_cpu_step_task": phase.worst_cpu_step.task if phase.worst_cpu_step else None,
             "peak_resident_bytes": phase.peak_resident_bytes,
+            "probe_worst_stall_seconds": phase.worst_stall.seconds if phase.worst_stall else None,
+            "probe_worst_stall_cpu_seconds": phase.worst_stall.cpu_seconds if phase.worst_stall else None,
         } for phase in scale.phases],
         "snapshot_pages": {"calls": scale.snapshot_pages.count, "p50_seconds": scale.snapshot_pages.p50,
                            "max_seconds": scale.snapshot_pages.worst},

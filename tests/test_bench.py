@@ -6,11 +6,15 @@ import json
 import math
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bench.samples import Window
+from bench.stall_probe import STALL_BOUND_SECONDS, Stall, StallProbe, worst_stall_within
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT = 120.0
@@ -129,7 +133,22 @@ def test_the_scale_run_reports_each_phase(tmp_path: Path) -> None:
             assert is_number(phase["worst_step_cpu_seconds"]) and is_number(phase["worst_cpu_step_cpu_seconds"])
             assert phase["worst_cpu_step_cpu_seconds"] >= phase["worst_step_cpu_seconds"]
     assert [is_number(phase["peak_resident_bytes"]) for phase in phases] == [False, True, True, False, False]
+    for phase in phases:
+        stall = phase["probe_worst_stall_seconds"]
+        assert stall is None or (is_number(stall) and is_number(phase["probe_worst_stall_cpu_seconds"])), phase
     assert document["snapshot_pages"]["calls"] > 0 and document["job_pages"]["calls"] > 0
     assert 0 < document["worst_step_gauge_seconds"] < RUN_TIMEOUT
     assert 0 < document["worst_step_gauge_cpu_seconds"] < document["worst_step_gauge_seconds"] + 0.001
     assert "| snapshot of 200 files |" in completed.stdout
+
+
+def test_the_stall_probe_runs_beside_and_stops_when_told(tmp_path: Path) -> None:
+    probe = StallProbe(tmp_path / "stalls.jsonl")
+    probe.start()
+    time.sleep(0.5)
+    probe.stop()
+    assert all(stall.seconds > STALL_BOUND_SECONDS for stall in probe.stalls())
+    stalls = [Stall(ended=10.0, seconds=0.003, cpu_seconds=0.001), Stall(ended=11.0, seconds=0.009, cpu_seconds=0.008),
+              Stall(ended=20.0, seconds=0.050, cpu_seconds=0.0)]
+    assert worst_stall_within(stalls, Window(9.0, 12.0)) == stalls[1]
+    assert worst_stall_within(stalls, Window(12.0, 19.0)) is None

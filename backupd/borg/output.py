@@ -19,6 +19,8 @@ READ_SIZE = 65536
 # the fastest borg writes, and never longer than the longest wait.
 FASTEST_STDERR_BYTES_PER_SECOND = 3 * 1024 * 1024
 LONGEST_BUSY_READ_INTERVAL = 0.1
+# Lines handled in one step of the event loop: a read of the whole pipe is thousands.
+LINES_PER_STEP = 512
 
 
 class BorgOutput:
@@ -51,7 +53,11 @@ class BorgOutput:
         interval = min(pipe_bytes / FASTEST_STDERR_BYTES_PER_SECOND, LONGEST_BUSY_READ_INTERVAL)
         last_read = -interval
         while chunk := await stream.receive_some(pipe_bytes):
-            self._handle_raw_lines(self._stderr_lines.feed_bytes(chunk))
+            lines = self._stderr_lines.feed_bytes(chunk)
+            for start in range(0, len(lines), LINES_PER_STEP):
+                if start:
+                    await trio.lowlevel.checkpoint()
+                self._handle_raw_lines(lines[start:start + LINES_PER_STEP])
             now = trio.current_time()
             if now - last_read < interval and not self.exited.is_set():
                 with trio.move_on_after(interval):
