@@ -16,8 +16,8 @@ from bench.stall_probe import STALL_BOUND_SECONDS, Stall
 STEP_BOUND_MS = 5.0
 CPU_NOTE = (f"A step's CPU time is the daemon's thread on a core; for the rest of the step it waited for a core or "
             f"the disk. A virtual machine's core its host takes away still counts as CPU time: the probe, a separate "
-            f"process doing about 0.1 ms of fixed work every 5 ms, shows how long the machine held up such work in the "
-            f"same phase. "
+            f"process waking every millisecond (and every fifth time doing about 0.1 ms of fixed work), shows how long "
+            f"the machine held it up in the same phase. "
             f"Only steps over {STEP_BOUND_MS:g} ms are logged, so the worst on the CPU is the worst of those; "
             f"a step with more than {STEP_BOUND_MS:g} ms on the CPU is always one of them.")
 

@@ -1,11 +1,13 @@
-"""A probe beside the daemon: a separate process that wakes every few milliseconds to do the
-same small piece of work, timed on the wall clock and on its own CPU clock. When that work,
-normally well under a millisecond, takes many, the machine held it up (a core taken by borg,
-or the virtual machine's core taken by its host, which the guest counts as its own CPU time):
-so a slow step of the daemon beside a slow probe is the machine's, not the daemon's work.
+"""A probe beside the daemon: a separate process that sleeps a millisecond at a time, and every
+fifth wake-up does the same small piece of work, timed on the wall clock and on its own CPU
+clock. A wake-up late by many milliseconds, or that work (about 0.1 ms) taking many, is the
+machine holding it up: a core taken by borg, or the virtual machine's core taken by its host,
+which the guest counts as CPU time of whatever it was running. So a slow step of the daemon
+beside a slow probe is the machine's, not the daemon's work.
 
-Run as ``python -m bench.stall_probe FILE``: until SIGTERM, each piece of work over
-STALL_BOUND_SECONDS is a JSON line in FILE: when it ended, its wall and CPU seconds."""
+Run as ``python -m bench.stall_probe FILE``: until SIGTERM, each hold-up over
+STALL_BOUND_SECONDS is a JSON line in FILE: when it ended, its wall and CPU seconds (the CPU
+seconds of a late wake-up are 0)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from types import FrameType
 
 from bench.samples import Window
 
-WAKE_INTERVAL_SECONDS = 0.005
+WAKE_INTERVAL_SECONDS = 0.001
+WORK_EVERY_WAKE_UPS = 5
 STALL_BOUND_SECONDS = 0.002
 WORK_UNITS = 2000
 
@@ -45,14 +48,22 @@ def probe(path: Path) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     with open(path, "a", encoding="utf-8") as out:
-        while not stopping:
-            time.sleep(WAKE_INTERVAL_SECONDS)
-            started, cpu_started = time.perf_counter(), time.thread_time()
-            fixed_work()
-            seconds, cpu_seconds = time.perf_counter() - started, time.thread_time() - cpu_started
+
+        def record(seconds: float, cpu_seconds: float) -> None:
             if seconds > STALL_BOUND_SECONDS:
                 out.write(json.dumps({"ended": time.time(), "seconds": seconds, "cpu_seconds": cpu_seconds}) + "\n")
                 out.flush()
+
+        wake_ups = 0
+        while not stopping:
+            asleep = time.perf_counter()
+            time.sleep(WAKE_INTERVAL_SECONDS)
+            record(time.perf_counter() - asleep - WAKE_INTERVAL_SECONDS, 0.0)
+            wake_ups += 1
+            if wake_ups % WORK_EVERY_WAKE_UPS == 0:
+                started, cpu_started = time.perf_counter(), time.thread_time()
+                fixed_work()
+                record(time.perf_counter() - started, time.thread_time() - cpu_started)
 
 
 class StallProbe:
