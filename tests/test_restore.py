@@ -72,7 +72,12 @@ def change_everything(root: Path) -> None:
 
 
 def leftovers(root: Path) -> list[str]:
-    return [str(path) for path in root.parent.rglob(".backupd-*")]
+    """The restore's own folders beside or under the target; one the daemon deletes meanwhile is not an error."""
+    found = []
+    for folder, subfolders, files in os.walk(root.parent):
+        found += [os.path.join(folder, name) for name in subfolders + files if name.startswith(".backupd-")]
+        subfolders[:] = [name for name in subfolders if not name.startswith(".backupd-")]
+    return found
 
 
 def cleaned_up(daemon, root: Path) -> bool:
