@@ -167,13 +167,12 @@ class JobRunner:
         self._finished_records: dict[str, dict[str, Any]] = {}
         self._listed_records: dict[str, tuple[dict[str, Any], int]] = {}
         self.current: Job | None = None
-        self.restore_history(history)
+        self.restore_history(kept_history(history))
 
-    def restore_history(self, history: list[Job] | KeptHistory) -> None:
+    def restore_history(self, kept: KeptHistory) -> None:
         """Take the history an earlier run saved; new job ids continue after it. Its finished
         jobs' records are built before serving (by kept_history, in a worker thread at start):
         no page or save builds a whole history in one step."""
-        kept = history if isinstance(history, KeptHistory) else kept_history(history)
         self._history = list(kept.jobs)
         self._next_id = max((int(job.id) for job in self._history if job.id.isdigit()), default=0) + 1
         self._listed_records = dict(kept.listed_records)

@@ -169,9 +169,7 @@ class Keeper:
         self.mirror_state = replace(previous, **changes)
         change: dict[str, Any] = {"set": {key: value for key, value in changes.items() if key != "mirrored_archives"}}
         if "mirrored_archives" in changes:
-            # Thousands of names compared (over a ms at 10,000): in a worker, from the two immutable lists.
-            change["mirrored"] = await trio.to_thread.run_sync(
-                _mirrored_change, previous.mirrored_archives, self.mirror_state.mirrored_archives)
+            change["mirrored"] = _mirrored_change(previous.mirrored_archives, self.mirror_state.mirrored_archives)
         await self._record(MIRROR_STATE_DOCUMENT, change, lambda: self.mirror_state)
 
     async def save_job(self, job: Job) -> None:

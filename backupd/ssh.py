@@ -8,7 +8,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -23,8 +22,7 @@ KEY_NAME = "id_ed25519"
 NEW_KEY_PREFIX = ".new-key."
 _MAKING_KEY = threading.Lock()
 # ssh reads the key and talks to the network; the daemon's capabilities are no use to it.
-# The module needs only the standard library: run as a file, without site, it starts in ~10 ms.
-WITHOUT_CAPABILITIES = (sys.executable, "-I", "-S", capabilities.__file__)
+WITHOUT_CAPABILITIES = capabilities.WRAPPER
 # A user or host never starts with "-" (ssh would read it as an option) and a user holds no
 # ":" (no password in a location: the daemon signs in with its own key).
 _USER = r"(?P<user>[A-Za-z0-9_.][A-Za-z0-9_.-]*)"

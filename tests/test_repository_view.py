@@ -10,8 +10,6 @@ from tests.conftest import DaemonProcess
 from tests.faults.conftest import raw_borg
 
 
-
-
 def names(daemon: DaemonProcess) -> set[str]:
     with daemon.client() as client:
         return {entry["name"] for entry in client.call("snapshots")}
@@ -33,7 +31,6 @@ def test_archives_made_and_deleted_with_plain_borg_are_seen_by_the_next_job(
     assert names(configured_daemon) == {"before-upgrade", second}
     assert status["snapshot_count"] == 2 and status["last_snapshot"]["name"] == second
     assert dry_run["state"] == "succeeded"
-
 
 
 def saved_archives(daemon: DaemonProcess) -> dict[str, dict[str, Any]]:
