@@ -209,6 +209,7 @@ class MirrorResult(WireRecord):
     deleted_files: int = 0
     compared: str | None = None  # "changed" or "all"
     compared_files: int | None = None
+    repaired_files: int = 0
 
 
 @dataclass(frozen=True)

@@ -413,7 +413,7 @@ def test_backupctl_sets_up_runs_shows_and_turns_off_the_mirror(
     assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
 
 
-def test_a_changed_object_in_the_bucket_is_found_by_the_full_comparison(
+def test_a_changed_object_in_the_bucket_is_found_by_the_full_comparison_and_replaced(
     configured_daemon: DaemonProcess, repository: Path, s3: S3Server, bucket: str
 ) -> None:
     with configured_daemon.client() as client:
@@ -421,15 +421,20 @@ def test_a_changed_object_in_the_bucket_is_found_by_the_full_comparison(
         wait_for_mirrors(configured_daemon, 1)
         segment = max((path for path in (repository / "data").rglob("*") if path.is_file()),
                       key=lambda path: path.stat().st_size)
-        key = f"testbox/{segment.relative_to(repository).as_posix()}"
+        relative = segment.relative_to(repository).as_posix()
         damaged = bytearray(segment.read_bytes())
         damaged[len(damaged) // 2] ^= 0xFF
-        s3.client().put_object(Bucket=bucket, Key=key, Body=bytes(damaged))
+        s3.client().put_object(Bucket=bucket, Key=f"testbox/{relative}", Body=bytes(damaged))
+        ordinary = client.call("mirror", {"wait": True})
+        assert ordinary["state"] == "succeeded"
+        assert s3.objects(bucket, f"testbox/{relative}")[f"testbox/{relative}"] == bytes(damaged)  # size alike
         full = client.call("mirror", {"wait": True, "compare_all": True})
-        assert (full["state"], full["error"]["code"]) == ("failed", "mirror_failed"), full
-        assert f"does not match the repository after the copy: 1 differences, the first: {key.removeprefix('testbox/')}:" \
-            in full["error"]["message"]
-        assert client.call("status")["mirror"]["last_error"]["code"] == "mirror_failed"
+        assert full["state"] == "succeeded", full
+        assert full["result"]["repaired_files"] == 1
+        logged = [line["message"] for line in client.call("job", {"id": full["id"]})["log"]]
+        assert any(f"1 differ or are missing there, the first: {relative}" in line for line in logged), logged
+        assert client.call("status")["mirror"]["state"] == "current"
+    assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
 
 
 def test_readers_see_the_mirror_without_the_key_id_or_rclone_words(

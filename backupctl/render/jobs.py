@@ -160,5 +160,7 @@ def describe_mirror_result(job: JobRecord) -> JobOutcome:
     result = MirrorResult.from_wire(job.result or {})
     uploaded = fmt.plural(result.uploaded_files, "file")
     compared = "every file" if result.compared == "all" else fmt.plural(result.compared_files or 0, "file")
+    repaired = f" {fmt.plural(result.repaired_files, 'damaged file')} in the bucket replaced." \
+        if result.repaired_files else ""
     return JobOutcome(f"Mirrored: {uploaded} uploaded ({fmt.human_size(result.uploaded_bytes)}), "
-                      f"{result.deleted_files} deleted; {compared} compared with the bucket.")
+                      f"{result.deleted_files} deleted; {compared} compared with the bucket.{repaired}")

@@ -67,6 +67,13 @@ async def run(parts: MirrorParts, mirror: MirrorConfig, command: rclone.RcloneCo
         raise mirror_error(failure, mirror.location(), listing_bucket) from None
 
 
+def log_step(message: str, level: str = "INFO") -> None:
+    """A line in the log of the job that runs this step."""
+    write_log = job_log()
+    if write_log is not None:
+        write_log(level, message)
+
+
 def log_failure(failure: RcloneFailed) -> None:
     """rclone's errors into the log of the job that ran it."""
     write_log = job_log()

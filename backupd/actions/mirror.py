@@ -3,8 +3,8 @@ repository is copied, and the comparison with the bucket afterwards."""
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
 from functools import partial
 from typing import Any, cast
 
@@ -17,17 +17,20 @@ from backupd.actions.bucket import (
     claim_prefix,
     local_repository_id,
     log_failure,
+    log_step,
     require_local,
     require_mirror,
     run,
 )
 from backupd.actions.parts import MirrorParts
 from backupd.actions.repository import refresh_if_changed
-from backupd.borg.transactions import repository_marker
+from backupd.borg.transactions import is_transaction_file, repository_marker
 from backupd.jobs import Job, ReportProgress
 from backupd.mirror import rclone
 from backupd.mirror.config import MirrorConfig, mirror_from_params
-from backupd.mirror.errors import RcloneFailed, mirror_error
+from backupd.mirror.errors import EXIT_DIRECTORY_NOT_FOUND, RcloneFailed, mirror_error
+from backupd.mirror.plan import BucketAhead, RemoteFiles, UploadPlan, leftovers_to_verify, plan_upload
+from backupd.mirror.staging import RepositoryBusy, Staged, stage_repository
 from backupd.mirror.state import MirrorState, measure_local_repository
 from backupd.progress import progress_with
 from backupd.ssh import remote_location
@@ -35,9 +38,6 @@ from backupd.state import Problem
 
 # Files written within this much before the last mirror began are compared again.
 MTIME_MARGIN_SECONDS = 2.0
-# Past this many changed files the whole repository is compared (argv stays short).
-MOST_FILES_COMPARED_BY_NAME = 200
-_DIFFERENCES = re.compile(r"\b(\d+) differences found")
 
 
 async def configure_mirror(parts: MirrorParts, params: dict[str, Any],
@@ -96,18 +96,10 @@ def start_mirror(parts: MirrorParts, trigger: str, requested_by: dict[str, Any] 
     return parts.repository.jobs.start("mirror", trigger, partial(_mirror, parts, compare_whole), requested_by)
 
 
-UPLOAD_STEPS = (
-    ("uploading new segments", rclone.upload_new_segments),
-    ("uploading the index", rclone.upload_metadata),
-    ("removing deleted segments", rclone.delete_old_segments),
-)
-
-
 async def _mirror(parts: MirrorParts, compare_whole: bool, job: Job, report: ReportProgress) -> dict[str, Any]:
     repository = parts.repository
-    config = repository.require_config()
     mirror = require_mirror(parts)
-    folder = require_local(config)
+    folder = require_local(repository.require_config())
     progress = MirrorProgress(report)
     started = repository.now()
     previous = repository.keeper.mirror_state
@@ -116,34 +108,155 @@ async def _mirror(parts: MirrorParts, compare_whole: bool, job: Job, report: Rep
             await refresh_if_changed(repository)
             before = await trio.to_thread.run_sync(repository_marker, folder)
             archives = tuple(archive.name for archive in repository.keeper.repository.archives)
-            since = previous.last_success_started if not compare_whole else None
+            staged = await _stage(parts, folder)
+            since = previous.last_success_started
+            compare_whole = compare_whole or since is None
+            damaged = previous.damaged
+            if compare_whole:
+                damaged = tuple(sorted({*damaged, *await _compare_all(parts, mirror, folder, staged, progress)}))
+                if damaged != previous.damaged:
+                    await repository.keeper.update_mirror_state(damaged=damaged)
             changed = await trio.to_thread.run_sync(changed_files, folder, since)
-            for name, build in UPLOAD_STEPS:
-                result = await run(parts, mirror, build(folder, mirror.remote), on_stats=progress.step(name))
-                progress.step_done(result.stats)
-            progress.step("comparing with the bucket")
-            compared = await _compare(parts, mirror, folder, changed)
+            compared = (*damaged, *(changed if changed is not None else ()))
+            remote = await _list_bucket(parts, mirror)
+            upload = await _plan(parts, mirror, folder, staged, remote, compared)
+            await _upload(parts, mirror, folder, staged, upload, progress)
             if await trio.to_thread.run_sync(repository_marker, folder) != before:
                 raise RpcError(ErrorCode.MIRROR_FAILED, "The repository changed while it was copied (a borg "
                                "process outside the daemon wrote to it); the next mirror copies it again")
     except RpcError as error:
-        since = previous.error.since if previous.error and previous.error.code == error.code else repository.now()
-        await repository.keeper.update_mirror_state(error=Problem(error.code, error.message, since, "mirror"))
+        since_error = previous.error.since if previous.error and previous.error.code == error.code else repository.now()
+        await repository.keeper.update_mirror_state(error=Problem(error.code, error.message, since_error, "mirror"))
         raise
     finished = repository.now()
     await repository.keeper.update_mirror_state(
         last_success=finished, last_success_started=started, mirrored_archives=archives,
-        uploaded_bytes=progress.uploaded_bytes, error=None,
-        last_verified=finished if compared is None else previous.last_verified,
+        uploaded_bytes=progress.uploaded_bytes, error=None, damaged=(),
+        last_verified=finished if compare_whole else previous.last_verified,
     )
     await measure(parts)
     return {
         "uploaded_bytes": progress.uploaded_bytes,
         "uploaded_files": progress.uploaded_files,
         "deleted_files": progress.deleted_files,
-        "compared": "all" if compared is None else "changed",
-        "compared_files": compared,
+        "compared": "all" if compare_whole else "changed",
+        "compared_files": None if compare_whole else len(compared),
+        "repaired_files": len(damaged),
     }
+
+
+async def _stage(parts: MirrorParts, folder: str) -> Staged:
+    try:
+        return await trio.to_thread.run_sync(stage_repository, folder, parts.repository.settings().state_dir)
+    except RepositoryBusy:
+        raise RpcError(ErrorCode.MIRROR_FAILED, "borg kept committing to the repository while the mirror read it "
+                       "(a borg process outside the daemon); the next mirror tries again") from None
+    except FileNotFoundError:
+        raise RpcError(ErrorCode.REPOSITORY_NOT_FOUND, f"There is no repository at {folder}") from None
+
+
+async def _list_bucket(parts: MirrorParts, mirror: MirrorConfig) -> RemoteFiles:
+    try:
+        listing = await run(parts, mirror, rclone.list_all(mirror.remote))
+    except RpcError as error:
+        if error.code == ErrorCode.MIRROR_FAILED and error.data.get("exit_code") == EXIT_DIRECTORY_NOT_FOUND:
+            return RemoteFiles({})
+        raise
+    return RemoteFiles(rclone.parse_listing(listing.stdout))
+
+
+async def _plan(parts: MirrorParts, mirror: MirrorConfig, folder: str, staged: Staged, remote: RemoteFiles,
+                compared: tuple[str, ...]) -> UploadPlan:
+    """What to send and remove: leftovers of an interrupted run are kept only when their
+    content is the local segment's."""
+    leftovers = leftovers_to_verify(staged.files, remote)
+    verified: tuple[str, ...] = ()
+    if leftovers:
+        log_step(f"comparing {len(leftovers)} segments past the bucket's index by their hashes")
+        listed = await run(parts, mirror, rclone.remote_hashes(mirror.remote, staged.write_list("leftovers", leftovers)))
+        remote_hashes = rclone.parse_hashes(listed.stdout)
+        local_hashes = await trio.to_thread.run_sync(file_hashes, folder, leftovers)
+        verified = tuple(path for path in leftovers if remote_hashes.get(path) == local_hashes.get(path))
+    try:
+        return plan_upload(staged.files, remote, verified, compared)
+    except BucketAhead as ahead:
+        raise RpcError(ErrorCode.MIRROR_FAILED, f"{mirror.location()} holds a later state of the repository "
+                       f"(transaction {ahead.bucket_transaction}) than this box's ({ahead.local_transaction}): "
+                       "another box writes there; nothing was uploaded") from None
+
+
+async def _upload(parts: MirrorParts, mirror: MirrorConfig, folder: str, staged: Staged, upload: UploadPlan,
+                  progress: MirrorProgress) -> None:
+    """Carry out the plan, in its order; any failure stops the run where it is."""
+    if upload.removed_first:
+        progress.step("removing what an interrupted upload left")
+        for path in upload.removed_first:
+            await run(parts, mirror, rclone.delete_file(f"{mirror.remote}/{path}"))
+            progress.deleted_files += 1
+    if upload.parallel:
+        listed = staged.write_list("parallel", upload.parallel)
+        result = await run(parts, mirror, rclone.upload_listed(folder, mirror.remote, listed),
+                           on_stats=progress.step("uploading new segments"))
+        progress.step_done(result.stats)
+    for path in upload.in_order:
+        result = await run(parts, mirror, rclone.upload_one(folder, mirror.remote, path),
+                           on_stats=progress.step("uploading new segments"))
+        progress.step_done(result.stats)
+    result = await run(parts, mirror, rclone.upload_root_files(staged.root_files, mirror.remote),
+                       on_stats=progress.step("uploading the index"))
+    progress.step_done(result.stats)
+    if upload.removed_after:
+        progress.step("removing deleted segments")
+        for path in upload.removed_after:
+            await run(parts, mirror, rclone.delete_file(f"{mirror.remote}/{path}"))
+            progress.deleted_files += 1
+
+
+async def _compare_all(parts: MirrorParts, mirror: MirrorConfig, folder: str, staged: Staged,
+                       progress: MirrorProgress) -> tuple[str, ...]:
+    """Compare every committed file of the repository with the bucket by size and hash; the
+    ones that differ or are missing there."""
+    progress.step("comparing with the bucket")
+    report = os.path.join(staged.folder, "comparison")
+    try:
+        await rclone.run_rclone(rclone.compare_all(folder, mirror.remote, report), mirror.rclone_environment(),
+                                parts.secrets() + mirror.secrets())
+    except RcloneFailed as failure:
+        error = mirror_error(failure, mirror.location())
+        if error.code != ErrorCode.MIRROR_FAILED:
+            log_failure(failure)
+            raise error from None
+    text = await trio.to_thread.run_sync(_read_report, report)
+    uploadable = {segment.path for segment in staged.files.committed_segments()} | {
+        name for name in staged.files.root_files if not is_transaction_file(name, None)}
+    damaged = tuple(path for path in rclone.parse_comparison(text) if path in uploadable)
+    log_step(f"compared every file with the bucket: {len(damaged)} differ or are missing there"
+             + (f", the first: {damaged[0]}" if damaged else ""), "WARNING" if damaged else "INFO")
+    return damaged
+
+
+def _read_report(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return file.read()
+    except FileNotFoundError:
+        return ""
+
+
+def file_hashes(folder: str, paths: tuple[str, ...]) -> dict[str, str]:
+    """MD5 of repository files, as the storage service reports them; blocking, for a worker thread."""
+    hashes = {}
+    for path in paths:
+        digest = hashlib.md5(usedforsecurity=False)
+        try:
+            descriptor = os.open(os.path.join(folder, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        with os.fdopen(descriptor, "rb") as file:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+        hashes[path] = digest.hexdigest()
+    return hashes
 
 
 def changed_files(folder: str, since: float | None) -> tuple[str, ...] | None:
@@ -162,29 +275,7 @@ def changed_files(folder: str, since: float | None) -> tuple[str, ...] | None:
                     changed.append(relative)
             except OSError:
                 continue
-    return tuple(sorted(changed)) if len(changed) <= MOST_FILES_COMPARED_BY_NAME else None
-
-
-async def _compare(parts: MirrorParts, mirror: MirrorConfig, folder: str,
-                   changed: tuple[str, ...] | None) -> int | None:
-    """Compare sizes and hashes of the changed files (or of all) with the bucket's; the number
-    of files compared by name, or None when the whole repository was."""
-    if changed == ():
-        return 0
-    command = rclone.compare(folder, mirror.remote, changed)
-    try:
-        await rclone.run_rclone(command, mirror.rclone_environment(), parts.secrets())
-    except RcloneFailed as failure:
-        log_failure(failure)
-        error = mirror_error(failure, mirror.location())
-        if error.code != ErrorCode.MIRROR_FAILED:
-            raise error from None
-        counted = next((match for text in failure.errors if (match := _DIFFERENCES.search(text))), None)
-        differences = f"{counted[1]} differences" if counted else "differences"
-        raise RpcError(ErrorCode.MIRROR_FAILED, f"{mirror.location()} does not match the repository after the "
-                       f"copy: {differences}, the first: {failure.reason(first=True)}",
-                       {"exit_code": failure.exit_code}) from None
-    return None if changed is None else len(changed)
+    return tuple(sorted(changed))
 
 
 async def measure(parts: MirrorParts) -> None:

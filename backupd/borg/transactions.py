@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+import struct
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from backupd.ssh import remote_location
 
@@ -21,3 +26,117 @@ def repository_marker(location: str) -> tuple[str, ...] | None:
     except OSError:
         return None
     return tuple(sorted(name for name in names if _TRANSACTION_FILE.fullmatch(name)))
+
+
+# The last 9 bytes of a segment that ends a transaction: crc32, size 9, tag COMMIT (2).
+_COMMIT_BODY = struct.pack("<IB", 9, 2)
+COMMIT_TAG = struct.pack("<I", zlib.crc32(_COMMIT_BODY) & 0xFFFFFFFF) + _COMMIT_BODY
+_NUMBER = re.compile(r"0|[1-9]\d{0,18}")
+# Root files borg writes besides the transaction files; a lock and a half-written file stay on the box.
+_ROOT_FILES = frozenset({"config", "nonce", "README", "transactions"})
+
+
+@dataclass(frozen=True)
+class SegmentFile:
+    """One data segment: its path relative to the repository (``data/<dir>/<number>``)."""
+
+    number: int
+    path: str
+    size: int
+    mtime: float
+    committed: bool
+
+
+@dataclass(frozen=True)
+class RepositoryFiles:
+    """A local repository's files as borg left them: the transaction its newest index names,
+    the root files that belong to it, and every data segment."""
+
+    transaction: int | None
+    root_files: tuple[str, ...]
+    segments: dict[int, SegmentFile]
+
+    def committed_segments(self) -> tuple[SegmentFile, ...]:
+        """The segments up to the index's transaction: what borg itself will read."""
+        if self.transaction is None:
+            return ()
+        return tuple(self.segments[number] for number in sorted(self.segments) if number <= self.transaction)
+
+
+def segment_number(path: str) -> int | None:
+    """The number of a segment from its path relative to the repository, or None for any other file."""
+    parts = path.split("/")
+    if len(parts) != 3 or parts[0] != "data" or not _NUMBER.fullmatch(parts[1]) or not _NUMBER.fullmatch(parts[2]):
+        return None
+    return int(parts[2])
+
+
+def index_transaction(names: Iterable[str]) -> int | None:
+    """The transaction borg opens a repository at: the highest ``index.N`` among the root names."""
+    numbers = [int(name[6:]) for name in names if name.startswith("index.") and _NUMBER.fullmatch(name[6:])]
+    return max(numbers, default=None)
+
+
+def is_transaction_file(name: str, transaction: int | None) -> bool:
+    """index, hints and integrity files, of the given transaction or (None) of any."""
+    if not _TRANSACTION_FILE.fullmatch(name):
+        return False
+    return transaction is None or name.endswith(f".{transaction}")
+
+
+def belongs_at_root(name: str) -> bool:
+    """A root file borg reads: never its lock, a temporary file or a stranger's."""
+    return name in _ROOT_FILES or bool(_TRANSACTION_FILE.fullmatch(name))
+
+
+def read_repository_files(folder: str) -> RepositoryFiles:
+    """The repository's files, committed or not, with whether each segment ends a transaction;
+    blocking, for a worker thread. Only the index's transaction counts: segments past it are
+    borg's unfinished work, which it deletes and writes again with the same numbers."""
+    names = os.listdir(folder)
+    transaction = index_transaction(name for name in names if _nonempty(os.path.join(folder, name)))
+    root = tuple(sorted(name for name in names if belongs_at_root(name)
+                        and (not _TRANSACTION_FILE.fullmatch(name) or name.endswith(f".{transaction}"))))
+    segments: dict[int, SegmentFile] = {}
+    data = os.path.join(folder, "data")
+    for directory in _numbered_entries(data):
+        for name in _numbered_entries(os.path.join(data, directory)):
+            relative = f"data/{directory}/{name}"
+            try:
+                info = os.lstat(os.path.join(folder, relative))
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            number = int(name)
+            committed = transaction is not None and number <= transaction and _ends_a_transaction(
+                os.path.join(folder, relative), info.st_size)
+            segments[number] = SegmentFile(number, relative, info.st_size, info.st_mtime, committed)
+    return RepositoryFiles(transaction, root, segments)
+
+
+def _nonempty(path: str) -> bool:
+    try:
+        return os.lstat(path).st_size > 0
+    except OSError:
+        return False
+
+
+def _numbered_entries(folder: str) -> list[str]:
+    try:
+        return [name for name in os.listdir(folder) if _NUMBER.fullmatch(name)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _ends_a_transaction(path: str, size: int) -> bool:
+    if size < len(COMMIT_TAG):
+        return False
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return os.pread(descriptor, len(COMMIT_TAG), size - len(COMMIT_TAG)) == COMMIT_TAG
+    finally:
+        os.close(descriptor)

@@ -96,23 +96,73 @@ def read_file(remote_file: str) -> RcloneCommand:
     return RcloneCommand(("cat", "--count=65536", remote_file))
 
 
-def upload_new_segments(repository: str, remote: str) -> RcloneCommand:
-    """Copy the data segments the bucket lacks; a segment is never overwritten (borg never
-    changes one: compaction writes new ones)."""
-    return RcloneCommand(("copy", f"{repository}/data", f"{remote}/data", "--immutable", "--size-only"),
+def list_all(remote_folder: str) -> RcloneCommand:
+    """Every object under a remote folder with its size: one listing, no request per object."""
+    return RcloneCommand(("lsjson", "--recursive", "--files-only", "--no-mimetype", "--no-modtime", "--fast-list",
+                          remote_folder))
+
+
+def upload_listed(repository: str, remote: str, list_file: str) -> RcloneCommand:
+    """Upload the listed files (paths relative to the repository) in parallel, each compared by
+    size and hash first and sent only when it differs."""
+    return RcloneCommand(("copy", repository, remote, f"--files-from-raw={list_file}", "--checksum", "--no-traverse"),
                          REPOSITORY_ACCESS, uploads=True)
 
 
-def upload_metadata(repository: str, remote: str) -> RcloneCommand:
-    """The index, hints, integrity, config and nonce, with deletions, once the segments they name are there."""
-    return RcloneCommand(("sync", repository, remote, "--checksum", "--exclude=/data/**", *LOCK_FILES),
+def upload_one(repository: str, remote: str, path: str) -> RcloneCommand:
+    """Upload one file the bucket lacks; rclone verifies its hash once it is up."""
+    return RcloneCommand(("copyto", f"{repository}/{path}", f"{remote}/{path}", "--no-check-dest"),
                          REPOSITORY_ACCESS, uploads=True)
 
 
-def delete_old_segments(repository: str, remote: str) -> RcloneCommand:
-    """Remove from the bucket the segments compaction removed here, once the index no longer names them."""
-    return RcloneCommand(("sync", f"{repository}/data", f"{remote}/data", "--immutable", "--size-only"),
-                         REPOSITORY_ACCESS)
+def upload_root_files(staged_root: str, remote: str) -> RcloneCommand:
+    """The copied root files, the new index among them, compared by hash; then, only if all went
+    up, the older index, hints and integrity files are deleted from the bucket."""
+    borg_names = ("/config", "/nonce", "/README", "/transactions", "/index.*", "/hints.*", "/integrity.*")
+    return RcloneCommand(("sync", staged_root, remote, "--checksum", *(f"--include={name}" for name in borg_names)),
+                         uploads=True)
+
+
+def remote_hashes(remote: str, list_file: str) -> RcloneCommand:
+    """The MD5 of the listed objects, as ``hash  path`` lines (an empty hash where none is known)."""
+    return RcloneCommand(("md5sum", remote, f"--files-from-raw={list_file}"))
+
+
+def compare_all(repository: str, remote: str, report_file: str) -> RcloneCommand:
+    """Compare the size and hash of every repository file with the bucket's, each file's
+    verdict written to report_file (``= path`` same, ``* path`` differs, ``- path`` missing)."""
+    return RcloneCommand(("check", repository, remote, "--one-way", "--download=false", f"--combined={report_file}",
+                          *LOCK_FILES), REPOSITORY_ACCESS)
+
+
+def parse_listing(stdout: str) -> dict[str, int]:
+    """lsjson's output as path -> size; entries that are not files with a size are left out."""
+    try:
+        entries = json.loads(stdout)
+    except ValueError:
+        return {}
+    sizes = {}
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, dict) and isinstance(entry.get("Path"), str) and isinstance(entry.get("Size"), int) \
+                and not entry.get("IsDir"):
+            sizes[entry["Path"]] = entry["Size"]
+    return sizes
+
+
+def parse_hashes(stdout: str) -> dict[str, str]:
+    """md5sum's ``hash  path`` lines as path -> hash; a path without a known hash is left out."""
+    hashes = {}
+    for line in stdout.splitlines():
+        digest, separator, path = line.partition("  ")
+        if separator and re.fullmatch(r"[0-9a-f]{32}", digest):
+            hashes[path] = digest
+    return hashes
+
+
+def parse_comparison(report: str) -> tuple[str, ...]:
+    """The paths a ``check --combined`` report says differ from the bucket's or could not be compared
+    (a missing one is simply uploaded)."""
+    return tuple(line[2:] for line in report.splitlines() if line[:2] in ("* ", "! "))
 
 
 def download_segments(remote: str, folder: str) -> RcloneCommand:
@@ -122,14 +172,6 @@ def download_segments(remote: str, folder: str) -> RcloneCommand:
 
 def download_metadata(remote: str, folder: str) -> RcloneCommand:
     return RcloneCommand(("sync", remote, folder, "--checksum", "--exclude=/data/**", *LOCK_FILES),
-                         REPOSITORY_ACCESS)
-
-
-def compare(repository: str, remote: str, changed: tuple[str, ...] | None) -> RcloneCommand:
-    """Compare sizes and hashes of the repository and the bucket: every file, or only the
-    changed ones (paths relative to the repository, given on stdin-free ``--include`` rules)."""
-    scope = tuple(f"--include=/{path}" for path in changed) if changed is not None else LOCK_FILES
-    return RcloneCommand(("check", repository, remote, "--one-way", "--download=false", *scope),
                          REPOSITORY_ACCESS)
 
 

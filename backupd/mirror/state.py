@@ -23,6 +23,8 @@ class MirrorState:
     uploaded_bytes: int = 0
     error: Problem | None = None
     last_verified: float | None = None
+    # Repository files a comparison found different in the bucket, until a mirror re-uploads them.
+    damaged: tuple[str, ...] = ()
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,6 +39,7 @@ class MirrorState:
             uploaded_bytes=record.get("uploaded_bytes", 0),
             error=Problem.from_record(error) if error else None,
             last_verified=record.get("last_verified"),
+            damaged=tuple(path for path in record.get("damaged", ()) if isinstance(path, str)),
         )
 
 
