@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from backupctl.client import Client
+from tests.s3 import S3Server, start_s3_server
 
 PASSPHRASE = "correct horse battery staple"
 START_TIMEOUT = 20.0
@@ -132,3 +134,18 @@ def large_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / f"blob{index:02d}.bin").write_bytes(os.urandom(5 * 1024 * 1024))
     os.sync()
     return root
+
+
+_bucket_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = start_s3_server(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3: S3Server) -> str:
+    return s3.new_bucket(f"edgebox-{os.getpid()}-{next(_bucket_numbers)}")

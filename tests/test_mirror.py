@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import subprocess
@@ -20,23 +19,10 @@ from backupctl.protocol import RpcError
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.faults.conftest import raw_borg
 from tests.processes import children_of
-from tests.s3 import Relay, S3Server, start_s3_server
+from tests.s3 import Relay, S3Server
 from tests.users import NOBODY, call_as_user, copy_client_packages, folder_others_can_reach, run_as_user, user_switch
 
-_bucket_numbers = itertools.count()
 WAIT = 60.0
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = start_s3_server(tmp_path_factory.mktemp("s3"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bucket(s3: S3Server) -> str:
-    return s3.new_bucket(f"edgebox-{os.getpid()}-{next(_bucket_numbers)}")
 
 
 def repository_files(repository: Path) -> dict[str, bytes]:

@@ -1,0 +1,150 @@
+"""The bucket is a repository at every moment: rclone killed at many instants of uploads of
+several segments, snapshots cancelled and killed, each time the bucket downloaded afresh and
+opened with borg itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DaemonProcess
+from tests.faults.conftest import archive_names, borg_env, raw_borg
+from tests.s3 import S3Server
+from tests.test_mirror import assert_bucket_is_the_repository, rclone_children, slow_uploads
+
+WAIT = 120.0
+SEGMENT_BYTES = 512 * 1024
+# Where in an upload each kill lands: spread over the steps, from the listing to the deletions.
+KILL_DELAYS = (0.05, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0, 1.2, 1.5, 1.8, 2.1, 2.5, 0.1, 0.25, 0.4, 0.7, 0.9,
+               1.1, 1.4, 1.7, 2.0, 3.0)
+
+
+def bucket_state(s3: S3Server, bucket_name: str, prefix: str, daemon: DaemonProcess, into: Path) -> list[str] | None:
+    """The archives borg lists in a fresh download of the bucket after `borg check` passed on
+    it; None while the prefix is no repository yet (nothing was ever mirrored whole)."""
+    if into.exists():
+        subprocess.run(["rm", "-rf", str(into)], check=True)
+    into.mkdir()
+    s3.download(bucket_name, prefix, into)
+    if not (into / "config").exists():
+        return None
+    env = borg_env(daemon)
+    checked = subprocess.run([sys.executable, "-m", "borg", "check", str(into)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, f"borg check failed on the bucket:\n{checked.stderr}"
+    listed = subprocess.run([sys.executable, "-m", "borg", "list", "--short", str(into)], env=env,
+                            capture_output=True, text=True, timeout=300, check=True)
+    return sorted(listed.stdout.split())
+
+
+def wait_until_idle(daemon: DaemonProcess, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    with daemon.client() as client:
+        while client.call("status")["job"] is not None:
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.05)
+
+
+def kill_rclone_after(daemon: DaemonProcess, delay: float) -> bool:
+    """SIGKILL the daemon's rclone, whichever step it is in, `delay` seconds from now."""
+    assert daemon.process is not None
+    time.sleep(delay)
+    killed = False
+    for pid in rclone_children(daemon.process.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed = True
+        except ProcessLookupError:
+            pass
+    return killed
+
+
+def small_segments(daemon: DaemonProcess, repository: Path) -> None:
+    raw_borg(daemon, "config", str(repository), "max_segment_size", str(SEGMENT_BYTES))
+
+
+def test_rclone_killed_at_many_instants_leaves_a_repository_borg_checks(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, s3: S3Server, bucket: str,
+    tmp_path: Path,
+) -> None:
+    small_segments(configured_daemon, repository)
+    slow_uploads(configured_daemon, 1024)
+    consistent_states: list[list[str]] = [[]]
+    kills = 0
+    ever_whole = False
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket))
+        for round_number, delay in enumerate(KILL_DELAYS):
+            if round_number % 3 == 0:
+                # Sizes vary so that small segments that end a transaction race big ones.
+                size = (200 + 700 * (round_number % 4)) * 1024
+                (sample_data / f"round-{round_number}.bin").write_bytes(os.urandom(size))
+                job = client.call("snapshot", {"wait": True})
+                assert job["state"] == "succeeded", job
+                consistent_states.append(sorted(archive_names(configured_daemon, repository)))
+            client.call("mirror", {})
+            kills += kill_rclone_after(configured_daemon, delay)
+            wait_until_idle(configured_daemon)
+            listed = bucket_state(s3, bucket, "testbox", configured_daemon, tmp_path / "download")
+            if listed is None:
+                assert not ever_whole, "the bucket stopped being a repository"
+                continue
+            ever_whole = True
+            assert listed in consistent_states, (listed, consistent_states)
+        assert kills >= 15, f"only {kills} kills landed on a running rclone"
+        final = client.call("mirror", {"wait": True})
+        assert final["state"] == "succeeded", final
+        wait_until_idle(configured_daemon)
+    assert bucket_state(s3, bucket, "testbox", configured_daemon, tmp_path / "download") == consistent_states[-1]
+    assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
+
+
+@pytest.mark.parametrize("stop", ["cancel", "kill"])
+def test_a_snapshot_cut_short_never_wedges_the_mirror(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, large_data: Path, s3: S3Server,
+    bucket: str, tmp_path: Path, stop: str,
+) -> None:
+    small_segments(configured_daemon, repository)
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket))
+        wait_until_idle(configured_daemon)
+        client.call("change", {"sources": [str(sample_data), str(large_data)]})
+        running = client.call("snapshot", {})
+        deadline = time.monotonic() + WAIT
+        while len(list((repository / "data").rglob("*"))) < 6:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        if stop == "cancel":
+            client.call("cancel", {"job": running["id"]})
+        else:
+            configured_daemon.stop(signal.SIGKILL)
+    if stop == "kill":
+        configured_daemon.start()
+    with configured_daemon.client() as client:
+        wait_until_idle(configured_daemon)
+        # What an earlier version uploaded: the unfinished segments past the index.
+        committed_index = max(int(path.name[6:]) for path in repository.glob("index.*"))
+        unfinished = sorted((path for path in (repository / "data").rglob("*")
+                             if path.is_file() and int(path.name) > committed_index), key=lambda path: int(path.name))
+        for path in unfinished:
+            s3.client().put_object(Bucket=bucket, Key=f"testbox/{path.relative_to(repository).as_posix()}",
+                                   Body=path.read_bytes())
+        after_cut = client.call("mirror", {"wait": True})
+        assert after_cut["state"] == "succeeded", after_cut
+        client.call("change", {"sources": [str(sample_data)]})
+        (sample_data / "after.bin").write_bytes(os.urandom(3 * SEGMENT_BYTES))
+        assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
+        wait_until_idle(configured_daemon)
+        again = client.call("mirror", {"wait": True})
+        assert again["state"] == "succeeded", again
+        assert client.call("mirror", {"wait": True, "compare_all": True})["state"] == "succeeded"
+        assert client.call("status")["mirror"]["state"] == "current"
+        names = sorted(archive_names(configured_daemon, repository))
+    assert bucket_state(s3, bucket, "testbox", configured_daemon, tmp_path / "download") == names
+    assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
