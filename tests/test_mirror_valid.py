@@ -16,7 +16,15 @@ import pytest
 from tests.conftest import DaemonProcess
 from tests.faults.conftest import archive_names, borg_env, raw_borg
 from tests.s3 import S3Server
-from tests.test_mirror import assert_bucket_is_the_repository, rclone_children, slow_uploads
+from tests.test_mirror import (
+    assert_bucket_is_the_repository,
+    mirror_jobs,
+    rclone_children,
+    slow_uploads,
+    snapshot_of_new_data,
+    wait_for_mirrors,
+    wait_for_step,
+)
 
 WAIT = 120.0
 SEGMENT_BYTES = 512 * 1024
@@ -148,3 +156,41 @@ def test_a_snapshot_cut_short_never_wedges_the_mirror(
         names = sorted(archive_names(configured_daemon, repository))
     assert bucket_state(s3, bucket, "testbox", configured_daemon, tmp_path / "download") == names
     assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
+
+
+def test_damage_a_comparison_found_stays_a_problem_until_a_mirror_replaced_it(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, s3: S3Server, bucket: str,
+    tmp_path: Path,
+) -> None:
+    slow_uploads(configured_daemon, 1024)
+    snapshot_of_new_data(configured_daemon, sample_data)
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket))
+        assert wait_for_mirrors(configured_daemon, 1)["state"] == "succeeded"
+        segment = max((path for path in (repository / "data").rglob("*") if path.is_file()),
+                      key=lambda path: path.stat().st_size)
+        key = f"testbox/{segment.relative_to(repository).as_posix()}"
+        damaged = bytearray(segment.read_bytes())
+        damaged[len(damaged) // 3] ^= 0x01
+        s3.client().put_object(Bucket=bucket, Key=key, Body=bytes(damaged))
+        client.call("mirror", {"compare_all": True})
+        wait_for_step(configured_daemon, "uploading new segments")
+        kill_rclone_after(configured_daemon, 0)
+        wait_until_idle(configured_daemon)
+        failed = mirror_jobs(client)[0]
+        assert failed["state"] == "failed", failed
+        assert client.call("status")["mirror"]["state"] == "failed"
+        configured_daemon.restart()
+        repaired = client_call(configured_daemon, "mirror", {"wait": True})
+        assert repaired["state"] == "succeeded", repaired
+        assert repaired["result"]["repaired_files"] == 1
+    assert s3.objects(bucket, key)[key] == segment.read_bytes()
+    assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
+    assert bucket_state(s3, bucket, "testbox", configured_daemon, tmp_path / "download") \
+        == sorted(archive_names(configured_daemon, repository))
+
+
+def client_call(daemon: DaemonProcess, method: str, params: dict[str, object]) -> dict[str, object]:
+    with daemon.client() as client:
+        result: dict[str, object] = client.call(method, params)
+        return result
