@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from borg.repository import LoggedIO
 
-from backupd.borg.transactions import COMMIT_TAG, RepositoryFiles, SegmentFile
+from backupd.borg.transactions import COMMIT_TAG, RepositoryFiles, SegmentFile, read_repository_files
 from backupd.mirror.plan import BucketAhead, RemoteFiles, leftovers_to_verify, plan_upload
 
 ROOT = ("README", "config", "nonce")
@@ -106,3 +111,23 @@ def test_damaged_or_rewritten_files_are_compared_again_and_missing_ones_uploaded
 def test_a_bucket_ahead_of_the_repository_is_refused() -> None:
     with pytest.raises(BucketAhead):
         plan_upload(local(3, segment(3, committed=True)), bucket(7, {3: 100, 7: 100}))
+
+
+def test_a_real_repository_reads_as_borg_left_it(tmp_path: Path) -> None:
+    env = {**os.environ, "BORG_PASSPHRASE": "x", "BORG_BASE_DIR": str(tmp_path / "base")}
+    repository = tmp_path / "repo"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "file").write_bytes(os.urandom(300_000))
+    for args in (("init", "-e", "repokey-blake2", str(repository)),
+                 ("config", str(repository), "max_segment_size", "100000"),
+                 ("create", f"{repository}::one", str(data))):
+        subprocess.run([sys.executable, "-m", "borg", *args], env=env, check=True, capture_output=True, timeout=120)
+    files = read_repository_files(str(repository))
+    assert files.transaction == max(int(path.name[6:]) for path in repository.glob("index.*"))
+    assert {"config", "nonce", "README", f"index.{files.transaction}"} <= set(files.root_files)
+    assert files.segments[files.transaction].committed
+    assert any(not item.committed for item in files.segments.values())  # the full ones of the create
+    unfinished = repository / "data" / "0" / str(files.transaction + 1)
+    unfinished.write_bytes(b"BORG_SEG" + COMMIT_TAG)
+    assert read_repository_files(str(repository)).committed_segments() == files.committed_segments()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from backupd.actions.mirror import UPLOAD_STEPS
 from backupd.mirror import rclone
 from backupd.mirror.errors import RcloneFailed, error_kind, mirror_error
 
@@ -12,25 +11,34 @@ REPOSITORY = "/srv/backups/repo"
 REMOTE = "mirror:edgebox/kitchen"
 
 
-def test_segments_go_first_never_overwritten_then_the_index_with_deletions_never_the_lock() -> None:
-    segments = rclone.upload_new_segments(REPOSITORY, REMOTE)
-    assert segments.args[:3] == ("copy", f"{REPOSITORY}/data", f"{REMOTE}/data")
-    assert "--immutable" in segments.args and segments.uploads
-    metadata = rclone.upload_metadata(REPOSITORY, REMOTE)
-    assert metadata.args[:3] == ("sync", REPOSITORY, REMOTE)
-    assert {"--exclude=/data/**", "--exclude=/lock.exclusive/**", "--exclude=/lock.roster"} <= set(metadata.args)
-    deletions = rclone.delete_old_segments(REPOSITORY, REMOTE)
-    assert deletions.args[0] == "sync" and "--immutable" in deletions.args
-    assert [step for step, _ in UPLOAD_STEPS] == [
-        "uploading new segments", "uploading the index", "removing deleted segments"]
+def test_uploads_compare_by_hash_and_the_root_files_step_touches_only_borgs_names() -> None:
+    listed = rclone.upload_listed(REPOSITORY, REMOTE, "/state/mirror-upload/parallel")
+    assert listed.args[:3] == ("copy", REPOSITORY, REMOTE) and listed.uploads
+    assert {"--files-from-raw=/state/mirror-upload/parallel", "--checksum"} <= set(listed.args)
+    one = rclone.upload_one(REPOSITORY, REMOTE, "data/0/17")
+    assert one.args[:3] == ("copyto", f"{REPOSITORY}/data/0/17", f"{REMOTE}/data/0/17") and one.uploads
+    root = rclone.upload_root_files("/state/mirror-upload/root", REMOTE)
+    assert root.args[:3] == ("sync", "/state/mirror-upload/root", REMOTE) and "--checksum" in root.args
+    included = {arg.removeprefix("--include=") for arg in root.args if arg.startswith("--include=")}
+    assert included == {"/config", "/nonce", "/README", "/transactions", "/index.*", "/hints.*", "/integrity.*"}
+    assert not any(arg.startswith("--exclude") for arg in root.args)
+
+
+def test_listings_hashes_and_comparison_reports_are_read_leniently() -> None:
+    listing = '[{"Path":"data/0/3","Size":17,"IsDir":false},{"Path":"data","Size":-1,"IsDir":true},{"Path":5}]'
+    assert rclone.parse_listing(listing) == {"data/0/3": 17}
+    assert rclone.parse_listing("not json") == {}
+    hashes = "d41d8cd98f00b204e9800998ecf8427e  data/0/3\n                                  data/0/4\n"
+    assert rclone.parse_hashes(hashes) == {"data/0/3": "d41d8cd98f00b204e9800998ecf8427e"}
+    assert rclone.parse_comparison("= config\n* data/0/3\n- data/0/9\n! nonce\n+ stray\n") == ("data/0/3", "nonce")
 
 
 def test_argv_has_no_configuration_file_json_logs_and_the_upload_limit_on_uploads_only() -> None:
-    upload = rclone.argv(rclone.upload_new_segments(REPOSITORY, REMOTE), upload_limit_kib=512)
+    upload = rclone.argv(rclone.upload_one(REPOSITORY, REMOTE, "data/0/1"), upload_limit_kib=512)
     assert upload[0] == "rclone" and "--config=" in upload and "--use-json-log" in upload
     assert "--bwlimit=512k:off" in upload
     assert not any(arg.startswith("--bwlimit") for arg in rclone.argv(rclone.download_segments(REMOTE, "/x"), 512))
-    assert not any(arg.startswith("--bwlimit") for arg in rclone.argv(rclone.upload_new_segments(REPOSITORY, REMOTE)))
+    assert not any(arg.startswith("--bwlimit") for arg in rclone.argv(rclone.upload_one(REPOSITORY, REMOTE, "data/0/1")))
 
 
 def test_the_environment_is_only_a_path_a_locale_certificate_authorities_and_the_remote(monkeypatch: pytest.MonkeyPatch) -> None:
