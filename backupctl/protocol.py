@@ -54,6 +54,7 @@ class ErrorCode(StrEnum):
     CONFIG_UNREADABLE = "config_unreadable"
     BUCKET_NOT_FOUND = "bucket_not_found"
     MIRROR_FAILED = "mirror_failed"
+    MIRROR_TAKEN_OVER = "mirror_taken_over"
     INTERNAL = "internal"
 
 

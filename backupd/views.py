@@ -68,6 +68,7 @@ READER_MESSAGES = {
     "restore_partial": "The last restore could not create some items, such as device nodes",
     "bucket_not_found": "The off-site bucket does not exist",
     "mirror_failed": "Copying the backups off-site failed",
+    "mirror_taken_over": "Another box now copies its backups into this off-site prefix; this box stopped copying there",
 }
 # The same codes, said of the off-site mirror's storage service rather than the SSH server.
 MIRROR_READER_MESSAGES = {

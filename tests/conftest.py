@@ -149,3 +149,19 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 @pytest.fixture
 def bucket(s3: S3Server) -> str:
     return s3.new_bucket(f"edgebox-{os.getpid()}-{next(_bucket_numbers)}")
+
+
+@pytest.fixture
+def new_box(tmp_path: Path) -> Iterator[DaemonProcess]:
+    """A second backupd, as on a newly installed box: its own state folder and socket."""
+    folder = tmp_path / "newbox"
+    folder.mkdir()
+    settings = folder / "backupd.toml"
+    settings.write_text(f'borg_base_dir = "{folder / "borg-base"}"\nhostname = "newbox"\njitter = 0\n'
+                        '[defaults]\nschedule = "manual"\n')
+    process = DaemonProcess(socket=folder / "run" / "backupd.sock", state_dir=folder / "state",
+                            settings=settings, log_path=folder / "backupd.log")
+    process.start()
+    yield process
+    if process.process is not None:
+        process.stop()

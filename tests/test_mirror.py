@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -307,22 +306,6 @@ def test_the_server_going_away_mid_mirror_is_unreachable_and_the_next_mirror_com
         again = client.call("mirror", {"wait": True})
         assert again["state"] == "succeeded", again
     assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
-
-
-@pytest.fixture
-def new_box(tmp_path: Path) -> Iterator[DaemonProcess]:
-    """A second backupd, as on a newly installed box: its own state folder and socket."""
-    folder = tmp_path / "newbox"
-    folder.mkdir()
-    settings = folder / "backupd.toml"
-    settings.write_text(f'borg_base_dir = "{folder / "borg-base"}"\nhostname = "newbox"\njitter = 0\n'
-                        '[defaults]\nschedule = "manual"\n')
-    process = DaemonProcess(socket=folder / "run" / "backupd.sock", state_dir=folder / "state",
-                            settings=settings, log_path=folder / "backupd.log")
-    process.start()
-    yield process
-    if process.process is not None:
-        process.stop()
 
 
 def test_a_new_box_restores_from_the_bucket_and_mirrors_on_into_it(

@@ -4,7 +4,11 @@ repository is copied, and the comparison with the bucket afterwards."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime, timezone
 from functools import partial
 from typing import Any, cast
 
@@ -29,13 +33,18 @@ from backupd.jobs import Job, ReportProgress
 from backupd.mirror import rclone
 from backupd.mirror.config import MirrorConfig, mirror_from_params
 from backupd.mirror.errors import EXIT_DIRECTORY_NOT_FOUND, RcloneFailed, mirror_error
+from backupd.mirror.owner import Owner, claims_in, new_claim, owner_object, owner_text, read_owner
 from backupd.mirror.plan import BucketAhead, RemoteFiles, UploadPlan, leftovers_to_verify, plan_upload
-from backupd.mirror.staging import RepositoryBusy, Staged, stage_repository
+from backupd.mirror.staging import RepositoryBusy, Staged, stage_repository, write_upload_file
 from backupd.mirror.state import MirrorState, measure_local_repository
 from backupd.progress import progress_with
 from backupd.ssh import remote_location
 from backupd.state import Problem
 
+log = logging.getLogger(__name__)
+
+# A run whose first uploads took longer than this looks again that the prefix is still its own.
+OWNER_RECHECK_SECONDS = 30.0
 # Files written within this much before the last mirror began are compared again.
 MTIME_MARGIN_SECONDS = 2.0
 
@@ -58,16 +67,90 @@ async def _set_up(parts: MirrorParts, mirror: MirrorConfig, folder: str, take_ov
     remote_id = await check_bucket(parts, mirror)
     local_id = await trio.to_thread.run_sync(local_repository_id, folder)
     taken_over = await claim_prefix(parts, mirror, remote_id, local_id, take_over)
+    mirror = keep_claim(parts, mirror)
+    await claim_ownership(parts, mirror, take_over)
     await adopt(parts, mirror)
     return {"location": mirror.location(), "taken_over": taken_over}
 
 
-async def adopt(parts: MirrorParts, mirror: MirrorConfig) -> None:
-    """Save the mirror; its record starts afresh when it is another bucket or prefix."""
+def keep_claim(parts: MirrorParts, mirror: MirrorConfig) -> MirrorConfig:
+    """The same prefix set up again on this box keeps its claim on it (new keys, say)."""
     previous = parts.mirroring.current
+    if previous is not None and previous.claim and previous.location() == mirror.location():
+        return replace(mirror, claim=previous.claim)
+    return mirror
+
+
+async def claim_ownership(parts: MirrorParts, mirror: MirrorConfig, take_over: bool) -> None:
+    """Make this configuration the one that writes into the prefix. Another box's (or another
+    configuration's) claim is refused unless taken over; taken over, it is removed after this
+    one is written, and its box learns at its next mirror that it lost the prefix."""
+    listing = await run(parts, mirror, rclone.list_folder(mirror.remote))
+    claims = claims_in(rclone.parse_listing(listing.stdout))
+    others = [claim for claim in claims if claim != mirror.claim]
+    if others and not take_over:
+        owner = await read_owner_of(parts, mirror, others[-1])
+        raise RpcError(ErrorCode.REPOSITORY_EXISTS, f"{mirror.location()} is where {owner.box} copies its backups"
+                       f"{_since(owner)}; pass take_over to make this box the only one that copies there "
+                       f"({owner.box} then stops)", {"param": "prefix"})
+    if mirror.claim not in claims:
+        await _write_owner(parts, mirror)
+    for other in others:
+        log.warning("taking over %s from another box's mirror configuration", mirror.location())
+        await run(parts, mirror, rclone.delete_file(f"{mirror.remote}/{owner_object(other)}"))
+
+
+async def _write_owner(parts: MirrorParts, mirror: MirrorConfig) -> None:
+    name = owner_object(mirror.claim)
+    folder = await trio.to_thread.run_sync(write_upload_file, parts.repository.settings().state_dir, name,
+                                           owner_text(parts.box_name(), parts.repository.now()))
+    await run(parts, mirror, rclone.upload_one(folder, mirror.remote, name))
+
+
+async def read_owner_of(parts: MirrorParts, mirror: MirrorConfig, claim: str) -> Owner:
+    try:
+        text = (await run(parts, mirror, rclone.read_file(f"{mirror.remote}/{owner_object(claim)}"))).stdout
+    except RpcError:
+        text = ""
+    return read_owner(text)
+
+
+def _since(owner: Owner) -> str:
+    if owner.claimed is None:
+        return ""
+    return " since " + datetime.fromtimestamp(owner.claimed, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def _check_owner(parts: MirrorParts, mirror: MirrorConfig, paths: Iterable[str]) -> None:
+    """Before a run writes: the prefix must still be this configuration's. One that has no
+    owner yet (mirrored by an earlier version) becomes this configuration's."""
+    claims = claims_in(paths)
+    others = [claim for claim in claims if claim != mirror.claim]
+    if others:
+        owner = await read_owner_of(parts, mirror, others[-1])
+        raise RpcError(ErrorCode.MIRROR_TAKEN_OVER, f"{mirror.location()} is where {owner.box} copies its backups"
+                       f"{_since(owner)}: this box no longer copies there. To copy there again, set up the mirror "
+                       f"with take_over ({owner.box} then stops), or choose another prefix",
+                       {"box": owner.box, "claimed": owner.claimed})
+    if mirror.claim not in claims:
+        await _write_owner(parts, mirror)
+
+
+async def _still_owner(parts: MirrorParts, mirror: MirrorConfig) -> None:
+    listing = await run(parts, mirror, rclone.list_folder(mirror.remote))
+    await _check_owner(parts, mirror, rclone.parse_listing(listing.stdout))
+
+
+async def adopt(parts: MirrorParts, mirror: MirrorConfig) -> None:
+    """Save the mirror; its record starts afresh when it is another bucket or prefix, and a
+    prefix taken back from another box is no longer said to be lost."""
+    previous = parts.mirroring.current
+    mirror = keep_claim(parts, mirror)
     await parts.mirroring.save(mirror)
     if previous is None or previous.location() != mirror.location():
         await parts.repository.keeper.update_mirror_state(**vars(MirrorState()))
+    elif (error := parts.repository.keeper.mirror_state.error) is not None and error.code == ErrorCode.MIRROR_TAKEN_OVER:
+        await parts.repository.keeper.update_mirror_state(error=None)
 
 
 async def turn_off(parts: MirrorParts, requested_by: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -99,6 +182,9 @@ def start_mirror(parts: MirrorParts, trigger: str, requested_by: dict[str, Any] 
 async def _mirror(parts: MirrorParts, compare_whole: bool, job: Job, report: ReportProgress) -> dict[str, Any]:
     repository = parts.repository
     mirror = require_mirror(parts)
+    if not mirror.claim:
+        mirror = replace(mirror, claim=new_claim())
+        await parts.mirroring.save(mirror)
     folder = require_local(repository.require_config())
     progress = MirrorProgress(report)
     started = repository.now()
@@ -119,8 +205,10 @@ async def _mirror(parts: MirrorParts, compare_whole: bool, job: Job, report: Rep
             changed = await trio.to_thread.run_sync(changed_files, folder, since)
             compared = (*damaged, *(changed if changed is not None else ()))
             remote = await _list_bucket(parts, mirror)
+            listed_at = trio.current_time()
+            await _check_owner(parts, mirror, remote.sizes)
             upload = await _plan(parts, mirror, folder, staged, remote, compared)
-            await _upload(parts, mirror, folder, staged, upload, progress)
+            await _upload(parts, mirror, folder, staged, upload, progress, listed_at)
             if await trio.to_thread.run_sync(repository_marker, folder) != before:
                 raise RpcError(ErrorCode.MIRROR_FAILED, "The repository changed while it was copied (a borg "
                                "process outside the daemon wrote to it); the next mirror copies it again")
@@ -186,8 +274,9 @@ async def _plan(parts: MirrorParts, mirror: MirrorConfig, folder: str, staged: S
 
 
 async def _upload(parts: MirrorParts, mirror: MirrorConfig, folder: str, staged: Staged, upload: UploadPlan,
-                  progress: MirrorProgress) -> None:
-    """Carry out the plan, in its order; any failure stops the run where it is."""
+                  progress: MirrorProgress, listed_at: float) -> None:
+    """Carry out the plan, in its order; any failure stops the run where it is. When the
+    uploads took a while, the owner is looked at again before the bucket's state moves on."""
     if upload.removed_first:
         progress.step("removing what an interrupted upload left")
         for path in upload.removed_first:
@@ -198,6 +287,8 @@ async def _upload(parts: MirrorParts, mirror: MirrorConfig, folder: str, staged:
         result = await run(parts, mirror, rclone.upload_listed(folder, mirror.remote, listed),
                            on_stats=progress.step("uploading new segments"))
         progress.step_done(result.stats)
+    if trio.current_time() - listed_at > OWNER_RECHECK_SECONDS:
+        await _still_owner(parts, mirror)
     for path in upload.in_order:
         result = await run(parts, mirror, rclone.upload_one(folder, mirror.remote, path),
                            on_stats=progress.step("uploading new segments"))

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from backupd.errors import invalid_params
+from backupd.mirror.owner import new_claim
 from backupd.params import Param
 
 PROVIDERS = ("s3", "b2", "wasabi")
@@ -44,6 +45,8 @@ class MirrorConfig:
     access_key_id: str = field(repr=False)
     secret_access_key: str = field(repr=False)
     region: str | None = None
+    # This configuration's claim on the prefix: the name of its owner object there.
+    claim: str = field(default="", repr=False)
 
     @property
     def bucket_root(self) -> str:
@@ -106,6 +109,7 @@ class MirrorConfig:
             access_key_id=record["access_key_id"],
             secret_access_key=record["secret_access_key"],
             region=record.get("region"),
+            claim=record.get("claim") or "",
         )
 
 
@@ -120,6 +124,7 @@ def mirror_from_params(params: dict[str, Any], box_name: str) -> MirrorConfig:
         region=_region(params.get("region")),
         access_key_id=_key("access_key_id", params["access_key_id"]),
         secret_access_key=_key("secret_access_key", params["secret_access_key"]),
+        claim=new_claim(),
     )
 
 

@@ -60,6 +60,16 @@ def stage_repository(repository: str, state_dir: Path) -> Staged:
     raise RepositoryBusy(repository)
 
 
+def write_upload_file(state_dir: Path, name: str, text: str) -> str:
+    """A small file for rclone to upload, in the upload folder; its folder's path."""
+    folder = _fresh_folder(state_dir, UPLOAD_FOLDER)
+    path = os.path.join(folder, name)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+    return folder
+
+
 def _fresh_folder(state_dir: Path, name: str) -> str:
     folder_fd = open_trusted_folder(state_dir)
     try:

@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from backupctl.protocol import ErrorCode
 from backupctl.records import MirrorOverview
 from backupd.mirror.config import MirrorConfig
 from backupd.state import Problem
@@ -77,6 +78,8 @@ def mirror_record(mirror: MirrorConfig, state: MirrorState, not_off_site: int, u
     waiting = usage.waiting if usage.measured else None
     if running:
         status = "running"
+    elif state.error is not None and state.error.code == ErrorCode.MIRROR_TAKEN_OVER:
+        status = "taken_over"
     elif state.error is not None:
         status = "failed"
     elif state.last_success is None or not_off_site or waiting:
