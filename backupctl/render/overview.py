@@ -40,7 +40,7 @@ def describe_overview(overview: Overview, now: float, width: int = 100) -> str:
 
 
 def describe_off_site(mirror: MirrorOverview, now: float) -> str:
-    text = f"{mirror.location}, {mirror.state}"
+    text = f"{mirror.location}, {mirror.state.replace('_', ' ')}"
     if mirror.last_success:
         text += f", copied {fmt.relative_time(mirror.last_success, now)}"
     if mirror.snapshots_not_off_site:
@@ -116,7 +116,7 @@ def describe_live_overview(overview: Overview, path: str, now: float, width: int
 def describe_mirror(mirror: MirrorOverview | None) -> str:
     if mirror is None:
         return "No off-site mirror (backupctl mirror set PROVIDER BUCKET --key-id ID)."
-    lines = [f"Mirror:  {mirror.location} ({mirror.state})"]
+    lines = [f"Mirror:  {mirror.location} ({mirror.state.replace('_', ' ')})"]
     if mirror.last_success:
         lines.append(f"Last copy: {fmt.timestamp(mirror.last_success)}")
     waiting = mirror.bytes_waiting
