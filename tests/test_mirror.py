@@ -63,8 +63,7 @@ def test_first_mirror_then_only_new_segments_are_uploaded(
         assert result == {"location": f"127.0.0.1:{s3.port}://{bucket}/testbox", "taken_over": False}
         first = wait_for_mirrors(configured_daemon, 1)
         assert first["state"] == "succeeded", first
-        assert s3.objects(bucket, "testbox/") == {f"testbox/{name}": data
-                                                  for name, data in repository_files(repository).items()}
+        assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
         segments_before = set((repository / "data").rglob("*"))
         requests_before = len(s3.requests())
 
@@ -76,8 +75,7 @@ def test_first_mirror_then_only_new_segments_are_uploaded(
         uploaded = data_puts(s3, bucket, requests_before)
         assert sorted(uploaded) == sorted(f"/{bucket}/testbox/{path.relative_to(repository).as_posix()}"
                                           for path in new_segments)
-        assert s3.objects(bucket, "testbox/") == {f"testbox/{name}": data
-                                                  for name, data in repository_files(repository).items()}
+        assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
         mirror = client.call("status")["mirror"]
         assert mirror["state"] == "current", mirror
         assert mirror["snapshots_not_off_site"] == 0
@@ -237,7 +235,7 @@ def test_a_prefix_another_repository_mirrors_into_is_refused_unless_taken_over(
             == {"location": f"127.0.0.1:{s3.port}://{bucket}/shared", "taken_over": True}
         job = wait_for_mirrors(configured_daemon, 2)
         assert job["state"] == "succeeded", job
-    assert s3.objects(bucket, "shared/") == {f"shared/{name}": data
+    assert mirrored_objects(s3, bucket, "shared") == {f"shared/{name}": data
                                             for name, data in repository_files(tmp_path / "other-repo").items()}
 
 
@@ -260,9 +258,17 @@ def snapshot_of_new_data(daemon: DaemonProcess, sample_data: Path, size: int = 1
         client.call("snapshot", {"wait": True})
 
 
+def mirrored_objects(s3: S3Server, bucket: str, prefix: str) -> dict[str, bytes]:
+    """The objects under the prefix but the one owner object there must be."""
+    objects = s3.objects(bucket, f"{prefix}/")
+    owners = [key for key in objects if key.startswith(f"{prefix}/.backupd-owner-")]
+    assert len(owners) == 1, owners
+    return {key: data for key, data in objects.items() if key not in owners}
+
+
 def assert_bucket_is_the_repository(s3: S3Server, bucket: str, prefix: str, repository: Path) -> None:
-    assert s3.objects(bucket, f"{prefix}/") == {f"{prefix}/{name}": data
-                                                for name, data in repository_files(repository).items()}
+    assert mirrored_objects(s3, bucket, prefix) == {f"{prefix}/{name}": data
+                                                    for name, data in repository_files(repository).items()}
 
 
 def test_rclone_killed_mid_mirror_fails_typed_and_the_next_mirror_completes(
@@ -344,7 +350,10 @@ def test_a_new_box_restores_from_the_bucket_and_mirrors_on_into_it(
         assert restored["state"] == "succeeded", restored
         assert {path.relative_to(sample_data): path.read_bytes()
                 for path in sample_data.rglob("*") if path.is_file()} == original
-        job = client.call("mirror", {"wait": True})
+        refused = client.call("mirror", {"wait": True})
+        assert refused["error"]["code"] == "mirror_taken_over", refused  # the old box's prefix, until taken over
+        client.call("configure_mirror", {**s3.mirror_options(bucket, prefix="testbox"), "take_over": True})
+        job = wait_for_mirrors(new_box, 2)
         assert job["state"] == "succeeded", job
         assert client.call("status")["mirror"]["location"].endswith(f"{bucket}/testbox")
     assert_bucket_is_the_repository(s3, bucket, "testbox", downloaded)

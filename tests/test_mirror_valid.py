@@ -145,6 +145,9 @@ def test_a_snapshot_cut_short_never_wedges_the_mirror(
                                    Body=path.read_bytes())
         after_cut = client.call("mirror", {"wait": True})
         assert after_cut["state"] == "succeeded", after_cut
+        assert unfinished and all(path.exists() for path in unfinished)
+        mirror = client.call("status")["mirror"]
+        assert (mirror["state"], mirror["bytes_waiting"]) == ("current", 0), mirror  # borg's unfinished work waits for no one
         client.call("change", {"sources": [str(sample_data)]})
         (sample_data / "after.bin").write_bytes(os.urandom(3 * SEGMENT_BYTES))
         assert client.call("snapshot", {"wait": True})["state"] == "succeeded"

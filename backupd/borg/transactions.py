@@ -89,10 +89,11 @@ def belongs_at_root(name: str) -> bool:
     return name in _ROOT_FILES or bool(_TRANSACTION_FILE.fullmatch(name))
 
 
-def read_repository_files(folder: str) -> RepositoryFiles:
+def read_repository_files(folder: str, read_tails: bool = True) -> RepositoryFiles:
     """The repository's files, committed or not, with whether each segment ends a transaction;
     blocking, for a worker thread. Only the index's transaction counts: segments past it are
-    borg's unfinished work, which it deletes and writes again with the same numbers."""
+    borg's unfinished work, which it deletes and writes again with the same numbers. Without
+    read_tails no segment is opened, and none is said to end a transaction."""
     names = os.listdir(folder)
     transaction = index_transaction(name for name in names if _nonempty(os.path.join(folder, name)))
     root = tuple(sorted(name for name in names if belongs_at_root(name)
@@ -109,7 +110,7 @@ def read_repository_files(folder: str) -> RepositoryFiles:
             if not stat.S_ISREG(info.st_mode):
                 continue
             number = int(name)
-            committed = transaction is not None and number <= transaction and _ends_a_transaction(
+            committed = read_tails and transaction is not None and number <= transaction and _ends_a_transaction(
                 os.path.join(folder, relative), info.st_size)
             segments[number] = SegmentFile(number, relative, info.st_size, info.st_mtime, committed)
     return RepositoryFiles(transaction, root, segments)

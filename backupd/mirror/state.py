@@ -9,11 +9,9 @@ from typing import Any
 
 from backupctl.protocol import ErrorCode
 from backupctl.records import MirrorOverview
+from backupd.borg.transactions import read_repository_files, segment_number
 from backupd.mirror.config import MirrorConfig
 from backupd.state import Problem
-
-LOCK_NAMES = frozenset({"lock.exclusive", "lock.roster"})
-
 
 @dataclass(frozen=True)
 class MirrorState:
@@ -54,22 +52,31 @@ class LocalUsage:
 
 
 def measure_local_repository(folder: str, mirrored_since: float | None) -> LocalUsage:
-    """Walk the repository folder (borg's lock left out); blocking, for a worker thread."""
+    """The repository's size, and what of what a mirror would upload (the committed files: not
+    borg's lock, nor segments past its index, which a failed snapshot leaves until its next
+    run) was written since the last successful mirror began; blocking, for a worker thread."""
+    try:
+        files = read_repository_files(folder, read_tails=False)
+    except OSError:
+        return LocalUsage()
     size = waiting = 0
-    for root, folders, files in os.walk(folder):
-        if root == folder:
-            folders[:] = [name for name in folders if name not in LOCK_NAMES]
-        for name in files:
-            if root == folder and name in LOCK_NAMES:
-                continue
-            try:
-                status = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            size += status.st_size
-            if mirrored_since is None or status.st_mtime >= mirrored_since:
-                waiting += status.st_size
+    for path, info in _sizes(folder, (*files.root_files, *(segment.path for segment in files.segments.values()))):
+        size += info.st_size
+        number = segment_number(path)
+        uploaded = number is None or (files.transaction is not None and number <= files.transaction)
+        if uploaded and (mirrored_since is None or info.st_mtime >= mirrored_since):
+            waiting += info.st_size
     return LocalUsage(size=size, waiting=waiting, measured=True)
+
+
+def _sizes(folder: str, paths: tuple[str, ...]) -> list[tuple[str, os.stat_result]]:
+    found = []
+    for path in paths:
+        try:
+            found.append((path, os.lstat(os.path.join(folder, path))))
+        except OSError:
+            continue
+    return found
 
 
 def mirror_record(mirror: MirrorConfig, state: MirrorState, not_off_site: int, usage: LocalUsage,
