@@ -261,3 +261,26 @@ async def _stop(process: ChildProcess) -> None:
     process.send_signal(signal.SIGKILL)
     await process.wait()
 
+
+
+def list_files(remote_folder: str) -> RcloneCommand:
+    """Every file under a remote folder, with its size; a folder that does not exist lists none."""
+    return RcloneCommand(("lsjson", "--recursive", "--files-only", "--fast-list", remote_folder))
+
+
+def find_files_named(remote_folder: str, name: str, depth: int) -> RcloneCommand:
+    """The files of this name under a remote folder, at most depth levels down."""
+    return RcloneCommand(("lsjson", "--recursive", "--files-only", f"--max-depth={depth}", f"--include={name}",
+                          remote_folder))
+
+
+def read_start(remote_file: str, size: int) -> RcloneCommand:
+    """The first bytes of a remote file on stdout."""
+    return RcloneCommand(("cat", f"--count={size}", remote_file))
+
+
+def download_listed(remote: str, folder: str, list_file: str, by_checksum: bool) -> RcloneCommand:
+    """Fetch the files a list names (one path a line, relative to remote) that the folder lacks
+    or holds otherwise: compared by size (segments, which borg never rewrites) or by hash."""
+    compare = "--checksum" if by_checksum else "--size-only"
+    return RcloneCommand(("copy", remote, folder, f"--files-from-raw={list_file}", compare), REPOSITORY_ACCESS)
