@@ -12,12 +12,19 @@ from typing import Any
 
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.parts import MirrorParts
+from backupd.borg.repository_files import is_repository_config
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params
 from backupd.jobs import ReportProgress, job_log
 from backupd.mirror import rclone
 from backupd.mirror.config import MIRROR_PARAMS, MirrorConfig
 from backupd.mirror.errors import RcloneFailed, mirror_error
+from backupd.mirror.repository_copy import (
+    BucketFile,
+    ListingUnreadable,
+    folders_with,
+    parse_listing,
+)
 from backupd.params import check_params
 from backupd.progress import progress_with
 from backupd.ssh import remote_location
@@ -25,6 +32,9 @@ from backupd.ssh import remote_location
 log = logging.getLogger(__name__)
 
 CHECK_MARKER = ".backupd-write-check"
+# The prefixes an error names as holding a repository: how deep the bucket is searched, how many are named.
+SEARCH_DEPTH = 3
+MOST_PREFIXES_NAMED = 20
 
 
 def mirror_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -76,21 +86,60 @@ def log_failure(failure: RcloneFailed) -> None:
 
 
 async def check_bucket(parts: MirrorParts, mirror: MirrorConfig) -> str | None:
-    """List the bucket, write and delete a small marker under the prefix: the keys may do what
-    mirroring needs. Returns the id of the borg repository already under the prefix, if any."""
+    """Check that the keys may do what mirroring needs: read the bucket and write under the
+    prefix. Returns the id of the borg repository already under the prefix, if any."""
+    await check_bucket_readable(parts, mirror)
+    await check_prefix_writable(parts, mirror)
+    return await remote_repository_id(parts, mirror)
+
+
+async def check_bucket_readable(parts: MirrorParts, mirror: MirrorConfig) -> None:
+    """List the bucket's top: the bucket exists and the keys may read it."""
     await run(parts, mirror, rclone.list_folder(mirror.bucket_root), listing_bucket=True)
+
+
+async def check_prefix_writable(parts: MirrorParts, mirror: MirrorConfig) -> None:
+    """Write and delete a small marker under the prefix: the keys may write there."""
     marker = f"{mirror.remote}/{CHECK_MARKER}"
     await run(parts, mirror, rclone.touch(marker))
     await run(parts, mirror, rclone.delete_file(marker))
-    return await remote_repository_id(parts, mirror)
 
 
 async def remote_repository_id(parts: MirrorParts, mirror: MirrorConfig) -> str | None:
     listing = await run(parts, mirror, rclone.list_folder(mirror.remote))
     if '"Name":"config"' not in listing.stdout.replace(" ", ""):
         return None
+    return await repository_id_in_config(parts, mirror)
+
+
+async def repository_id_in_config(parts: MirrorParts, mirror: MirrorConfig) -> str | None:
     text = (await run(parts, mirror, rclone.read_file(f"{mirror.remote}/config"))).stdout
     return repository_id(text)
+
+
+async def list_prefix(parts: MirrorParts, mirror: MirrorConfig) -> tuple[BucketFile, ...]:
+    """Every file under the prefix, with its size."""
+    listing = await run(parts, mirror, rclone.list_files(mirror.remote))
+    try:
+        return parse_listing(listing.stdout)
+    except ListingUnreadable as error:
+        raise RpcError(ErrorCode.MIRROR_FAILED, f"Listing {mirror.location()} failed: {error}") from None
+
+
+async def repositories_in_bucket(parts: MirrorParts, mirror: MirrorConfig) -> list[str]:
+    """The prefixes of the bucket that hold a borg repository (a config object with a
+    [repository] section), looked for SEARCH_DEPTH levels down; at most MOST_PREFIXES_NAMED."""
+    listing = await run(parts, mirror, rclone.find_files_named(mirror.bucket_root, "config", SEARCH_DEPTH))
+    try:
+        candidates = folders_with(parse_listing(listing.stdout), "config")
+    except ListingUnreadable:
+        return []
+    found = []
+    for prefix in candidates[:MOST_PREFIXES_NAMED]:
+        text = (await run(parts, mirror, rclone.read_file(f"{mirror.bucket_root}/{prefix}/config"))).stdout
+        if is_repository_config(text):
+            found.append(prefix)
+    return found
 
 
 def repository_id(config_text: str) -> str | None:

@@ -47,13 +47,23 @@ async def configure(
     if mirror is not None:
         require_local(config)
     take_over = bool(mirror_options and mirror_options.get("take_over"))
-    may_create = params.get("create", True)
-    work = partial(_connect, parts, configuration, config, may_create, mirror, take_over, "mirror" in params)
+    work = partial(_connect, parts, configuration, config, may_create(params, mirror), mirror, take_over,
+                   "mirror" in params)
     job = parts.repository.jobs.start("configure", "manual", work, requested_by)
     await parts.repository.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
     return cast(dict[str, Any], job.result)
+
+
+def may_create(params: dict[str, Any], mirror: MirrorConfig | None) -> bool:
+    """Whether a repository may be created when there is none. By default yes, but not with a
+    mirror: that is a box restoring from a bucket, and a prefix with no repository is a
+    mistake to report, not a place to start a new one, unless `create` is true."""
+    create = params.get("create")
+    if mirror is not None:
+        return create is True
+    return create is not False
 
 
 async def change(parts: RepositoryParts, configuration: Configuration, params: dict[str, Any]) -> dict[str, Any]:
@@ -67,11 +77,11 @@ async def change(parts: RepositoryParts, configuration: Configuration, params: d
     return config.public()
 
 
-async def _connect(parts: MirrorParts, configuration: Configuration, config: BackupConfig, may_create: bool,
+async def _connect(parts: MirrorParts, configuration: Configuration, config: BackupConfig, creatable: bool,
                    mirror: MirrorConfig | None, take_over: bool, mirror_given: bool,
                    job: Job, report: ReportProgress) -> dict[str, Any]:
     borg, keeper = parts.repository.borg, parts.repository.keeper
-    remote_id = await connect_to_bucket(parts, config, mirror, report) if mirror is not None else None
+    remote_id = await connect_to_bucket(parts, config, mirror, creatable, report) if mirror is not None else None
     report(progress_with(step="connecting", repository=config.repository))
     server = remote_location(config.repository)
     if server is not None and config.host_key is not None:
@@ -84,7 +94,7 @@ async def _connect(parts: MirrorParts, configuration: Configuration, config: Bac
         except RpcError as error:
             if error.code != ErrorCode.REPOSITORY_NOT_FOUND and not _empty_local_folder(config.repository, error):
                 raise
-            if not may_create:
+            if not creatable:
                 raise RpcError(ErrorCode.REPOSITORY_NOT_FOUND,
                                f"There is no repository at {config.repository} (create was false)") from None
             check_new_passphrase(config.passphrase)
