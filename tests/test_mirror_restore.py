@@ -1,6 +1,6 @@
 """Restoring a new box from a bucket, end to end: a real backupd, real borg, rclone and a real S3
-server (moto) on 127.0.0.1. A restore only reads the bucket, and a download borg cannot open is
-deleted."""
+server (moto) on 127.0.0.1. A restore only reads the bucket; a download borg cannot open is
+deleted; taking over a prefix that holds snapshots needs the caller to confirm what it deletes."""
 
 from __future__ import annotations
 
@@ -227,6 +227,42 @@ def test_a_repository_mirrored_into_during_the_download_is_restored_as_its_newer
     with new_box.client() as client:
         assert client.call("snapshots") == snapshots
     assert repository_files(new_box.state_dir / "repository") == repository_files(repository)
+
+
+def test_take_over_of_a_prefix_whose_repository_holds_snapshots_needs_its_object_count(
+    configured_daemon: DaemonProcess, s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    with configured_daemon.client() as client:
+        client.call("snapshot", {"wait": True})
+        client.call("configure_mirror", s3.mirror_options(bucket, prefix="shared"))
+        assert wait_for_mirrors(configured_daemon, 1)["state"] == "succeeded"
+        other = tmp_path / "other-repo"
+        base = {"repository": str(other), "passphrase": PASSPHRASE, "sources": [str(tmp_path / "data")]}
+        client.call("configure", base)
+        held = s3.objects(bucket)
+        count = len(held)
+        options = s3.mirror_options(bucket, prefix="shared")
+
+        with pytest.raises(RpcError) as refused:
+            client.call("configure", {**base, "mirror": options})
+        assert (refused.value.code, refused.value.data.get("param")) == ("repository_exists", "prefix")
+        assert "DELETE" in refused.value.message and "choose another prefix" in refused.value.message
+        for confirmation in ({}, {"replace_object_count": count - 1}):
+            with pytest.raises(RpcError) as refused:
+                client.call("configure", {**base, "mirror": {**options, "take_over": True, **confirmation}})
+            assert (refused.value.code, refused.value.data) == \
+                ("invalid_params", {"param": "mirror.replace_object_count"}), refused.value
+            assert f"{count} objects" in refused.value.message and "DELETES" in refused.value.message
+        with pytest.raises(RpcError) as refused:
+            client.call("configure_mirror", {**options, "take_over": True})
+        assert refused.value.data == {"param": "mirror.replace_object_count"}
+        assert s3.objects(bucket) == held
+        assert client.call("status")["mirror"] is None
+
+        confirmed = {**options, "take_over": True, "replace_object_count": count}
+        assert client.call("configure", {**base, "mirror": confirmed})["created"] is False
+        assert wait_for_mirrors(configured_daemon, 2)["state"] == "succeeded"
+    assert_bucket_is_the_repository(s3, bucket, "shared", other)
 
 
 def test_a_download_folder_left_by_another_repository_is_started_afresh(

@@ -8,11 +8,12 @@ import configparser
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.parts import MirrorParts
-from backupd.borg.repository_files import is_repository_config
+from backupd.borg.repository_files import INDEX_COUNT_END, index_entry_count, is_repository_config
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params
 from backupd.jobs import ReportProgress, job_log
@@ -24,8 +25,9 @@ from backupd.mirror.repository_copy import (
     ListingUnreadable,
     folders_with,
     parse_listing,
+    repository_copy,
 )
-from backupd.params import check_params
+from backupd.params import Param, check_params
 from backupd.progress import progress_with
 from backupd.ssh import remote_location
 
@@ -35,12 +37,15 @@ CHECK_MARKER = ".backupd-write-check"
 # The prefixes an error names as holding a repository: how deep the bucket is searched, how many are named.
 SEARCH_DEPTH = 3
 MOST_PREFIXES_NAMED = 20
+# configure's mirror option that confirms what take_over deletes.
+REPLACE_COUNT_OPTION = "mirror.replace_object_count"
+CONFIGURE_MIRROR_PARAMS = (*MIRROR_PARAMS, Param("replace_object_count", int))
 
 
 def mirror_params(params: dict[str, Any]) -> dict[str, Any]:
     """The options of a mirror given inside another call's params, with their names as `mirror.x`."""
     try:
-        return check_params(params, MIRROR_PARAMS)
+        return check_params(params, CONFIGURE_MIRROR_PARAMS)
     except RpcError as error:
         param = error.data.get("param")
         raise invalid_params(f"mirror.{param}", error.message) from None
@@ -161,19 +166,63 @@ def local_repository_id(folder: str) -> str | None:
         return repository_id(file.read(65536))
 
 
+@dataclass(frozen=True)
+class PrefixContents:
+    """What a prefix holding another repository holds: what take_over would delete."""
+
+    repository_id: str
+    objects: int
+    size: int
+    index_entries: int | None  # None: the index could not be read
+
+    @property
+    def may_hold_snapshots(self) -> bool:
+        """An index naming one object names the manifest alone: no archive, no snapshot."""
+        return self.index_entries is None or self.index_entries > 1
+
+    def describe(self) -> str:
+        held = f"id {self.repository_id[:12]}: {self.objects} objects, {self.size:,} bytes in the bucket"
+        if self.index_entries is None:
+            return f"{held}; its index could not be read, so it may hold snapshots"
+        if not self.may_hold_snapshots:
+            return f"{held}; its index lists at most its manifest: no snapshots"
+        return f"{held}; its index lists {self.index_entries} chunks, so it holds snapshots"
+
+
+async def prefix_contents(parts: MirrorParts, mirror: MirrorConfig, remote_id: str) -> PrefixContents:
+    files = await list_prefix(parts, mirror)
+    index = repository_copy(files).index
+    entries = None
+    if index is not None:
+        start = await run(parts, mirror, rclone.read_start(f"{mirror.remote}/{index}", INDEX_COUNT_END))
+        entries = index_entry_count(start.stdout)
+    return PrefixContents(remote_id, len(files), sum(file.size for file in files), entries)
+
+
 async def claim_prefix(parts: MirrorParts, mirror: MirrorConfig, remote_id: str | None, local_id: str | None,
-                       take_over: bool) -> bool:
-    """Another repository's mirror under the prefix is not overwritten unless the caller says so;
-    taken over, it is deleted before this repository's goes there. Whether it was."""
+                       take_over: bool, replace_object_count: int | None = None) -> bool:
+    """Another repository's mirror under the prefix is not overwritten unless the caller says so,
+    and, when it may hold snapshots, confirms the number of objects under the prefix (what
+    the error names); taken over, it is deleted before this repository's goes there. Whether it was."""
     if remote_id is None or remote_id == local_id:
         return False
-    if take_over:
-        log.warning("taking over %s: deleting the mirror of repository %s", mirror.location(), remote_id)
-        await run(parts, mirror, rclone.delete_all(mirror.remote))
-        return True
-    raise RpcError(ErrorCode.REPOSITORY_EXISTS,
-                   f"{mirror.location()} already holds the mirror of another repository; choose another prefix, "
-                   "or pass take_over to replace it with this one", {"param": "prefix"})
+    held = await prefix_contents(parts, mirror, remote_id)
+    if not take_over:
+        raise RpcError(ErrorCode.REPOSITORY_EXISTS,
+                       f"{mirror.location()} holds another borg repository ({held.describe()}); this one cannot "
+                       "be mirrored there: choose another prefix. take_over would DELETE that repository from "
+                       "the bucket, with every snapshot in it", {"param": "prefix"})
+    if held.may_hold_snapshots and replace_object_count != held.objects:
+        given = "not given" if replace_object_count is None else f"{replace_object_count} given"
+        raise invalid_params(
+            REPLACE_COUNT_OPTION,
+            f"{mirror.location()} holds another borg repository ({held.describe()}). take_over DELETES it, "
+            f"with every snapshot in it: it is replaced only when {REPLACE_COUNT_OPTION} equals the number of "
+            f"objects under the prefix ({given})")
+    log.warning("taking over %s: deleting the mirror of repository %s (%d objects)",
+                mirror.location(), remote_id, held.objects)
+    await run(parts, mirror, rclone.delete_all(mirror.remote))
+    return True
 
 
 class MirrorProgress:

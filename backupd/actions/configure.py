@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
@@ -46,14 +47,28 @@ async def configure(
     mirror = mirror_from_params(mirror_options, parts.box_name()) if mirror_options is not None else None
     if mirror is not None:
         require_local(config)
-    take_over = bool(mirror_options and mirror_options.get("take_over"))
-    work = partial(_connect, parts, configuration, config, may_create(params, mirror), mirror, take_over,
-                   "mirror" in params)
+    work = partial(_connect, parts, configuration, config, may_create(params, mirror), mirror,
+                   TakeOver.asked_in(mirror_options), "mirror" in params)
     job = parts.repository.jobs.start("configure", "manual", work, requested_by)
     await parts.repository.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
     return cast(dict[str, Any], job.result)
+
+
+@dataclass(frozen=True)
+class TakeOver:
+    """What the caller says of a prefix that holds another repository: replace it, and the
+    number of objects under it they confirm (needed when it may hold snapshots)."""
+
+    requested: bool
+    confirmed_objects: int | None = None
+
+    @classmethod
+    def asked_in(cls, mirror_options: dict[str, Any] | None) -> TakeOver:
+        if mirror_options is None:
+            return cls(False)
+        return cls(bool(mirror_options.get("take_over")), mirror_options.get("replace_object_count"))
 
 
 def may_create(params: dict[str, Any], mirror: MirrorConfig | None) -> bool:
@@ -78,7 +93,7 @@ async def change(parts: RepositoryParts, configuration: Configuration, params: d
 
 
 async def _connect(parts: MirrorParts, configuration: Configuration, config: BackupConfig, creatable: bool,
-                   mirror: MirrorConfig | None, take_over: bool, mirror_given: bool,
+                   mirror: MirrorConfig | None, take_over: TakeOver, mirror_given: bool,
                    job: Job, report: ReportProgress) -> dict[str, Any]:
     borg, keeper = parts.repository.borg, parts.repository.keeper
     remote_id = await connect_to_bucket(parts, config, mirror, creatable, report) if mirror is not None else None
@@ -104,7 +119,7 @@ async def _connect(parts: MirrorParts, configuration: Configuration, config: Bac
             facts = EMPTY_REPOSITORY
         if mirror is not None:
             local_id = await trio.to_thread.run_sync(local_repository_id, require_local(config))
-            await claim_prefix(parts, mirror, remote_id, local_id, take_over)
+            await claim_prefix(parts, mirror, remote_id, local_id, take_over.requested, take_over.confirmed_objects)
     host_key = await trio.to_thread.run_sync(borg.ssh.fingerprint_of, server) if server else None
     await keeper.update(
         **facts, problem=None, configured_at=parts.repository.now(), last_attempt=None, host_key=host_key
