@@ -8,16 +8,25 @@ import configparser
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.parts import MirrorParts
+from backupd.borg.transactions import INDEX_COUNT_END, index_entry_count, is_repository_config
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params
 from backupd.jobs import ReportProgress, job_log
 from backupd.mirror import rclone
 from backupd.mirror.config import MIRROR_PARAMS, MirrorConfig
 from backupd.mirror.errors import RcloneFailed, mirror_error
+from backupd.mirror.repository_copy import (
+    BucketFile,
+    ListingUnreadable,
+    folders_with,
+    parse_listing,
+    repository_copy,
+)
 from backupd.params import check_params
 from backupd.progress import progress_with
 from backupd.ssh import remote_location
@@ -25,6 +34,11 @@ from backupd.ssh import remote_location
 log = logging.getLogger(__name__)
 
 CHECK_MARKER = ".backupd-write-check"
+# The prefixes an error names as holding a repository: how deep the bucket is searched, how many are named.
+SEARCH_DEPTH = 3
+MOST_PREFIXES_NAMED = 20
+# configure's mirror option that confirms what take_over deletes.
+REPLACE_COUNT_OPTION = "mirror.replace_object_count"
 
 
 def mirror_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -83,21 +97,60 @@ def log_failure(failure: RcloneFailed) -> None:
 
 
 async def check_bucket(parts: MirrorParts, mirror: MirrorConfig) -> str | None:
-    """List the bucket, write and delete a small marker under the prefix: the keys may do what
-    mirroring needs. Returns the id of the borg repository already under the prefix, if any."""
+    """Check that the keys may do what mirroring needs: read the bucket and write under the
+    prefix. Returns the id of the borg repository already under the prefix, if any."""
+    await check_bucket_readable(parts, mirror)
+    await check_prefix_writable(parts, mirror)
+    return await remote_repository_id(parts, mirror)
+
+
+async def check_bucket_readable(parts: MirrorParts, mirror: MirrorConfig) -> None:
+    """List the bucket's top: the bucket exists and the keys may read it."""
     await run(parts, mirror, rclone.list_folder(mirror.bucket_root), listing_bucket=True)
+
+
+async def check_prefix_writable(parts: MirrorParts, mirror: MirrorConfig) -> None:
+    """Write and delete a small marker under the prefix: the keys may write there."""
     marker = f"{mirror.remote}/{CHECK_MARKER}"
     await run(parts, mirror, rclone.touch(marker))
     await run(parts, mirror, rclone.delete_file(marker))
-    return await remote_repository_id(parts, mirror)
 
 
 async def remote_repository_id(parts: MirrorParts, mirror: MirrorConfig) -> str | None:
     listing = await run(parts, mirror, rclone.list_folder(mirror.remote))
     if '"Name":"config"' not in listing.stdout.replace(" ", ""):
         return None
+    return await repository_id_in_config(parts, mirror)
+
+
+async def repository_id_in_config(parts: MirrorParts, mirror: MirrorConfig) -> str | None:
     text = (await run(parts, mirror, rclone.read_file(f"{mirror.remote}/config"))).stdout
     return repository_id(text)
+
+
+async def list_prefix(parts: MirrorParts, mirror: MirrorConfig) -> tuple[BucketFile, ...]:
+    """Every file under the prefix, with its size."""
+    listing = await run(parts, mirror, rclone.list_files(mirror.remote))
+    try:
+        return parse_listing(listing.stdout)
+    except ListingUnreadable as error:
+        raise RpcError(ErrorCode.MIRROR_FAILED, f"Listing {mirror.location()} failed: {error}") from None
+
+
+async def repositories_in_bucket(parts: MirrorParts, mirror: MirrorConfig) -> list[str]:
+    """The prefixes of the bucket that hold a borg repository (a config object with a
+    [repository] section), looked for SEARCH_DEPTH levels down; at most MOST_PREFIXES_NAMED."""
+    listing = await run(parts, mirror, rclone.find_files_named(mirror.bucket_root, "config", SEARCH_DEPTH))
+    try:
+        candidates = folders_with(parse_listing(listing.stdout), "config")
+    except ListingUnreadable:
+        return []
+    found = []
+    for prefix in candidates[:MOST_PREFIXES_NAMED]:
+        text = (await run(parts, mirror, rclone.read_file(f"{mirror.bucket_root}/{prefix}/config"))).stdout
+        if is_repository_config(text):
+            found.append(prefix)
+    return found
 
 
 def repository_id(config_text: str) -> str | None:
@@ -119,19 +172,64 @@ def local_repository_id(folder: str) -> str | None:
         return repository_id(file.read(65536))
 
 
+@dataclass(frozen=True)
+class PrefixContents:
+    """What a prefix holding another repository holds: what take_over would delete."""
+
+    repository_id: str
+    objects: int
+    size: int
+    index_entries: int | None  # None: the index could not be read
+
+    @property
+    def may_hold_snapshots(self) -> bool:
+        """An index naming one object names the manifest alone: no archive, no snapshot."""
+        return self.index_entries is None or self.index_entries > 1
+
+    def describe(self) -> str:
+        held = f"id {self.repository_id[:12]}: {self.objects} objects, {self.size:,} bytes in the bucket"
+        if self.index_entries is None:
+            return f"{held}; its index could not be read, so it may hold snapshots"
+        if not self.may_hold_snapshots:
+            return f"{held}; its index lists at most its manifest: no snapshots"
+        return f"{held}; its index lists {self.index_entries} chunks, so it holds snapshots"
+
+
+async def prefix_contents(parts: MirrorParts, mirror: MirrorConfig, remote_id: str) -> PrefixContents:
+    files = await list_prefix(parts, mirror)
+    index = repository_copy(files).index
+    entries = None
+    if index is not None:
+        start = await run(parts, mirror, rclone.read_start(f"{mirror.remote}/{index}", INDEX_COUNT_END))
+        entries = index_entry_count(start.stdout)
+    return PrefixContents(remote_id, len(files), sum(file.size for file in files), entries)
+
+
 async def claim_prefix(parts: MirrorParts, mirror: MirrorConfig, remote_id: str | None, local_id: str | None,
-                       take_over: bool) -> bool:
-    """Another repository's mirror under the prefix is not overwritten unless the caller says so;
-    taken over, it is deleted before this repository's goes there. Whether it was."""
+                       take_over: bool, replace_object_count: int | None = None,
+                       count_option: str = REPLACE_COUNT_OPTION) -> bool:
+    """Another repository's mirror under the prefix is not overwritten unless the caller says so,
+    and, when it may hold snapshots, confirms the number of objects under the prefix (what
+    the error names); taken over, it is deleted before this repository's goes there. Whether it was."""
     if remote_id is None or remote_id == local_id:
         return False
-    if take_over:
-        log.warning("taking over %s: deleting the mirror of repository %s", mirror.location(), remote_id)
-        await run(parts, mirror, rclone.delete_all(mirror.remote))
-        return True
-    raise RpcError(ErrorCode.REPOSITORY_EXISTS,
-                   f"{mirror.location()} already holds the mirror of another repository; choose another prefix, "
-                   "or pass take_over to replace it with this one", {"param": "prefix"})
+    held = await prefix_contents(parts, mirror, remote_id)
+    if not take_over:
+        raise RpcError(ErrorCode.REPOSITORY_EXISTS,
+                       f"{mirror.location()} holds another borg repository ({held.describe()}); this one cannot "
+                       "be mirrored there: choose another prefix. take_over would DELETE that repository from "
+                       "the bucket, with every snapshot in it", {"param": "prefix"})
+    if held.may_hold_snapshots and replace_object_count != held.objects:
+        given = "not given" if replace_object_count is None else f"{replace_object_count} given"
+        raise invalid_params(
+            count_option,
+            f"{mirror.location()} holds another borg repository ({held.describe()}). take_over DELETES it, "
+            f"with every snapshot in it: it is replaced only when {count_option} equals the number of "
+            f"objects under the prefix ({given})")
+    log.warning("taking over %s: deleting the mirror of repository %s (%d objects)",
+                mirror.location(), remote_id, held.objects)
+    await run(parts, mirror, rclone.delete_all(mirror.remote))
+    return True
 
 
 class MirrorProgress:

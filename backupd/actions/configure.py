@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
@@ -12,8 +13,8 @@ import trio
 
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.bucket import claim_prefix, local_repository_id, mirror_params, require_local
-from backupd.actions.mirror import adopt
-from backupd.actions.mirror_download import connect_to_bucket
+from backupd.actions.mirror import adopt, claim_ownership, keep_claim
+from backupd.actions.mirror_download import connect_to_bucket, holds_nothing
 from backupd.actions.parts import MirrorParts, RepositoryParts
 from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
 from backupd.borg import commands
@@ -46,14 +47,38 @@ async def configure(
     mirror = mirror_from_params(mirror_options, parts.box_name()) if mirror_options is not None else None
     if mirror is not None:
         require_local(config)
-    take_over = bool(mirror_options and mirror_options.get("take_over"))
-    may_create = params.get("create", True)
-    work = partial(_connect, parts, configuration, config, may_create, mirror, take_over, "mirror" in params)
+    work = partial(_connect, parts, configuration, config, may_create(params, mirror), mirror,
+                   TakeOver.asked_in(mirror_options), "mirror" in params)
     job = parts.repository.jobs.start("configure", "manual", work, requested_by)
     await parts.repository.jobs.wait(job)
     if job.error is not None:
         raise RpcError.from_wire(job.error)
     return cast(dict[str, Any], job.result)
+
+
+@dataclass(frozen=True)
+class TakeOver:
+    """What the caller says of a prefix that holds another repository: replace it, and the
+    number of objects under it they confirm (needed when it may hold snapshots)."""
+
+    requested: bool
+    confirmed_objects: int | None = None
+
+    @classmethod
+    def asked_in(cls, mirror_options: dict[str, Any] | None) -> TakeOver:
+        if mirror_options is None:
+            return cls(False)
+        return cls(bool(mirror_options.get("take_over")), mirror_options.get("replace_object_count"))
+
+
+def may_create(params: dict[str, Any], mirror: MirrorConfig | None) -> bool:
+    """Whether a repository may be created when there is none. By default yes, but not with a
+    mirror: that is a box restoring from a bucket, and a prefix with no repository is a
+    mistake to report, not a place to start a new one, unless `create` is true."""
+    create = params.get("create")
+    if mirror is not None:
+        return create is True
+    return create is not False
 
 
 async def change(parts: RepositoryParts, configuration: Configuration, params: dict[str, Any]) -> dict[str, Any]:
@@ -67,11 +92,12 @@ async def change(parts: RepositoryParts, configuration: Configuration, params: d
     return config.public()
 
 
-async def _connect(parts: MirrorParts, configuration: Configuration, config: BackupConfig, may_create: bool,
-                   mirror: MirrorConfig | None, take_over: bool, mirror_given: bool,
+async def _connect(parts: MirrorParts, configuration: Configuration, config: BackupConfig, creatable: bool,
+                   mirror: MirrorConfig | None, take_over: TakeOver, mirror_given: bool,
                    job: Job, report: ReportProgress) -> dict[str, Any]:
     borg, keeper = parts.repository.borg, parts.repository.keeper
-    remote_id = await connect_to_bucket(parts, config, mirror, report) if mirror is not None else None
+    restoring = mirror is not None and await trio.to_thread.run_sync(holds_nothing, require_local(config))
+    remote_id = await connect_to_bucket(parts, config, mirror, creatable, report) if mirror is not None else None
     report(progress_with(step="connecting", repository=config.repository))
     server = remote_location(config.repository)
     if server is not None and config.host_key is not None:
@@ -84,7 +110,7 @@ async def _connect(parts: MirrorParts, configuration: Configuration, config: Bac
         except RpcError as error:
             if error.code != ErrorCode.REPOSITORY_NOT_FOUND and not _empty_local_folder(config.repository, error):
                 raise
-            if not may_create:
+            if not creatable:
                 raise RpcError(ErrorCode.REPOSITORY_NOT_FOUND,
                                f"There is no repository at {config.repository} (create was false)") from None
             check_new_passphrase(config.passphrase)
@@ -94,7 +120,11 @@ async def _connect(parts: MirrorParts, configuration: Configuration, config: Bac
             facts = EMPTY_REPOSITORY
         if mirror is not None:
             local_id = await trio.to_thread.run_sync(local_repository_id, require_local(config))
-            await claim_prefix(parts, mirror, remote_id, local_id, take_over)
+            await claim_prefix(parts, mirror, remote_id, local_id, take_over.requested, take_over.confirmed_objects)
+            if take_over.requested or not restoring or remote_id is None:
+                # Restoring only reads the bucket: the restored box mirrors there once it takes the prefix over.
+                mirror = keep_claim(parts, mirror)
+                await claim_ownership(parts, mirror, take_over.requested)
     host_key = await trio.to_thread.run_sync(borg.ssh.fingerprint_of, server) if server else None
     await keeper.update(
         **facts, problem=None, configured_at=parts.repository.now(), last_attempt=None, host_key=host_key

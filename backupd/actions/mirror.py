@@ -21,6 +21,7 @@ from backupd.actions.bucket import (
     claim_prefix,
     local_repository_id,
     log_failure,
+    list_prefix,
     log_step,
     require_local,
     require_mirror,
@@ -34,6 +35,7 @@ from backupd.mirror import rclone
 from backupd.mirror.config import MirrorConfig, mirror_from_params
 from backupd.mirror.errors import EXIT_DIRECTORY_NOT_FOUND, RcloneFailed, mirror_error
 from backupd.mirror.owner import Owner, claims_in, new_claim, owner_object, owner_text, read_owner
+from backupd.mirror.repository_copy import ListingUnreadable, parse_listing
 from backupd.mirror.plan import BucketAhead, RemoteFiles, UploadPlan, leftovers_to_verify, plan_upload
 from backupd.mirror.staging import RepositoryBusy, Staged, stage_repository, write_upload_file
 from backupd.mirror.state import MirrorState, measure_local_repository
@@ -53,7 +55,7 @@ async def configure_mirror(parts: MirrorParts, params: dict[str, Any],
                            requested_by: dict[str, Any] | None = None) -> dict[str, Any]:
     folder = require_local(parts.repository.require_config())
     mirror = mirror_from_params(params, parts.box_name())
-    work = partial(_set_up, parts, mirror, folder, params.get("take_over", False))
+    work = partial(_set_up, parts, mirror, folder, params.get("take_over", False), params.get("replace_object_count"))
     job = parts.repository.jobs.start("mirror_setup", "manual", work, requested_by)
     await parts.repository.jobs.wait(job)
     if job.error is not None:
@@ -62,11 +64,12 @@ async def configure_mirror(parts: MirrorParts, params: dict[str, Any],
 
 
 async def _set_up(parts: MirrorParts, mirror: MirrorConfig, folder: str, take_over: bool,
-                  job: Job, report: ReportProgress) -> dict[str, Any]:
+                  replace_object_count: int | None, job: Job, report: ReportProgress) -> dict[str, Any]:
     report(progress_with(step="checking the bucket", location=mirror.location()))
     remote_id = await check_bucket(parts, mirror)
     local_id = await trio.to_thread.run_sync(local_repository_id, folder)
-    taken_over = await claim_prefix(parts, mirror, remote_id, local_id, take_over)
+    taken_over = await claim_prefix(parts, mirror, remote_id, local_id, take_over, replace_object_count,
+                                    "replace_object_count")
     mirror = keep_claim(parts, mirror)
     await claim_ownership(parts, mirror, take_over)
     await adopt(parts, mirror)
@@ -85,8 +88,7 @@ async def claim_ownership(parts: MirrorParts, mirror: MirrorConfig, take_over: b
     """Make this configuration the one that writes into the prefix. Another box's (or another
     configuration's) claim is refused unless taken over; taken over, it is removed after this
     one is written, and its box learns at its next mirror that it lost the prefix."""
-    listing = await run(parts, mirror, rclone.list_folder(mirror.remote))
-    claims = claims_in(rclone.parse_listing(listing.stdout))
+    claims = claims_in(await top_of_prefix(parts, mirror))
     others = [claim for claim in claims if claim != mirror.claim]
     if others and not take_over:
         owner = await read_owner_of(parts, mirror, others[-1])
@@ -137,8 +139,16 @@ async def _check_owner(parts: MirrorParts, mirror: MirrorConfig, paths: Iterable
 
 
 async def _still_owner(parts: MirrorParts, mirror: MirrorConfig) -> None:
+    await _check_owner(parts, mirror, await top_of_prefix(parts, mirror))
+
+
+async def top_of_prefix(parts: MirrorParts, mirror: MirrorConfig) -> tuple[str, ...]:
+    """The names of the files right under the prefix (its owner objects among them)."""
     listing = await run(parts, mirror, rclone.list_folder(mirror.remote))
-    await _check_owner(parts, mirror, rclone.parse_listing(listing.stdout))
+    try:
+        return tuple(file.path for file in parse_listing(listing.stdout))
+    except ListingUnreadable as error:
+        raise RpcError(ErrorCode.MIRROR_FAILED, f"Listing {mirror.location()} failed: {error}") from None
 
 
 async def adopt(parts: MirrorParts, mirror: MirrorConfig) -> None:
@@ -245,12 +255,12 @@ async def _stage(parts: MirrorParts, folder: str) -> Staged:
 
 async def _list_bucket(parts: MirrorParts, mirror: MirrorConfig) -> RemoteFiles:
     try:
-        listing = await run(parts, mirror, rclone.list_all(mirror.remote))
+        files = await list_prefix(parts, mirror)
     except RpcError as error:
         if error.code == ErrorCode.MIRROR_FAILED and error.data.get("exit_code") == EXIT_DIRECTORY_NOT_FOUND:
             return RemoteFiles({})
         raise
-    return RemoteFiles(rclone.parse_listing(listing.stdout))
+    return RemoteFiles({file.path: file.size for file in files})
 
 
 async def _plan(parts: MirrorParts, mirror: MirrorConfig, folder: str, staged: Staged, remote: RemoteFiles,

@@ -1,7 +1,10 @@
-"""What a local borg repository shows on disk of its commits, read without running borg."""
+"""The files of a borg 1.x repository as they lie in its folder (or in a bucket that mirrors
+it), read without running borg: its commits, which segment ends one, what the index's header
+says."""
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import stat
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from backupd.ssh import remote_location
 
 # borg writes these anew, with the new transaction's number, at every commit.
-_TRANSACTION_FILE = re.compile(r"(index|hints|integrity)\.\d+")
+_TRANSACTION_FILE = re.compile(r"(index|hints|integrity)\.(\d+)")
 
 
 def repository_marker(location: str) -> tuple[str, ...] | None:
@@ -33,7 +36,10 @@ _COMMIT_BODY = struct.pack("<IB", 9, 2)
 COMMIT_TAG = struct.pack("<I", zlib.crc32(_COMMIT_BODY) & 0xFFFFFFFF) + _COMMIT_BODY
 _NUMBER = re.compile(r"0|[1-9]\d{0,18}")
 # Root files borg writes besides the transaction files; a lock and a half-written file stay on the box.
-_ROOT_FILES = frozenset({"config", "nonce", "README", "transactions"})
+TOP_FILES = frozenset({"config", "nonce", "README", "transactions"})
+INDEX_MAGIC = "BORG_IDX"
+# The magic, then the number of entries as a little-endian int32.
+INDEX_COUNT_END = len(INDEX_MAGIC) + 4
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,12 @@ def segment_number(path: str) -> int | None:
     return int(parts[2])
 
 
+def transaction_file(path: str) -> tuple[str, int] | None:
+    """("index", 9) for index.9 (also hints and integrity); None for any other path."""
+    match = _TRANSACTION_FILE.fullmatch(path)
+    return (match[1], int(match[2])) if match else None
+
+
 def index_transaction(names: Iterable[str]) -> int | None:
     """The transaction borg opens a repository at: the highest ``index.N`` among the root names."""
     numbers = [int(name[6:]) for name in names if name.startswith("index.") and _NUMBER.fullmatch(name[6:])]
@@ -86,7 +98,7 @@ def is_transaction_file(name: str, transaction: int | None) -> bool:
 
 def belongs_at_root(name: str) -> bool:
     """A root file borg reads: never its lock, a temporary file or a stranger's."""
-    return name in _ROOT_FILES or bool(_TRANSACTION_FILE.fullmatch(name))
+    return name in TOP_FILES or bool(_TRANSACTION_FILE.fullmatch(name))
 
 
 def read_repository_files(folder: str, read_tails: bool = True) -> RepositoryFiles:
@@ -141,3 +153,25 @@ def _ends_a_transaction(path: str, size: int) -> bool:
         return os.pread(descriptor, len(COMMIT_TAG), size - len(COMMIT_TAG)) == COMMIT_TAG
     finally:
         os.close(descriptor)
+
+
+def is_repository_config(text: str) -> bool:
+    """Whether a config file's text is a borg repository's: it has a [repository] section."""
+    parser = configparser.ConfigParser()
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return False
+    return parser.has_section("repository")
+
+
+def index_entry_count(start: str) -> int | None:
+    """The number of objects an index names, from its first INDEX_COUNT_END bytes decoded as
+    UTF-8 with replacement. A count with a byte that is not ASCII cannot be read back from such
+    text: None then, as for anything that is not an index."""
+    if len(start) < INDEX_COUNT_END or not start.startswith(INDEX_MAGIC):
+        return None
+    count = start[len(INDEX_MAGIC):INDEX_COUNT_END]
+    if not count.isascii():
+        return None
+    return int.from_bytes(count.encode("ascii"), "little")

@@ -28,6 +28,7 @@ MIRROR_PARAMS = (
     Param("access_key_id", str, required=True),
     Param("secret_access_key", str, required=True),
     Param("take_over", bool),
+    Param("replace_object_count", int),
 )
 
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

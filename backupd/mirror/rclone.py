@@ -96,12 +96,6 @@ def read_file(remote_file: str) -> RcloneCommand:
     return RcloneCommand(("cat", "--count=65536", remote_file))
 
 
-def list_all(remote_folder: str) -> RcloneCommand:
-    """Every object under a remote folder with its size: one listing, no request per object."""
-    return RcloneCommand(("lsjson", "--recursive", "--files-only", "--no-mimetype", "--no-modtime", "--fast-list",
-                          remote_folder))
-
-
 def upload_listed(repository: str, remote: str, list_file: str) -> RcloneCommand:
     """Upload the listed files (paths relative to the repository) in parallel, each compared by
     size and hash first and sent only when it differs."""
@@ -133,20 +127,6 @@ def compare_all(repository: str, remote: str, report_file: str) -> RcloneCommand
     verdict written to report_file (``= path`` same, ``* path`` differs, ``- path`` missing)."""
     return RcloneCommand(("check", repository, remote, "--one-way", "--download=false", f"--combined={report_file}",
                           *LOCK_FILES), REPOSITORY_ACCESS)
-
-
-def parse_listing(stdout: str) -> dict[str, int]:
-    """lsjson's output as path -> size; entries that are not files with a size are left out."""
-    try:
-        entries = json.loads(stdout)
-    except ValueError:
-        return {}
-    sizes = {}
-    for entry in entries if isinstance(entries, list) else ():
-        if isinstance(entry, dict) and isinstance(entry.get("Path"), str) and isinstance(entry.get("Size"), int) \
-                and not entry.get("IsDir"):
-            sizes[entry["Path"]] = entry["Size"]
-    return sizes
 
 
 def parse_hashes(stdout: str) -> dict[str, str]:
@@ -303,3 +283,27 @@ async def _stop(process: ChildProcess) -> None:
     process.send_signal(signal.SIGKILL)
     await process.wait()
 
+
+
+def list_files(remote_folder: str) -> RcloneCommand:
+    """Every file under a remote folder, with its size; a folder that does not exist lists none."""
+    return RcloneCommand(("lsjson", "--recursive", "--files-only", "--no-mimetype", "--no-modtime", "--fast-list",
+                          remote_folder))
+
+
+def find_files_named(remote_folder: str, name: str, depth: int) -> RcloneCommand:
+    """The files of this name under a remote folder, at most depth levels down."""
+    return RcloneCommand(("lsjson", "--recursive", "--files-only", f"--max-depth={depth}", f"--include={name}",
+                          remote_folder))
+
+
+def read_start(remote_file: str, size: int) -> RcloneCommand:
+    """The first bytes of a remote file on stdout."""
+    return RcloneCommand(("cat", f"--count={size}", remote_file))
+
+
+def download_listed(remote: str, folder: str, list_file: str, by_checksum: bool) -> RcloneCommand:
+    """Fetch the files a list names (one path a line, relative to remote) that the folder lacks
+    or holds otherwise: compared by size (segments, which borg never rewrites) or by hash."""
+    compare = "--checksum" if by_checksum else "--size-only"
+    return RcloneCommand(("copy", remote, folder, f"--files-from-raw={list_file}", compare), REPOSITORY_ACCESS)
