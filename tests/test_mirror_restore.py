@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from backupctl.protocol import RpcError
-from tests import test_mirror
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.s3 import S3Server
 from tests.test_mirror import (
@@ -26,10 +25,6 @@ from tests.test_mirror import (
     snapshot_of_new_data,
     wait_for_mirrors,
 )
-
-s3 = test_mirror.s3
-bucket = test_mirror.bucket
-new_box = test_mirror.new_box
 
 WRITES = ("PUT", "POST", "DELETE")
 
@@ -90,7 +85,8 @@ def test_a_restore_from_an_empty_prefix_writes_nothing_and_names_the_prefix_that
         assert result == {"created": False, "snapshot_count": 2}
         assert writes_since(s3, requests_before) == []
         assert client.call("snapshots") == snapshots
-        assert wait_for_mirrors(new_box, 1)["state"] == "succeeded"
+        first = wait_for_mirrors(new_box, 1)  # the prefix is still the old box's: nothing is written
+        assert (first["state"], first["error"]["code"]) == ("failed", "mirror_taken_over"), first
     assert repository_files(new_box.state_dir / "repository") == repository_files(repository)
     assert s3.objects(bucket) == objects
 
@@ -255,7 +251,7 @@ def test_take_over_of_a_prefix_whose_repository_holds_snapshots_needs_its_object
             assert f"{count} objects" in refused.value.message and "DELETES" in refused.value.message
         with pytest.raises(RpcError) as refused:
             client.call("configure_mirror", {**options, "take_over": True})
-        assert refused.value.data == {"param": "mirror.replace_object_count"}
+        assert refused.value.data == {"param": "replace_object_count"}
         assert s3.objects(bucket) == held
         assert client.call("status")["mirror"] is None
 
