@@ -808,6 +808,8 @@ def test_reset_with_yes_unconfigures_and_keeps_the_repository(
     assert outcome.code == 0, outcome.err
     assert "automatic backups stop" in outcome.out
     assert "snapshots are NOT deleted" in outcome.out
+    for secret in ("passphrase", "SSH key", "access keys"):
+        assert secret in outcome.out, outcome.out
     assert f"The repository at {repository} is still there." in outcome.out
     assert json.loads(backupctl(configured_daemon.socket, "--json", "status").out)["state"] == "unconfigured"
     assert (repository / "config").is_file()

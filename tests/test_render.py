@@ -25,6 +25,7 @@ from backupctl.records import (
 )
 from backupctl.snapshot_records import Change, ChangeCounts, ChangesPage, FolderEntry, FolderPage, PathVersions, Version
 from backupctl.render.browse import describe_changes, describe_listing, describe_versions
+from backupctl.render.config import describe_reset
 from backupctl.render.errors import error_details
 from backupctl.render.events import describe_notification
 from backupctl.render.jobs import describe_job_with_log, describe_jobs, describe_snapshot_result, warning_lines
@@ -253,3 +254,12 @@ def test_details_of_a_shape_this_client_cannot_read_are_left_out() -> None:
     assert error_details(RpcError(ErrorCode.BORG_FAILED, "failed", {"last_lines": "not a list"})) == []
     assert error_details(RpcError(ErrorCode.NOT_CONFIGURED, "no", {"ssh": 3})) == [
         "  Run `backupctl configure REPOSITORY` first (see backupctl configure --help)."]
+
+
+def test_the_reset_confirmation_names_every_secret_it_erases_and_what_stays() -> None:
+    text = describe_reset("/srv/backups", "s3://edgebox/kitchen")
+    for erased in ("passphrase", "SSH key", "bucket's access keys", "local cache"):
+        assert erased in text
+    assert "The repository at /srv/backups and its snapshots are NOT deleted" in text
+    assert "The off-site copy at s3://edgebox/kitchen is NOT deleted either." in text
+    assert "off-site copy" not in describe_reset(None)

@@ -110,9 +110,10 @@ def run_config(invocation: Invocation) -> int:
 
 
 def run_reset(invocation: Invocation) -> int:
-    repository = Overview.from_wire(invocation.client.call("status")).repository
+    overview = Overview.from_wire(invocation.client.call("status"))
+    repository = overview.repository
     show = invocation.warn if invocation.as_json else invocation.say
-    show(describe_reset(repository))
+    show(describe_reset(repository, overview.mirror.location if overview.mirror else None))
     if not confirmed(invocation, "This resets backups on this box.", "reset"):
         invocation.warn("Nothing was reset.")
         return EXIT_ERROR

@@ -43,12 +43,18 @@ def describe_upload_limit(limit: int | None) -> str:
     return f"{limit:,} KiB/s" if limit else "none"
 
 
-def describe_reset(repository: str | None) -> str:
+def describe_reset(repository: str | None, mirror_location: str | None = None) -> str:
     where = f" at {repository}" if repository else ""
-    return (
-        "Reset returns backups on this box to the defaults:\n"
-        "  - the configuration goes back to the defaults and automatic backups stop;\n"
-        "  - the passphrase and borg's local cache are erased from this box.\n"
-        f"The repository{where} and its snapshots are NOT deleted: configuring\n"
-        "the same location with the same passphrase connects to them again."
-    )
+    lines = [
+        "Reset returns backups on this box to the defaults:",
+        "  - the configuration goes back to the defaults and automatic backups stop;",
+        "  - these secrets are erased from this box: the repository's passphrase, the SSH key",
+        "    the daemon made for SSH servers, and the off-site bucket's access keys;",
+        "  - borg's local cache is erased.",
+        f"The repository{where} and its snapshots are NOT deleted: configuring",
+        "the same location with the same passphrase connects to them again.",
+    ]
+    if mirror_location:
+        lines.append(f"The off-site copy at {mirror_location} is NOT deleted either.")
+    lines.append("Keep the passphrase somewhere safe: without it no snapshot can be read.")
+    return "\n".join(lines)
