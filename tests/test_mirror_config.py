@@ -43,10 +43,18 @@ def test_each_provider_becomes_an_rclone_remote_in_environment_variables(
         assert environment["RCLONE_CONFIG_MIRROR_NO_CHECK_BUCKET"] == "true"  # never creates a bucket
 
 
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "http://[::1]:9000", "http://localhost:9000",
+                                      "https://192.168.1.20:9000"])
+def test_plain_http_is_for_a_service_on_this_box_only(endpoint: str) -> None:
+    assert mirror(provider=endpoint).provider == endpoint
+
+
 @pytest.mark.parametrize(("param", "value"), [
     ("provider", "ftp://example.net"),
     ("provider", "https://user:pass@example.net"),
     ("provider", "https://example.net/path"),
+    ("provider", "http://minio.example.net:9000"),
+    ("provider", "http://192.168.1.20:9000"),
     ("provider", "gcs"),
     ("bucket", "ab"),
     ("bucket", "Upper_Case"),

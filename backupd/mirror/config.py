@@ -6,6 +6,7 @@ given to rclone through its environment (``RCLONE_CONFIG_<REMOTE>_*``), never in
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -135,9 +136,21 @@ def _provider(provider: str) -> str:
     parts = urlsplit(provider)
     if parts.scheme in ("http", "https") and parts.hostname and not parts.username and not parts.password \
             and parts.path in ("", "/") and not parts.query and not parts.fragment and provider.isprintable():
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise invalid_params("provider", f"http:// sends the keys and the requests unencrypted: it is only for a "
+                                 f"service on this box (127.0.0.1, ::1, localhost); use https://{parts.netloc}")
         return provider.rstrip("/")
     raise invalid_params("provider", f"provider must be one of {', '.join(PROVIDERS)} or the endpoint URL of "
                          "an S3-compatible service (https://host[:port], no key in it)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _bucket(bucket: str, provider: str) -> str:
