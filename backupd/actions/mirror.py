@@ -219,6 +219,8 @@ async def _mirror(parts: MirrorParts, compare_whole: bool, job: Job, report: Rep
             await _check_owner(parts, mirror, remote.sizes)
             upload = await _plan(parts, mirror, folder, staged, remote, compared)
             await _upload(parts, mirror, folder, staged, upload, progress, listed_at)
+            log_step(f"compared {len(upload.parallel) + len(upload.in_order)} files and the index files with the "
+                     "bucket by size and hash, each sent only where it differed")
             if await trio.to_thread.run_sync(repository_marker, folder) != before:
                 raise RpcError(ErrorCode.MIRROR_FAILED, "The repository changed while it was copied (a borg "
                                "process outside the daemon wrote to it); the next mirror copies it again")
