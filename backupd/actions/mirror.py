@@ -173,7 +173,8 @@ async def _compare(parts: MirrorParts, mirror: MirrorConfig, folder: str,
         return 0
     command = rclone.compare(folder, mirror.remote, changed)
     try:
-        await rclone.run_rclone(command, mirror.rclone_environment(), parts.secrets())
+        await rclone.run_rclone(command, mirror.rclone_environment(), parts.secrets(),
+                                stall_seconds=parts.repository.settings().mirror_stall_seconds)
     except RcloneFailed as failure:
         log_failure(failure)
         error = mirror_error(failure, mirror.location())
