@@ -1,5 +1,6 @@
 """A storage service that stops answering: the limit on a time without progress, on trio's
-virtual clock; real rclone against a real S3 server (moto) behind a relay frozen with SIGSTOP."""
+virtual clock; real rclone against a real S3 server (moto) behind a relay frozen with SIGSTOP;
+and a real daemon whose mirror stalls."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -16,7 +18,9 @@ from backupd.mirror import rclone
 from backupd.mirror.config import MirrorConfig
 from backupd.mirror.errors import RcloneStalled, mirror_error
 from backupd.settings import Settings
+from tests.conftest import DaemonProcess
 from tests.s3 import FreezableRelay, S3Server, start_s3_server
+from tests.test_mirror import assert_bucket_is_the_repository, wait_for_mirrors
 
 _bucket_numbers = itertools.count()
 
@@ -147,3 +151,46 @@ async def test_a_slow_upload_that_keeps_going_is_not_a_stall(
     assert result.stats is not None and result.stats.transfers == 1
     assert len(seen) > limit  # it ran longer than the limit: stats came each second
     assert set(s3.objects(bucket, "box/")) == {"box/data/1"}
+
+
+# A real daemon: real borg, rclone and moto, the relay frozen under the mirror.
+
+
+def with_settings(daemon: DaemonProcess, lines: str) -> None:
+    daemon.settings.write_text(lines + daemon.settings.read_text())
+    daemon.restart()
+
+
+def job_log_lines(client: Any, job_id: str) -> list[str]:
+    return [line["message"] for line in client.call("job", {"id": job_id})["log"]]
+
+
+def test_a_mirror_the_service_stops_answering_fails_at_the_limit_and_the_next_completes(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, s3: S3Server, bucket: str,
+    relay: FreezableRelay
+) -> None:
+    with_settings(configured_daemon, "mirror_stall_seconds = 10\n")
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket, endpoint=relay.endpoint))
+        assert wait_for_mirrors(configured_daemon, 1)["state"] == "succeeded"
+        (sample_data / "new.bin").write_bytes(os.urandom(1024 * 1024))
+        relay.freeze()
+        client.call("snapshot", {"wait": True})  # local: the frozen service does not hold it up
+        failed = wait_for_mirrors(configured_daemon, 2)
+        assert (failed["state"], failed["trigger"]) == ("failed", "schedule"), failed
+        assert failed["error"]["code"] == "repository_unreachable"
+        assert failed["error"]["message"].endswith("stopped answering for 10 s"), failed["error"]
+        logged = job_log_lines(client, failed["id"])
+        assert "uploading new segments" in logged and "running rclone copy" in logged
+        assert "rclone copy made no progress for 10 s: stopping it" in logged, logged
+        status = client.call("status")
+        assert status["mirror"]["last_error"]["code"] == "repository_unreachable"
+        relay.thaw()
+        again = client.call("mirror", {"wait": True})
+        assert again["state"] == "succeeded", again
+        logged = job_log_lines(client, again["id"])
+        steps = ["uploading new segments", "uploading the index", "removing deleted segments",
+                 "comparing with the bucket"]
+        assert [line for line in logged if line in steps] == steps
+        assert client.call("status")["mirror"]["last_error"] is None
+    assert_bucket_is_the_repository(s3, bucket, "testbox", repository)

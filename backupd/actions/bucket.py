@@ -140,7 +140,11 @@ class MirrorProgress:
         self._step = ""
 
     def step(self, name: str) -> Callable[[rclone.TransferStats], None]:
+        """Begin a step: it goes into the job's log and its progress starts from nothing."""
         self._step = name
+        write_log = job_log()
+        if write_log is not None:
+            write_log("INFO", name)
         self._report(progress_with(step=name, bytes=0, total_bytes=None, files=0, total_files=None,
                                    percent=None, eta=None))
         return self._on_stats
