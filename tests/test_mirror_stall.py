@@ -1,12 +1,13 @@
 """A storage service that stops answering: the limit on a time without progress, on trio's
 virtual clock; real rclone against a real S3 server (moto) behind a relay frozen with SIGSTOP;
-and a real daemon whose mirror stalls."""
+and a real daemon whose mirror stalls, alone or while a scheduled snapshot is due."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from backupd.mirror.errors import RcloneStalled, mirror_error
 from backupd.settings import Settings
 from tests.conftest import DaemonProcess
 from tests.s3 import FreezableRelay, S3Server, start_s3_server
-from tests.test_mirror import assert_bucket_is_the_repository, wait_for_mirrors
+from tests.test_mirror import WAIT, assert_bucket_is_the_repository, mirror_jobs, wait_for_mirrors, wait_for_rclone
 
 _bucket_numbers = itertools.count()
 
@@ -193,4 +194,61 @@ def test_a_mirror_the_service_stops_answering_fails_at_the_limit_and_the_next_co
                  "comparing with the bucket"]
         assert [line for line in logged if line in steps] == steps
         assert client.call("status")["mirror"]["last_error"] is None
+    assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
+
+
+def next_minute_cron(at_least: float) -> tuple[str, float]:
+    """A cron schedule of one minute of the day at least `at_least` seconds from now, and when
+    that minute begins."""
+    due = (int(time.time() + at_least) // 60 + 1) * 60
+    local = time.localtime(due)
+    return f"{local.tm_min} {local.tm_hour} * * *", float(due)
+
+
+def test_a_scheduled_snapshot_stops_a_mirror_the_service_stopped_answering_and_it_completes_afterwards(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, s3: S3Server, bucket: str,
+    relay: FreezableRelay
+) -> None:
+    with_settings(configured_daemon, "mirror_stall_seconds = 600\n")  # only the snapshot can end it
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket, endpoint=relay.endpoint))
+        assert wait_for_mirrors(configured_daemon, 1)["state"] == "succeeded"
+        (sample_data / "new.bin").write_bytes(os.urandom(1024 * 1024))
+        relay.freeze()
+        stalled = client.call("mirror")
+        assert stalled["state"] == "running"
+        wait_for_rclone(configured_daemon)
+        schedule, due = next_minute_cron(at_least=5)
+        client.call("change", {"schedule": schedule})
+        assert client.call("status")["next_run"] == due
+
+        deadline = time.monotonic() + (due - time.time()) + WAIT
+        while (snapshot := next((job for job in client.call("jobs") if job["kind"] == "snapshot"
+                                 and job["trigger"] == "schedule"), None)) is None:
+            assert time.monotonic() < deadline, configured_daemon.log()
+            time.sleep(0.1)
+        assert snapshot["state"] == "running" or snapshot["state"] == "succeeded", snapshot
+        gave_way = client.call("job", {"id": stalled["id"]})
+        while gave_way["state"] == "running":
+            time.sleep(0.1)
+            gave_way = client.call("job", {"id": stalled["id"]})
+        assert (gave_way["state"], gave_way["error"]["code"]) == ("cancelled", "cancelled"), gave_way
+        assert f"The mirror gave way to the automatic snapshot (job {snapshot['id']})" in gave_way["error"]["message"]
+        relay.thaw()
+
+        deadline = time.monotonic() + WAIT
+        while (done := client.call("job", {"id": snapshot["id"]}))["state"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert done["state"] == "succeeded", done
+        print(f"\nthe mirror let go {gave_way['finished'] - due:.2f} s after the snapshot was due; "
+              f"the snapshot ended {done['finished'] - due:.2f} s after")
+        deadline = time.monotonic() + WAIT
+        while not (after := [job for job in mirror_jobs(client) if int(job["id"]) > int(snapshot["id"])]) \
+                or after[0]["state"] == "running":
+            assert time.monotonic() < deadline, configured_daemon.log()
+            time.sleep(0.1)
+        assert (after[0]["state"], after[0]["trigger"]) == ("succeeded", "schedule"), after[0]
+        status = client.call("status")
+        assert status["problem"] is None and status["mirror"]["state"] == "current", status
     assert_bucket_is_the_repository(s3, bucket, "testbox", repository)
