@@ -26,8 +26,9 @@ PROGRESS_INTERVAL = 0.25
 HISTORY_LIMIT = 200
 LOG_LIMIT = 200
 LOG_LINE_LIMIT = 500
-# The daemon's own upkeep gives way to what a person asks for; it runs again later.
-MAINTENANCE_KINDS = frozenset({JobKind.CHECK, JobKind.PRUNE, JobKind.MIRROR})
+# The daemon's own upkeep gives way to what a person asks for; it runs again later. The mirror,
+# whoever asked for it, gives way to any other job: work on this box never waits on the network.
+MAINTENANCE_KINDS = frozenset({JobKind.CHECK, JobKind.PRUNE})
 
 
 class LogLevel(StrEnum):
@@ -69,6 +70,7 @@ class Job:
     requested_by: dict[str, Any] | None = None
     log: list[LogLine] = field(default_factory=list)
     dry_run: bool = False  # a restore that only says what it would change
+    gave_way_to: str | None = None  # the id of the job that stopped this one; not saved
 
     def record(self) -> JobRecord:
         """The record of lists and notifications, without the log: that comes with the `job` method."""
@@ -188,19 +190,19 @@ class JobRunner:
               requested_by: dict[str, Any] | None = None, dry_run: bool = False) -> Job:
         """Start work as a job now, or raise busy when another job runs.
 
-        A manual job stops automatic upkeep (check, prune) that is running and starts once it has
-        ended. requested_by names the client that asked for it (uid, pid, command); None for the
-        daemon's own jobs.
+        A manual job stops automatic upkeep (check, prune) that is running, any job stops a
+        running mirror, and it starts once the stopped job has ended. requested_by names the
+        client that asked for it (uid, pid, command); None for the daemon's own jobs.
         """
         previous = self.current
-        if previous is not None and not _gives_way(previous, trigger):
+        if previous is not None and not _gives_way(previous, JobKind(kind), Trigger(trigger)):
             raise busy(previous.to_record())
         assert self._nursery is not None, "JobRunner.run() must be started first"
         job = Job(id=str(self._next_id), kind=JobKind(kind), trigger=Trigger(trigger), started=self._now(),
                   requested_by=requested_by, dry_run=dry_run)
         if previous is not None:
-            self._stop_reasons[previous.id] = (f"The automatic {previous.kind} gave way to the {kind} "
-                                               f"asked for as job {job.id}; it runs again later")
+            previous.gave_way_to = job.id
+            self._stop_reasons[previous.id] = _gave_way_reason(previous, job)
             self._cancel_scopes[previous.id].cancel()
         self._next_id += 1
         self.current = job
@@ -351,8 +353,17 @@ class JobRunner:
             self._done.pop(job.id).set()
 
 
-def _gives_way(running: Job, trigger: Trigger | str) -> bool:
-    return running.kind in MAINTENANCE_KINDS and running.trigger == Trigger.SCHEDULE and trigger == Trigger.MANUAL
+def _gives_way(running: Job, kind: JobKind, trigger: Trigger) -> bool:
+    if running.kind == JobKind.MIRROR:
+        return kind != JobKind.MIRROR
+    return running.kind in MAINTENANCE_KINDS and running.trigger != Trigger.MANUAL and trigger == Trigger.MANUAL
+
+
+def _gave_way_reason(stopped: Job, job: Job) -> str:
+    who = f"The {stopped.kind}" if stopped.trigger == Trigger.MANUAL else f"The automatic {stopped.kind}"
+    to = f"the {job.kind} asked for as job {job.id}" if job.trigger == Trigger.MANUAL else \
+        f"the automatic {job.kind} (job {job.id})"
+    return f"{who} gave way to {to}; it runs again later"
 
 
 def _log_outcome(job: Job) -> None:

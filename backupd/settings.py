@@ -95,6 +95,7 @@ class Settings:
     ssh_timeout: int = 30
     lock_wait: int = 10
     upload_limit: int = 0
+    mirror_stall_seconds: int = 120  # a mirror that gets nowhere this long fails: the service stopped answering
     max_connections: int = 64
     max_connections_per_user: int = 16
     idle_timeout: int = 60
@@ -140,6 +141,9 @@ def parse_settings(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         or Settings.ssh_timeout,
         lock_wait=_non_negative(reader.get("lock_wait", int, Settings.lock_wait), "lock_wait"),
         upload_limit=_non_negative(reader.get("upload_limit", int, Settings.upload_limit), "upload_limit"),
+        mirror_stall_seconds=_non_negative(
+            reader.get("mirror_stall_seconds", int, Settings.mirror_stall_seconds), "mirror_stall_seconds")
+        or Settings.mirror_stall_seconds,
         max_connections=_non_negative(reader.get("max_connections", int, Settings.max_connections), "max_connections")
         or Settings.max_connections,
         max_connections_per_user=_non_negative(

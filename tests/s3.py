@@ -1,11 +1,16 @@
 """A real S3 server on 127.0.0.1 for the tests: moto's server mode with signatures checked, an
-access key allowed everything, its request log to count uploads, and a TCP relay in front of
-it that a test can cut like a server going away."""
+access key allowed everything, its request log to count uploads, and TCP relays in front of
+it: one a test can cut like a server going away, one in a process of its own a test can
+freeze like a server that stops answering.
+
+Run as a program (``python tests/s3.py TARGET_PORT``) this file is that second relay: it prints
+its port, serves until its stdin closes."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import re
 import shutil
 import socket
@@ -198,3 +203,56 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
             target.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+
+class FreezableRelay:
+    """A TCP relay to the S3 server in a process of its own. ``freeze()`` stops that process
+    (SIGSTOP): connections stay open and new ones are still accepted by the kernel, but nothing
+    is answered, as a service that hangs; ``thaw()`` lets it go on (SIGCONT)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.process = subprocess.Popen([sys.executable, __file__, str(target_port)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.strip().isdigit():
+            self.process.kill()
+            self.process.wait()
+            raise RuntimeError(f"the relay did not start: {line!r}")
+        self.port = int(line)
+        self.frozen = False
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def freeze(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+        self.frozen = False
+
+    def stop(self) -> None:
+        self.process.kill()  # a stopped process dies of SIGKILL too
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+
+    def __enter__(self) -> FreezableRelay:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _serve_relay(target_port: int) -> None:
+    relay = Relay(target_port)
+    print(relay.port, flush=True)
+    sys.stdin.read()  # until the test process closes the pipe, or dies
+
+
+if __name__ == "__main__":
+    _serve_relay(int(sys.argv[1]))

@@ -180,3 +180,43 @@ async def test_manual_work_and_automatic_snapshots_do_not_give_way():
             gate = trio.Event()
         nursery.cancel_scope.cancel()
     assert [job.state for job in runner.recent(10)] == ["succeeded"] * 3
+
+
+async def test_a_mirror_whoever_asked_for_it_gives_way_to_any_other_job_and_stops_none(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        runner, _, _ = await start_runner(nursery)
+
+        async def stalled(job, report):
+            await trio.sleep_forever()
+
+        async def local_work(job, report):
+            await trio.sleep(5)
+
+        stopped = []
+        for mirror_trigger, kind, trigger in [("schedule", "snapshot", "schedule"), ("retry", "snapshot", "retry"),
+                                              ("manual", "check", "schedule"), ("schedule", "prune", "schedule"),
+                                              ("manual", "restore", "manual"), ("retry", "mirror_off", "manual")]:
+            mirror = runner.start("mirror", mirror_trigger, stalled)
+            await trio.sleep(1)
+            other = runner.start(kind, trigger, local_work)
+            await runner.wait(other)
+            assert (mirror.state, mirror.gave_way_to, other.state) == ("cancelled", other.id, "succeeded")
+            stopped.append(mirror.error["message"])
+
+        mirror = runner.start("mirror", "schedule", stalled)
+        with pytest.raises(RpcError) as raised:
+            runner.start("mirror", "manual", local_work)
+        assert raised.value.code == ErrorCode.BUSY
+        runner.cancel(mirror.id)
+        await runner.wait(mirror)
+        assert (mirror.state, mirror.gave_way_to) == ("cancelled", None)
+        assert mirror.error["message"] == "The mirror was cancelled"
+        check = runner.start("check", "manual", local_work)
+        with pytest.raises(RpcError) as raised:
+            runner.start("mirror", "manual", local_work)
+        assert raised.value.code == ErrorCode.BUSY
+        await runner.wait(check)
+        nursery.cancel_scope.cancel()
+    assert stopped[0] == "The automatic mirror gave way to the automatic snapshot (job 2); it runs again later"
+    assert stopped[2] == "The mirror gave way to the automatic check (job 6); it runs again later"
+    assert stopped[4] == "The mirror gave way to the restore asked for as job 10; it runs again later"

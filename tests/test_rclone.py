@@ -34,7 +34,7 @@ def test_argv_has_no_configuration_file_json_logs_and_the_upload_limit_on_upload
     upload = rclone.argv(rclone.upload_one(REPOSITORY, REMOTE, "data/0/1"), upload_limit_kib=512)
     assert upload[0] == "rclone" and "--config=" in upload and "--use-json-log" in upload
     assert "--bwlimit=512k:off" in upload
-    assert not any(arg.startswith("--bwlimit") for arg in rclone.argv(rclone.download_segments(REMOTE, "/x"), 512))
+    assert not any(arg.startswith("--bwlimit") for arg in rclone.argv(rclone.download_listed(REMOTE, "/x", "/x.list", by_checksum=False), 512))
     assert not any(arg.startswith("--bwlimit") for arg in rclone.argv(rclone.upload_one(REPOSITORY, REMOTE, "data/0/1")))
 
 

@@ -37,6 +37,7 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
         ({"access": {"admin_groups": [1]}}, "access.admin_groups"),
         ({"upload_limit": -1}, "upload_limit"),
         ({"upload_limit": "1M"}, "upload_limit"),
+        ({"mirror_stall_seconds": -1}, "mirror_stall_seconds"),
         ({"defaults": {"compression": "zstd,99"}}, "defaults.compression"),
         ({"defaults": {"compression": "lz4\n"}}, "defaults.compression"),
         ({"defaults": {"exclude": ["*.tmp", "re:("]}}, "defaults.exclude"),

@@ -74,8 +74,10 @@ async def run(parts: MirrorParts, mirror: MirrorConfig, command: rclone.RcloneCo
     if write_log is not None:
         write_log("INFO", f"running rclone {command.args[0]}")
     try:
+        settings = parts.repository.settings()
         return await rclone.run_rclone(command, mirror.rclone_environment(), parts.secrets() + mirror.secrets(),
-                                       upload_limit_kib=parts.repository.settings().upload_limit, on_stats=on_stats)
+                                       upload_limit_kib=settings.upload_limit, on_stats=on_stats,
+                                       stall_seconds=settings.mirror_stall_seconds)
     except RcloneFailed as failure:
         log_failure(failure)
         raise mirror_error(failure, mirror.location(), listing_bucket) from None
@@ -243,7 +245,11 @@ class MirrorProgress:
         self._step = ""
 
     def step(self, name: str) -> Callable[[rclone.TransferStats], None]:
+        """Begin a step: it goes into the job's log and its progress starts from nothing."""
         self._step = name
+        write_log = job_log()
+        if write_log is not None:
+            write_log("INFO", name)
         self._report(progress_with(step=name, bytes=0, total_bytes=None, files=0, total_files=None,
                                    percent=None, eta=None))
         return self._on_stats

@@ -301,10 +301,11 @@ async def _upload(parts: MirrorParts, mirror: MirrorConfig, folder: str, staged:
         progress.step_done(result.stats)
     if trio.current_time() - listed_at > OWNER_RECHECK_SECONDS:
         await _still_owner(parts, mirror)
-    for path in upload.in_order:
-        result = await run(parts, mirror, rclone.upload_one(folder, mirror.remote, path),
-                           on_stats=progress.step("uploading new segments"))
-        progress.step_done(result.stats)
+    if upload.in_order:
+        on_stats = progress.step("uploading the segments that end a transaction, one at a time")
+        for path in upload.in_order:
+            result = await run(parts, mirror, rclone.upload_one(folder, mirror.remote, path), on_stats=on_stats)
+            progress.step_done(result.stats)
     result = await run(parts, mirror, rclone.upload_root_files(staged.root_files, mirror.remote),
                        on_stats=progress.step("uploading the index"))
     progress.step_done(result.stats)
@@ -323,7 +324,8 @@ async def _compare_all(parts: MirrorParts, mirror: MirrorConfig, folder: str, st
     report = os.path.join(staged.folder, "comparison")
     try:
         await rclone.run_rclone(rclone.compare_all(folder, mirror.remote, report), mirror.rclone_environment(),
-                                parts.secrets() + mirror.secrets())
+                                parts.secrets() + mirror.secrets(),
+                                stall_seconds=parts.repository.settings().mirror_stall_seconds)
     except RcloneFailed as failure:
         error = mirror_error(failure, mirror.location())
         if error.code != ErrorCode.MIRROR_FAILED:

@@ -43,7 +43,19 @@ class RcloneFailed(Exception):
         return text if len(text) <= MIRROR_FAILED_REASON_LIMIT else text[: MIRROR_FAILED_REASON_LIMIT - 3] + "..."
 
 
+@dataclass
+class RcloneStalled(RcloneFailed):
+    """rclone was stopped after it reported no progress for ``seconds``: the service stopped answering."""
+
+    seconds: float = 0.0
+
+    def reason(self, first: bool = False) -> str:
+        return f"the storage service stopped answering for {self.seconds:g} s"
+
+
 def error_kind(failure: RcloneFailed) -> ErrorCode:
+    if isinstance(failure, RcloneStalled):
+        return ErrorCode.REPOSITORY_UNREACHABLE
     text = "\n".join(failure.errors)
     for code, pattern in _KINDS:
         if pattern.search(text):
@@ -54,6 +66,10 @@ def error_kind(failure: RcloneFailed) -> ErrorCode:
 def mirror_error(failure: RcloneFailed, location: str, listing_bucket: bool = False) -> RpcError:
     """The typed error of a failed rclone run against the bucket at location. A folder that
     is not found while listing the bucket's top means the bucket itself is missing."""
+    if isinstance(failure, RcloneStalled):
+        return RpcError(ErrorCode.REPOSITORY_UNREACHABLE,
+                        f"The storage service of {location} stopped answering for {failure.seconds:g} s",
+                        {"exit_code": failure.exit_code})
     code = error_kind(failure)
     if code == ErrorCode.MIRROR_FAILED and listing_bucket and failure.exit_code == EXIT_DIRECTORY_NOT_FOUND:
         code = ErrorCode.BUCKET_NOT_FOUND

@@ -1,5 +1,6 @@
 """rclone's argv, one pure function per use, and running it: environment, ``--use-json-log``
-lines into progress and errors, the upload limit, graceful stop.
+lines into progress and errors, the upload limit, the limit on a time without progress,
+graceful stop.
 
 The remote is never written into a file or argv: its settings, the secret key included, go in
 ``RCLONE_CONFIG_MIRROR_*`` variables of rclone's environment, which only its own user can read.
@@ -8,6 +9,7 @@ The remote is never written into a file or argv: its settings, the secret key in
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -21,13 +23,15 @@ import trio
 from backupd.borg.process import ChildProcess
 from backupd.borg.lines import LineSplitter
 from backupd.capabilities import Capability
-from backupd.mirror.errors import RcloneFailed
+from backupd.jobs import job_log
+from backupd.mirror.errors import RcloneFailed, RcloneStalled
 from backupd.redaction import redact
 
 RCLONE = "rclone"
 # A local repository may belong to another user: rclone reads (and a download writes) it as root.
 REPOSITORY_ACCESS = frozenset({Capability.DAC_OVERRIDE})
-# The daemon retries a failed mirror with back-off; rclone itself retries each request a little.
+# The daemon retries a failed mirror with back-off; rclone itself retries each request a little,
+# and gives up on a connection it cannot open in a few seconds.
 COMMON_OPTIONS = (
     "--config=",  # no configuration file: the remote comes from the environment only
     "--use-json-log",
@@ -35,10 +39,16 @@ COMMON_OPTIONS = (
     "--stats-log-level=NOTICE",
     "--retries=1",
     "--low-level-retries=3",
-    "--contimeout=15s",
-    "--timeout=60s",
+    "--contimeout=10s",
     "--ask-password=false",
 )
+# rclone that reports no progress for this long is stopped: the storage service stopped answering.
+STALL_SECONDS = 120.0
+# rclone's own limit for a connection on which nothing moves (--timeout) is longer than the stall
+# limit: a request it gave up on and sent again would refill the socket buffers, counted as new
+# bytes, and hide the stall. It still ends a connection that hangs while the others go on.
+IO_IDLE_MARGIN_SECONDS = 60
+PROGRESS_FIELDS = ("bytes", "transfers", "checks", "deletes", "renames")
 # borg's lock of the repository is the daemon's and this box's: it never goes off-site.
 LOCK_FILES = ("--exclude=/lock.exclusive/**", "--exclude=/lock.roster")
 # Where Go looks for certificate authorities: a self-hosted S3 service may have its own.
@@ -145,16 +155,6 @@ def parse_comparison(report: str) -> tuple[str, ...]:
     return tuple(line[2:] for line in report.splitlines() if line[:2] in ("* ", "! "))
 
 
-def download_segments(remote: str, folder: str) -> RcloneCommand:
-    """Fetch the segments the folder lacks or holds cut short (a download that was stopped)."""
-    return RcloneCommand(("sync", f"{remote}/data", f"{folder}/data", "--size-only"), REPOSITORY_ACCESS)
-
-
-def download_metadata(remote: str, folder: str) -> RcloneCommand:
-    return RcloneCommand(("sync", remote, folder, "--checksum", "--exclude=/data/**", *LOCK_FILES),
-                         REPOSITORY_ACCESS)
-
-
 def rclone_environment(remote_settings: Mapping[str, str]) -> dict[str, str]:
     """rclone's whole environment: a search path, a locale, the operator's certificate
     authorities if set, and the remote. Nothing else of the daemon's own: AWS_* or RCLONE_*
@@ -169,9 +169,11 @@ def rclone_environment(remote_settings: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def argv(command: RcloneCommand, upload_limit_kib: int = 0, rclone: str = RCLONE) -> list[str]:
+def argv(command: RcloneCommand, upload_limit_kib: int = 0, rclone: str = RCLONE,
+         stall_seconds: float = STALL_SECONDS) -> list[str]:
     limit = (f"--bwlimit={upload_limit_kib}k:off",) if command.uploads and upload_limit_kib else ()
-    return [rclone, *command.args, *COMMON_OPTIONS, *limit]
+    io_idle = f"--timeout={math.ceil(stall_seconds) + IO_IDLE_MARGIN_SECONDS}s"
+    return [rclone, *command.args, *COMMON_OPTIONS, io_idle, *limit]
 
 
 async def run_rclone(
@@ -183,19 +185,25 @@ async def run_rclone(
     on_stats: Callable[[TransferStats], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     rclone: str = RCLONE,
+    stall_seconds: float = STALL_SECONDS,
 ) -> RcloneResult:
-    """Run rclone to completion, or raise RcloneFailed with its exit code and error messages.
+    """Run rclone to completion, or raise RcloneFailed with its exit code and error messages;
+    RcloneStalled when it reported no progress for ``stall_seconds`` and was stopped.
     A cancelled caller stops rclone (SIGTERM, then SIGKILL) and reaps it first."""
-    output = _RcloneOutput(on_stats)
-    process = ChildProcess(argv(command, upload_limit_kib, rclone), rclone_environment(remote_settings),
-                           None, (), command.capabilities)
+    output = _RcloneOutput(on_stats, stall_seconds)
+    process = ChildProcess(argv(command, upload_limit_kib, rclone, stall_seconds),
+                           rclone_environment(remote_settings), None, (), command.capabilities)
     if on_start is not None:
         on_start(process.pid)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(output.read_stdout, process.stdout)
             nursery.start_soon(output.read_stderr, process.stderr)
-            await process.wait()
+            with output.stall.scope:
+                await process.wait()
+            if output.stall.reached:
+                _log_stall(command, stall_seconds)
+                await _stop(process)
     finally:
         with trio.CancelScope(shield=True):
             if process.returncode is None:
@@ -205,9 +213,18 @@ async def run_rclone(
     output.finish()
     exit_code = process.returncode
     assert exit_code is not None
+    errors = [redact(message, secrets) for message in output.errors]
+    if output.stall.reached and exit_code != 0:
+        raise RcloneStalled(exit_code, errors, stall_seconds)
     if exit_code != 0:
-        raise RcloneFailed(exit_code, [redact(message, secrets) for message in output.errors])
+        raise RcloneFailed(exit_code, errors)
     return RcloneResult(bytes(output.stdout).decode("utf-8", errors="replace"), output.stats)
+
+
+def _log_stall(command: RcloneCommand, stall_seconds: float) -> None:
+    write_log = job_log()
+    if write_log is not None:
+        write_log("WARNING", f"rclone {command.args[0]} made no progress for {stall_seconds:g} s: stopping it")
 
 
 def parse_log_line(line: str) -> tuple[str, str, dict[str, Any] | None]:
@@ -242,13 +259,42 @@ def transfer_stats(stats: dict[str, Any]) -> TransferStats:
     )
 
 
+def progress_marker(stats: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What changes in rclone's stats when it gets somewhere: bytes sent or received, files
+    transferred, compared, deleted or renamed. Not the totals or the errors: they change when
+    the service does not answer too."""
+    return tuple(stats.get(name) or 0 for name in PROGRESS_FIELDS)
+
+
+class StallLimit:
+    """The limit on a time without progress: ``scope`` ends a wait for rclone once ``seconds``
+    pass with its stats unchanged (or none at all); each change pushes the end back."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.scope = trio.CancelScope(deadline=trio.current_time() + seconds)
+        self._progress = progress_marker({})
+
+    def saw(self, stats: Mapping[str, Any]) -> None:
+        marker = progress_marker(stats)
+        if marker != self._progress:
+            self._progress = marker
+            self.scope.deadline = trio.current_time() + self.seconds
+
+    @property
+    def reached(self) -> bool:
+        return self.scope.cancelled_caught
+
+
 class _RcloneOutput:
-    def __init__(self, on_stats: Callable[[TransferStats], None] | None) -> None:
+    def __init__(self, on_stats: Callable[[TransferStats], None] | None,
+                 stall_seconds: float = STALL_SECONDS) -> None:
         self._on_stats = on_stats
         self._lines = LineSplitter()
         self.stdout = bytearray()
         self.errors: deque[str] = deque(maxlen=KEPT_ERRORS)
         self.stats: TransferStats | None = None
+        self.stall = StallLimit(stall_seconds)
 
     async def read_stdout(self, stream: trio.abc.ReceiveStream) -> None:
         while chunk := await stream.receive_some(_READ_SIZE):
@@ -268,6 +314,7 @@ class _RcloneOutput:
             return
         level, message, stats = parse_log_line(line)
         if stats is not None:
+            self.stall.saw(stats)
             self.stats = transfer_stats(stats)
             if self._on_stats is not None:
                 self._on_stats(self.stats)
