@@ -253,6 +253,9 @@ async def _stage(parts: MirrorParts, folder: str) -> Staged:
                        "(a borg process outside the daemon); the next mirror tries again") from None
     except FileNotFoundError:
         raise RpcError(ErrorCode.REPOSITORY_NOT_FOUND, f"There is no repository at {folder}") from None
+    except OSError as error:
+        raise RpcError(ErrorCode.MIRROR_FAILED, f"The repository at {folder} could not be read for the mirror: "
+                       f"{error.strerror or error}") from None
 
 
 async def _list_bucket(parts: MirrorParts, mirror: MirrorConfig) -> RemoteFiles:
