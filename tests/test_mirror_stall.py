@@ -4,7 +4,6 @@ and a real daemon whose mirror stalls, alone or while a scheduled snapshot is du
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import time
@@ -20,23 +19,8 @@ from backupd.mirror.config import MirrorConfig
 from backupd.mirror.errors import RcloneStalled, mirror_error
 from backupd.settings import Settings
 from tests.conftest import DaemonProcess
-from tests.s3 import FreezableRelay, S3Server, start_s3_server
+from tests.s3 import FreezableRelay, S3Server
 from tests.test_mirror import WAIT, assert_bucket_is_the_repository, mirror_jobs, wait_for_mirrors, wait_for_rclone
-
-_bucket_numbers = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = start_s3_server(tmp_path_factory.mktemp("s3"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bucket(s3: S3Server) -> str:
-    return s3.new_bucket(f"stall-{os.getpid()}-{next(_bucket_numbers)}")
-
 
 @pytest.fixture
 def relay(s3: S3Server) -> Iterator[FreezableRelay]:

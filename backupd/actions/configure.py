@@ -13,7 +13,8 @@ import trio
 
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.bucket import claim_prefix, local_repository_id, mirror_params, require_local
-from backupd.actions.mirror import adopt, claim_ownership, keep_claim
+from backupd.actions.mirror import adopt
+from backupd.actions.prefix_owner import claim_ownership, keep_claim
 from backupd.actions.mirror_download import connect_to_bucket, holds_nothing
 from backupd.actions.parts import MirrorParts, RepositoryParts
 from backupd.actions.repository import EMPTY_REPOSITORY, read_repository
