@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import DaemonProcess
 from tests.faults.conftest import archive_names, borg_env, raw_borg
-from tests.s3 import S3Server
+from tests.s3 import Relay, S3Server
 from tests.test_mirror import (
     assert_bucket_is_the_repository,
     mirror_jobs,
@@ -197,3 +197,34 @@ def client_call(daemon: DaemonProcess, method: str, params: dict[str, object]) -
     with daemon.client() as client:
         result: dict[str, object] = client.call(method, params)
         return result
+
+
+def test_the_connection_cut_at_several_instants_leaves_a_repository_borg_checks(
+    configured_daemon: DaemonProcess, repository: Path, sample_data: Path, s3: S3Server, bucket: str,
+    tmp_path: Path,
+) -> None:
+    small_segments(configured_daemon, repository)
+    slow_uploads(configured_daemon, 1024)
+    relay = Relay(s3.port)
+    consistent_states: list[list[str]] = [[]]
+    cuts = 0
+    with configured_daemon.client() as client:
+        client.call("configure_mirror", s3.mirror_options(bucket, endpoint=relay.endpoint))
+        assert wait_for_mirrors(configured_daemon, 1)["state"] == "succeeded"
+        consistent_states.append(sorted(archive_names(configured_daemon, repository)))
+        for round_number, delay in enumerate((0.3, 1.0, 2.0)):
+            (sample_data / f"cut-{round_number}.bin").write_bytes(os.urandom((600 + 500 * round_number) * 1024))
+            assert client.call("snapshot", {"wait": True})["state"] == "succeeded"
+            consistent_states.append(sorted(archive_names(configured_daemon, repository)))
+            client.call("mirror", {})
+            time.sleep(delay)
+            assert configured_daemon.process is not None
+            cuts += bool(rclone_children(configured_daemon.process.pid))
+            relay.cut()
+            wait_until_idle(configured_daemon)
+            listed = bucket_state(s3, bucket, "testbox", configured_daemon, tmp_path / "download")
+            assert listed in consistent_states, (listed, consistent_states)
+            relay.resume()
+        assert cuts >= 2
+        assert client.call("mirror", {"wait": True})["state"] == "succeeded"
+    assert bucket_state(s3, bucket, "testbox", configured_daemon, tmp_path / "download") == consistent_states[-1]
