@@ -196,12 +196,19 @@ def add_mirror_parser(mirror: argparse.ArgumentParser, shared: argparse.Argument
                             help=f"read the secret key from the first line of FILE (- for stdin); "
                                  f"else ${SECRET_VARIABLE}, else a prompt")
         action.add_argument("--take-over", action="store_true",
-                            help="replace the mirror of another repository under that prefix")
+                            help="make this box the one that writes under that prefix (another box's mirror there "
+                                 "stops; another repository's mirror there is DELETED)")
+        action.add_argument("--replace-object-count", type=int, metavar="N",
+                            help="with --take-over: confirm the number of objects of the repository under the "
+                                 "prefix that is deleted (the refusal without it says how many)")
     restore = actions.choices["restore"]
     restore.add_argument("--repository", metavar="PATH",
                          help="where the repository goes on this box (default: in backupd's state folder)")
     restore.add_argument("--passphrase-file", metavar="FILE",
                          help="read the repository's passphrase from the first line of FILE (- for stdin)")
+    restore.add_argument("--create", action="store_true",
+                         help="when the prefix holds no repository, start a new one mirrored there "
+                              "(without it, that is an error naming the prefixes that hold one)")
     now = actions.add_parser("now", parents=[shared], help="bring the bucket up to date now and show the progress")
     now.add_argument("--compare-all", action="store_true", help="afterwards compare every file with the bucket")
     now.add_argument("--no-wait", action="store_true", help="print the job id and return at once")

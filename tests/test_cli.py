@@ -22,7 +22,8 @@ from typing import IO, Any
 import msgpack
 import pytest
 
-from backupctl.cli import main
+from backupctl.cli import build_parser, main
+from backupctl.commands.mirror import mirror_options
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.users import NOBODY, folder_others_can_reach, run_as_user
 
@@ -951,3 +952,14 @@ def test_restore_shows_what_the_snapshot_excluded_as_kept_and_removes_it_only_wh
     removing = backupctl(configured_daemon.socket, "restore", "--yes", "--remove-excluded")
     assert removing.code == 0, removing.err
     assert "Removed:   1 file not in the snapshot" in removing.out and not film.exists()
+
+
+def test_mirror_options_on_the_command_line_become_the_calls_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKUPCTL_MIRROR_SECRET", "s3cret")
+    args = build_parser().parse_args(["mirror", "set", "s3", "edgebox", "--key-id", "AKIA", "--prefix", "kitchen",
+                                      "--take-over", "--replace-object-count", "40"])
+    assert mirror_options(args) == {"provider": "s3", "bucket": "edgebox", "access_key_id": "AKIA",
+                                    "secret_access_key": "s3cret", "prefix": "kitchen", "take_over": True,
+                                    "replace_object_count": 40}
+    restore = build_parser().parse_args(["mirror", "restore", "s3", "edgebox", "--key-id", "AKIA", "--create"])
+    assert restore.create and "take_over" not in mirror_options(restore)

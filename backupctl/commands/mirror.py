@@ -29,6 +29,8 @@ def mirror_options(args: argparse.Namespace) -> dict[str, Any]:
         options["region"] = args.region
     if args.take_over:
         options["take_over"] = True
+    if args.replace_object_count is not None:
+        options["replace_object_count"] = args.replace_object_count
     return options
 
 
@@ -48,6 +50,8 @@ def _restore(invocation: Invocation) -> int:
     params: dict[str, Any] = {"mirror": mirror_options(args), "passphrase": read_passphrase(args.passphrase_file)}
     if args.repository:
         params["repository"] = os.path.abspath(args.repository)
+    if args.create:
+        params["create"] = True
     result = invocation.client.call("configure", params)
     if invocation.as_json:
         invocation.emit_json(result)
