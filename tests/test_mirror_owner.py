@@ -15,7 +15,7 @@ from backupctl.protocol import RpcError
 from tests.conftest import PASSPHRASE, DaemonProcess
 from tests.faults.conftest import borg_env
 from tests.s3 import S3Server
-from tests.test_mirror import repository_files, wait_for_mirrors
+from tests.test_mirror import assert_bucket_is_the_repository, repository_files, wait_for_mirrors
 
 WAIT = 120.0
 OWNER = "testbox/.backupd-owner-"
@@ -108,4 +108,33 @@ def test_a_restored_box_is_refused_until_it_takes_over_and_the_old_box_then_writ
         assert mirror["last_error"]["code"] == "mirror_taken_over"
     with new_box.client() as new:
         names = sorted(snapshot["name"] for snapshot in new.call("snapshots"))
+    assert borg_lists(new_box, s3, bucket, tmp_path / "download") == names
+
+
+def test_a_restored_box_behind_the_bucket_replaces_it_only_with_the_confirmed_count(
+    configured_daemon: DaemonProcess, new_box: DaemonProcess, sample_data: Path, s3: S3Server, bucket: str,
+    tmp_path: Path,
+) -> None:
+    with configured_daemon.client() as old:
+        old.call("configure_mirror", s3.mirror_options(bucket))
+        assert wait_for_mirrors(configured_daemon, 1)["state"] == "succeeded"
+    with new_box.client() as new:
+        new.call("configure", {"passphrase": PASSPHRASE, "mirror": s3.mirror_options(bucket, prefix="testbox")})
+    snapshot(configured_daemon, sample_data, "after-the-copy.bin")
+    assert wait_for_mirrors(configured_daemon, 2)["state"] == "succeeded"  # the bucket is now ahead of the new box
+    held = s3.objects(bucket, "testbox/")
+    with new_box.client() as new:
+        with pytest.raises(RpcError) as refused:
+            new.call("configure_mirror", {**s3.mirror_options(bucket, prefix="testbox"), "take_over": True})
+        assert (refused.value.code, refused.value.data) == ("invalid_params", {"param": "replace_object_count"})
+        assert "a later state of this repository" in refused.value.message
+        assert f"{len(held)} objects" in refused.value.message
+        assert s3.objects(bucket, "testbox/") == held
+        confirmed = {**s3.mirror_options(bucket, prefix="testbox"), "take_over": True,
+                     "replace_object_count": len(held)}
+        assert new.call("configure_mirror", confirmed)["taken_over"] is True
+        mirrors_before = len([job for job in new.call("jobs", {"limit": 50}) if job["kind"] == "mirror"])
+        assert wait_for_mirrors(new_box, mirrors_before + 1)["state"] == "succeeded"
+        names = sorted(snapshot["name"] for snapshot in new.call("snapshots"))
+    assert_bucket_is_the_repository(s3, bucket, "testbox", new_box.state_dir / "repository")
     assert borg_lists(new_box, s3, bucket, tmp_path / "download") == names

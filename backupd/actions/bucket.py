@@ -9,11 +9,14 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
+
+import trio
 
 from backupctl.protocol import ErrorCode, RpcError
 from backupd.actions.parts import MirrorParts
-from backupd.borg.transactions import INDEX_COUNT_END, index_entry_count, is_repository_config
+from backupd.borg.transactions import INDEX_COUNT_END, index_entry_count, is_repository_config, read_repository_files
 from backupd.config import BackupConfig
 from backupd.errors import invalid_params
 from backupd.jobs import ReportProgress, job_log
@@ -209,29 +212,43 @@ async def prefix_contents(parts: MirrorParts, mirror: MirrorConfig, remote_id: s
 
 async def claim_prefix(parts: MirrorParts, mirror: MirrorConfig, remote_id: str | None, local_id: str | None,
                        take_over: bool, replace_object_count: int | None = None,
-                       count_option: str = REPLACE_COUNT_OPTION) -> bool:
+                       count_option: str = REPLACE_COUNT_OPTION, local_folder: str | None = None) -> bool:
     """Another repository's mirror under the prefix is not overwritten unless the caller says so,
     and, when it may hold snapshots, confirms the number of objects under the prefix (what
     the error names); taken over, it is deleted before this repository's goes there. Whether it was."""
-    if remote_id is None or remote_id == local_id:
+    if remote_id is None:
         return False
+    if remote_id == local_id:
+        if not take_over or local_folder is None or not await _bucket_ahead(parts, mirror, local_folder):
+            return False
+        what = "a later state of this repository, written by another box after this one's copy was made"
+    else:
+        what = "another borg repository"
     held = await prefix_contents(parts, mirror, remote_id)
     if not take_over:
         raise RpcError(ErrorCode.REPOSITORY_EXISTS,
-                       f"{mirror.location()} holds another borg repository ({held.describe()}); this one cannot "
+                       f"{mirror.location()} holds {what} ({held.describe()}); this one cannot "
                        "be mirrored there: choose another prefix. take_over would DELETE that repository from "
                        "the bucket, with every snapshot in it", {"param": "prefix"})
     if held.may_hold_snapshots and replace_object_count != held.objects:
         given = "not given" if replace_object_count is None else f"{replace_object_count} given"
         raise invalid_params(
             count_option,
-            f"{mirror.location()} holds another borg repository ({held.describe()}). take_over DELETES it, "
+            f"{mirror.location()} holds {what} ({held.describe()}). take_over DELETES it, "
             f"with every snapshot in it: it is replaced only when {count_option} equals the number of "
             f"objects under the prefix ({given})")
     log.warning("taking over %s: deleting the mirror of repository %s (%d objects)",
                 mirror.location(), remote_id, held.objects)
     await run(parts, mirror, rclone.delete_all(mirror.remote))
     return True
+
+
+async def _bucket_ahead(parts: MirrorParts, mirror: MirrorConfig, folder: str) -> bool:
+    """Whether the bucket's copy of this repository names a later transaction than the local
+    one: another box (the one this box was restored from) went on writing there."""
+    bucket_transaction = repository_copy(await list_prefix(parts, mirror)).transaction
+    local = await trio.to_thread.run_sync(partial(read_repository_files, folder, read_tails=False))
+    return bucket_transaction is not None and local.transaction is not None and bucket_transaction > local.transaction
 
 
 class MirrorProgress:

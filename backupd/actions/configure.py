@@ -121,7 +121,8 @@ async def _connect(parts: MirrorParts, configuration: Configuration, config: Bac
             facts = EMPTY_REPOSITORY
         if mirror is not None:
             local_id = await trio.to_thread.run_sync(local_repository_id, require_local(config))
-            await claim_prefix(parts, mirror, remote_id, local_id, take_over.requested, take_over.confirmed_objects)
+            await claim_prefix(parts, mirror, remote_id, local_id, take_over.requested, take_over.confirmed_objects,
+                               local_folder=require_local(config))
             if take_over.requested or not restoring or remote_id is None:
                 # Restoring only reads the bucket: the restored box mirrors there once it takes the prefix over.
                 mirror = keep_claim(parts, mirror)

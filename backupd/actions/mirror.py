@@ -64,7 +64,7 @@ async def _set_up(parts: MirrorParts, mirror: MirrorConfig, folder: str, take_ov
     remote_id = await check_bucket(parts, mirror)
     local_id = await trio.to_thread.run_sync(local_repository_id, folder)
     taken_over = await claim_prefix(parts, mirror, remote_id, local_id, take_over, replace_object_count,
-                                    "replace_object_count")
+                                    "replace_object_count", local_folder=folder)
     mirror = keep_claim(parts, mirror)
     await claim_ownership(parts, mirror, take_over)
     await adopt(parts, mirror)
