@@ -131,9 +131,10 @@ def test_the_metrics_file_follows_the_daemon(
     assert value(families, "backupd_jobs_total", kind="snapshot", state="succeeded") == 1
     assert value(families, "backupd_jobs_total", kind="configure", state="succeeded") == 1
     assert families["backupd_problem"].samples == {}
-    local = wait_for(lambda: (metrics := read_metrics(path))["backupd_repository_local_bytes"].samples and metrics)
-    assert value(local, "backupd_repository_local_bytes") == sum(
-        entry.stat().st_size for entry in repository.rglob("*") if entry.is_file() and "lock." not in entry.name)
+    on_disk = sum(entry.stat().st_size for entry in repository.rglob("*") if entry.is_file() and "lock." not in entry.name)
+    # Measured again as soon as the snapshot ended: the metrics file follows.
+    local = wait_for(lambda: value(metrics := read_metrics(path), "backupd_repository_local_bytes") == on_disk
+                     and metrics)
     assert local["backupd_mirror_snapshots_not_off_site"].samples == {}  # no mirror
     assert all(family.kind == "gauge" for family in families.values())
 
