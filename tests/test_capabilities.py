@@ -3,14 +3,18 @@ and that a snapshot and a restore still do all their work with only that."""
 
 import json
 import os
+import shutil
 import stat
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import msgpack
 import pytest
 
+import backupctl
+import backupd
 from backupd.borg import commands
 from backupd.borg.commands import BorgCommand
 from backupd.borg.runner import run_borg
@@ -19,7 +23,7 @@ from backupd.ssh import WITHOUT_CAPABILITIES
 from tests.conftest import PASSPHRASE
 from tests.processes import capabilities_in, capabilities_of
 from tests.tree import describe
-from tests.users import NOBODY, user_switch
+from tests.users import NOBODY, copy_packages, user_switch
 
 SHOW_STATUS = (sys.executable, "-c", "print(open('/proc/self/status').read())")
 CAP_SETPCAP = 8
@@ -66,8 +70,12 @@ print(json.dumps({"daemon": open("/proc/self/status").read(), "borg": child.stdo
     user_switch(NOBODY),
 ], ids=["root-without-setpcap-and-mknod", "nobody"])
 def test_a_daemon_lacking_capabilities_still_starts_borg_with_no_more_than_declared(run_as) -> None:
-    shown = subprocess.run([*run_as, sys.executable, "-c", LIMITED_DAEMON], capture_output=True, text=True,
-                           cwd="/", env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    packages = copy_packages(backupd, backupctl, msgpack)
+    try:
+        shown = subprocess.run([*run_as, sys.executable, "-c", LIMITED_DAEMON], capture_output=True, text=True,
+                               cwd="/", env={**os.environ, "PYTHONPATH": str(packages)})
+    finally:
+        shutil.rmtree(packages)
     assert shown.returncode == 0, shown.stderr
     statuses = json.loads(shown.stdout)
     daemon, borg = capabilities_in(statuses["daemon"]), capabilities_in(statuses["borg"])

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 NOBODY = 65534
 
@@ -37,8 +38,14 @@ def copy_client_packages() -> Path:
 
     import backupctl
 
+    return copy_packages(backupctl, msgpack)
+
+
+def copy_packages(*packages: ModuleType) -> Path:
+    """Packages copied into a new folder any user can read: the checkout may be in a folder
+    other users cannot enter (root's home)."""
     folder = Path(tempfile.mkdtemp(prefix="backupd-client-"))
-    for package in (backupctl, msgpack):
+    for package in packages:
         source = Path(package.__file__).parent
         shutil.copytree(source, folder / source.name, ignore=shutil.ignore_patterns("__pycache__"))
     for path in [folder, *folder.rglob("*")]:
