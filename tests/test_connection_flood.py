@@ -10,6 +10,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from tests.calls import wait_for
 from tests.conftest import PASSPHRASE, DaemonProcess
 
 TIMEOUT = 10.0
@@ -128,7 +129,8 @@ def test_a_flood_of_connections_at_a_low_open_file_limit_fails_no_snapshot(tmp_p
                 sock.close()
     assert len(held) == FLOOD
     assert job["state"] == "succeeded" and second["state"] == "succeeded", (job, second)
-    assert "backupd_snapshots 2" in metrics.read_text()
+    # The metrics file is written off the event loop a moment after each change.
+    assert wait_for(lambda: "backupd_snapshots 2" in metrics.read_text(), timeout=TIMEOUT)
     assert "Too many open files" not in daemon.log()
     with daemon.client() as client:
         assert client.call("status")["snapshot_count"] == 2
